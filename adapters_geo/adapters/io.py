@@ -1,0 +1,96 @@
+"""Save and load adapters: `adapter.safetensors` + `adapter.json`.
+
+The JSON records the format version, the adapter kind and its config, the base it was
+trained on (spec, content fingerprint, quantization) and every target's shape. Loading
+onto another base, another quantization or other shapes is refused with a clear error.
+"""
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from adapters_geo.adapters import KINDS, adapter_kind
+from adapters_geo.atomic import atomic_dir
+from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.models.loader import base_info
+from adapters_geo.models.weights import base_linears
+
+FORMAT = "adapters_geo.adapter"
+VERSION = 1
+META_FILE = "adapter.json"
+TENSOR_FILE = "adapter.safetensors"
+
+
+def save_adapter(model: nn.Module, folder, overwrite: bool = False) -> Path:
+    """Write the attached adapter to `folder` atomically; returns the folder."""
+    folder = Path(folder)
+    kind = adapter_kind(model)
+    config, tensors = KINDS[kind].export(model)
+    targets = dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors)
+    layers = base_linears(model)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": kind,
+        "config": config,
+        "base": base_info(model).to_dict(),
+        "targets": {name: [int(layers[name].out_features), int(layers[name].in_features)] for name in targets},
+    }
+    if folder.exists() and not overwrite:
+        raise AdaptersGeoError(f"{folder} already exists", "choose a new folder or pass overwrite=True")
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
+        save_file(tensors, str(tmp / TENSOR_FILE))
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    return folder
+
+
+def read_adapter_meta(folder) -> dict:
+    """The adapter.json of a saved adapter, validated."""
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        raise AdaptersGeoError(f"{folder} is not a saved adapter (no {META_FILE})", "pass a folder written by save_adapter")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise AdaptersGeoError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})", "re-save the adapter") from None
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise AdaptersGeoError(f"{path} is not an adapters_geo v{VERSION} adapter", "re-save it with this version")
+    if meta.get("kind") not in KINDS:
+        raise AdaptersGeoError(f"{path} names unknown adapter kind {meta.get('kind')!r}", f"use one of {', '.join(KINDS)}")
+    return meta
+
+
+def check_compatible(model: nn.Module, meta: dict, folder) -> None:
+    """Raise unless `model` is the base (and quantization, and shapes) the adapter was saved on."""
+    info = base_info(model)
+    saved = meta["base"]
+    if saved["fingerprint"] != info.fingerprint:
+        raise AdaptersGeoError(
+            f"adapter {folder} was trained on base '{saved['spec']}' (fingerprint {saved['fingerprint']}), "
+            f"not on '{info.spec}' (fingerprint {info.fingerprint})",
+            f"load the base with load_base('{saved['spec']}')",
+        )
+    if saved["quant"] != info.quant:
+        raise AdaptersGeoError(
+            f"adapter {folder} was trained on a quant={saved['quant']} base, this base is quant={info.quant}",
+            f"load the base with quant='{saved['quant']}'",
+        )
+    layers = base_linears(model)
+    for name, shape in meta["targets"].items():
+        if name not in layers or [layers[name].out_features, layers[name].in_features] != shape:
+            raise AdaptersGeoError(
+                f"adapter {folder} targets {name} of shape {shape}, which this base does not have",
+                "load it onto the base it was saved with",
+            )
+
+
+def load_adapter(model: nn.Module, folder) -> nn.Module:
+    """Attach the adapter saved in `folder` to a fresh base; returns the model to use."""
+    meta = read_adapter_meta(folder)
+    check_compatible(model, meta, folder)
+    tensors = load_file(str(Path(folder) / TENSOR_FILE))
+    device = next(model.parameters()).device
+    tensors = {key: value.to(device) for key, value in tensors.items()}
+    return KINDS[meta["kind"]].restore(model, meta["config"], tensors)

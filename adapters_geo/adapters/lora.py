@@ -1,0 +1,105 @@
+"""`lora`: the low-rank adapter, through peft. ΔW = scaling · B A, rank ≤ r.
+
+scaling = alpha / r (alpha / √r with rslora). ΔW is computed here from the factors in
+fp32, never by merging into a (possibly quantized) base layer.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from adapters_geo.adapters.targets import resolve_targets
+from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.models.weights import canonical_name
+
+ADAPTER_NAME = "default"
+
+
+@dataclass
+class LoraConfig:
+    """Config of the LoRA adapter (mapped onto peft.LoraConfig)."""
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: object = "all-linear"  # "all-linear" or a list of module-name suffixes
+    rslora: bool = False  # scaling alpha/sqrt(r) instead of alpha/r
+    kind = "lora"
+
+
+def attach(model: nn.Module, config: LoraConfig) -> nn.Module:
+    """Wrap `model` in a peft LoRA model over the target layers; returns the PeftModel."""
+    import peft
+
+    if hasattr(model, "peft_config") or any(hasattr(m, "base_layer") for m in model.modules()):
+        raise AdaptersGeoError("this model already carries an adapter", "load a fresh base with load_base")
+    if config.r < 1:
+        raise AdaptersGeoError(f"LoRA rank r={config.r} must be at least 1", "set r to a positive integer")
+    paths = list(resolve_targets(model, config.targets).values())
+    peft_config = peft.LoraConfig(
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=paths,
+        use_rslora=config.rslora,
+        init_lora_weights=True,  # A Kaiming-uniform, B zero: ΔW starts at 0
+    )
+    return peft.get_peft_model(model, peft_config)
+
+
+def lora_layers(model: nn.Module) -> dict:
+    """{canonical weight name: peft LoraLayer}."""
+    from peft.tuners.lora import LoraLayer
+
+    return {canonical_name(p): m for p, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+def is_attached(model: nn.Module) -> bool:
+    return bool(lora_layers(model))
+
+
+def layer_delta(layer) -> torch.Tensor:
+    """scaling · B A of one peft LoRA layer, in fp32."""
+    name = layer.active_adapters[0]
+    if layer.use_dora.get(name, False):
+        raise AdaptersGeoError("DoRA adapters are not supported", "train plain LoRA (use_dora=False)")
+    a = layer.lora_A[name].weight.float()
+    b = layer.lora_B[name].weight.float()
+    delta = (b @ a) * layer.scaling[name]
+    return delta.T if getattr(layer, "fan_in_fan_out", False) else delta
+
+
+def merged_deltas(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{canonical weight name: fp32 ΔW} from each layer's LoRA factors."""
+    with torch.no_grad():
+        return {name: layer_delta(layer) for name, layer in lora_layers(model).items()}
+
+
+def export(model: nn.Module) -> tuple[dict, dict]:
+    """(config dict, tensors): r, alpha, dropout, rslora and the A, B factors."""
+    layers = lora_layers(model)
+    peft_config = model.peft_config[ADAPTER_NAME]
+    config = {
+        "r": int(peft_config.r),
+        "alpha": float(peft_config.lora_alpha),
+        "dropout": float(peft_config.lora_dropout),
+        "rslora": bool(peft_config.use_rslora),
+    }
+    tensors = {}
+    for name, layer in layers.items():
+        tensors[f"{name}:lora_A"] = layer.lora_A[ADAPTER_NAME].weight.detach().cpu().contiguous()
+        tensors[f"{name}:lora_B"] = layer.lora_B[ADAPTER_NAME].weight.detach().cpu().contiguous()
+    return config, tensors
+
+
+def restore(model: nn.Module, config: dict, tensors: dict) -> nn.Module:
+    """Attach LoRA with the saved config and copy the saved factors in."""
+    names = sorted({key.rsplit(":", 1)[0] for key in tensors})
+    targets = [name.removesuffix(".weight") for name in names]
+    model = attach(model, LoraConfig(config["r"], config["alpha"], config["dropout"], targets, config["rslora"]))
+    with torch.no_grad():
+        for name, layer in lora_layers(model).items():
+            layer.lora_A[ADAPTER_NAME].weight.copy_(tensors[f"{name}:lora_A"])
+            layer.lora_B[ADAPTER_NAME].weight.copy_(tensors[f"{name}:lora_B"])
+    return model

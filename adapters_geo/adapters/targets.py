@@ -1,0 +1,37 @@
+"""Which linear layers an adapter adapts.
+
+`targets` is `all-linear` (every linear layer but the output head, as in peft) or a list
+of module-name suffixes (`q_proj`, `self_attn.o_proj`) or full module paths.
+"""
+
+from torch import nn
+
+from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.models.weights import base_linears
+
+
+def resolve_targets(model: nn.Module, targets) -> dict[str, str]:
+    """{canonical weight name: module path} of the layers `targets` selects."""
+    layers = base_linears(model)
+    paths = {name: name.removesuffix(".weight") for name in layers}
+    if targets == "all-linear":
+        return paths
+    if isinstance(targets, str):
+        targets = [targets]
+    chosen = {}
+    for key in targets:
+        hits = {n: p for n, p in paths.items() if p == key or p.endswith("." + key)}
+        if not hits:
+            suffixes = sorted({p.rsplit(".", 1)[-1] for p in paths.values()})
+            raise AdaptersGeoError(
+                f"target '{key}' matches no linear layer of this model",
+                f"use all-linear or some of: {', '.join(suffixes)}",
+            )
+        chosen.update(hits)
+    return dict(sorted(chosen.items(), key=lambda item: list(paths).index(item[0])))
+
+
+def replace_module(model: nn.Module, path: str, new: nn.Module) -> None:
+    """Put `new` at dotted `path` inside `model`."""
+    parent, _, child = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)

@@ -1,0 +1,57 @@
+"""Quantized bases through bitsandbytes, and the dequantized weight a layer computes with.
+
+quant = `none` (fp32 on CPU, bf16 on CUDA), `8bit` (LLM.int8 row-wise absmax), `4bit`
+(NF4 by default, optional double quantization). `dequantized_weight` is the reference W0
+of GEOMETRY.md for a quantized base: exactly what the layer multiplies by.
+"""
+
+import torch
+from torch import nn
+
+from adapters_geo.errors import AdaptersGeoError
+
+QUANTS = ("none", "8bit", "4bit")
+
+
+def check_quant(quant: str) -> str:
+    """Validate a quantization name."""
+    if quant not in QUANTS:
+        raise AdaptersGeoError(f"unknown quantization '{quant}'", f"use one of {', '.join(QUANTS)}")
+    return quant
+
+
+def bnb_config(quant: str, compute_dtype: torch.dtype, double_quant: bool = True, quant_type: str = "nf4"):
+    """The transformers BitsAndBytesConfig for `quant`, or None for `none`."""
+    from transformers import BitsAndBytesConfig
+
+    if check_quant(quant) == "none":
+        return None
+    if quant == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant_type,
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def is_linear(module: nn.Module) -> bool:
+    """True for torch and bitsandbytes linear layers."""
+    import bitsandbytes as bnb
+
+    return isinstance(module, (nn.Linear, bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))
+
+
+def dequantized_weight(layer: nn.Module) -> torch.Tensor:
+    """The fp32 (m, n) weight that `layer` effectively multiplies its input by."""
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bnbf
+
+    weight = layer.weight
+    if isinstance(layer, bnb.nn.Linear4bit):
+        return bnbf.dequantize_4bit(weight.data, weight.quant_state).float()
+    if isinstance(layer, bnb.nn.Linear8bitLt):
+        scales = weight.SCB if weight.SCB is not None else layer.state.SCB
+        return bnbf.int8_vectorwise_dequant(weight.data, scales).float()
+    return weight.detach().float()

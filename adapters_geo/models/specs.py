@@ -1,0 +1,82 @@
+"""Model specs: turn what a user writes into a local HF folder.
+
+A spec is one of
+- `smollm2-135m-instruct`: the embedded default (converted once, cached);
+- `tiny-llama`: the deterministic test model (built once, cached);
+- a local folder holding an HF checkpoint (config.json + weights);
+- a hub id (`org/name`), fetched through huggingface_hub (fails without a network).
+"""
+
+import hashlib
+from pathlib import Path
+
+from adapters_geo.atomic import atomic_dir
+from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.models.embedded import EMBEDDED_NAME, convert_embedded
+from adapters_geo.models.tiny import TINY_NAME, build_tiny
+from adapters_geo.paths import models_dir
+
+BUILT_IN = {EMBEDDED_NAME: convert_embedded, TINY_NAME: build_tiny}
+# Files beyond this size are fingerprinted by a sample of their bytes, not all of them.
+FULL_HASH_LIMIT = 2**31
+SAMPLE_BYTES = 2**22
+
+
+def resolve_spec(spec: str) -> Path:
+    """The local HF folder for `spec`, converting / building / fetching it if needed."""
+    if spec in BUILT_IN:
+        folder = models_dir() / spec
+        if not (folder / "config.json").is_file():
+            try:
+                with atomic_dir(folder) as tmp:
+                    BUILT_IN[spec](tmp)
+            except FileExistsError:
+                pass  # another process finished it first
+        return folder
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise AdaptersGeoError(
+                f"model folder {path} has no config.json",
+                "point to a folder written by save_pretrained (config.json + safetensors)",
+            )
+        return path.resolve()
+    return _from_hub(spec)
+
+
+def _from_hub(spec: str) -> Path:
+    known = ", ".join(BUILT_IN)
+    if spec.count("/") != 1:
+        raise AdaptersGeoError(
+            f"unknown model '{spec}': not a built-in name ({known}), not an existing folder, not a hub id",
+            f"use one of {known}, a local HF folder, or org/name",
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except Exception as exc:  # network, auth, missing repo: all end the same way here
+        raise AdaptersGeoError(
+            f"model '{spec}' could not be fetched from the hub ({type(exc).__name__})",
+            f"download it elsewhere and pass the local folder, or use a built-in model ({known})",
+        ) from None
+
+
+def fingerprint(folder: Path) -> str:
+    """A content hash of a checkpoint's weight files (identity of a base model)."""
+    digest = hashlib.sha256()
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    if not files:
+        raise AdaptersGeoError(f"model folder {folder} has no weight files", "save it with save_pretrained")
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}".encode())
+        with open(file, "rb") as handle:
+            if size <= FULL_HASH_LIMIT:
+                for block in iter(lambda: handle.read(2**24), b""):
+                    digest.update(block)
+            else:
+                for offset in range(0, size, size // 64):
+                    handle.seek(offset)
+                    digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()[:16]

@@ -1,0 +1,36 @@
+"""Optimizers for adapter parameters: AdamW, bitsandbytes' 8-bit AdamW, plain SGD.
+
+`adamw8bit` keeps Adam's two moments in 8 bits (blockwise quantized), cutting optimizer
+memory for the dense adapter from 8 to about 2 bytes per parameter.
+"""
+
+import torch
+
+from adapters_geo.errors import AdaptersGeoError
+
+
+def _adamw(params, lr, weight_decay):
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def _adamw8bit(params, lr, weight_decay):
+    import bitsandbytes as bnb
+
+    return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
+
+
+def _sgd(params, lr, weight_decay):
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+
+
+OPTIMIZERS = {"adamw": _adamw, "adamw8bit": _adamw8bit, "sgd": _sgd}
+
+
+def build_optimizer(params, name: str = "adamw", lr: float = 1e-4, weight_decay: float = 0.0):
+    """An optimizer over `params` by name (adamw, adamw8bit, sgd)."""
+    if name not in OPTIMIZERS:
+        raise AdaptersGeoError(f"unknown optimizer '{name}'", f"use one of {', '.join(OPTIMIZERS)}")
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise AdaptersGeoError("no trainable parameters", "attach an adapter before building the optimizer")
+    return OPTIMIZERS[name](params, lr, weight_decay)

@@ -1,0 +1,80 @@
+"""Saving and loading adapters: exact round trip, and clear refusals on the wrong base."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from adapters_geo import AdaptersGeoError, load_adapter, load_base, merged_deltas, save_adapter
+from tests.adapters.test_kinds import adapted_model
+
+
+@pytest.mark.parametrize("kind, quant", [("dense", "none"), ("lora", "8bit"), ("locked", "4bit"), ("locked2", "none")])
+def test_round_trip_gives_identical_deltas(tiny, tmp_path, kind, quant):
+    model, _ = adapted_model(kind, tiny, quant, steps=3)
+    save_adapter(model, tmp_path / "ad")
+    loaded = load_adapter(tiny(quant).model, tmp_path / "ad")
+    want, got = merged_deltas(model), merged_deltas(loaded)
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    x = torch.randint(0, 250, (2, 10))
+    model.eval(), loaded.eval()
+    torch.testing.assert_close(model(input_ids=x).logits, loaded(input_ids=x).logits)
+
+
+def other_base(tmp_path, scale=1.01):
+    """A checkpoint with tiny-llama's shapes but other weights."""
+    src = load_base("tiny-llama").info.folder
+    folder = tmp_path / "other"
+    folder.mkdir()
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"):
+        path = __import__("pathlib").Path(src) / f
+        if path.exists():
+            (folder / f).write_bytes(path.read_bytes())
+    tensors = load_file(f"{src}/model.safetensors")
+    save_file({k: v * scale for k, v in tensors.items()}, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_wrong_base_is_refused(tiny, tmp_path):
+    model, _ = adapted_model("dense", tiny, "none", steps=1)
+    save_adapter(model, tmp_path / "ad")
+    other = load_base(str(other_base(tmp_path)))
+    with pytest.raises(AdaptersGeoError, match=r"was trained on base 'tiny-llama'.*fix: load the base with load_base"):
+        load_adapter(other.model, tmp_path / "ad")
+
+
+def test_wrong_quantization_is_refused(tiny, tmp_path):
+    model, _ = adapted_model("lora", tiny, "4bit", steps=1)
+    save_adapter(model, tmp_path / "ad")
+    with pytest.raises(AdaptersGeoError, match="quant=4bit base, this base is quant=none"):
+        load_adapter(tiny("none").model, tmp_path / "ad")
+
+
+def test_wrong_shapes_are_refused(tiny, tmp_path):
+    model, _ = adapted_model("dense", tiny, "none", steps=1)
+    save_adapter(model, tmp_path / "ad")
+    meta_path = tmp_path / "ad" / "adapter.json"
+    meta = json.loads(meta_path.read_text())
+    meta["targets"]["model.layers.0.self_attn.q_proj.weight"] = [128, 64]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(AdaptersGeoError, match=r"targets model.layers.0.self_attn.q_proj.weight of shape \[128, 64\]"):
+        load_adapter(tiny("none").model, tmp_path / "ad")
+
+
+def test_save_never_overwrites_by_default(tiny, tmp_path):
+    model, _ = adapted_model("dense", tiny, "none", steps=1)
+    save_adapter(model, tmp_path / "ad")
+    before = (tmp_path / "ad" / "adapter.safetensors").read_bytes()
+    with pytest.raises(AdaptersGeoError, match="already exists"):
+        save_adapter(model, tmp_path / "ad")
+    assert (tmp_path / "ad" / "adapter.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("content, message", [(None, "not a saved adapter"), ("{oops", "not valid JSON")])
+def test_not_an_adapter_folder(tiny, tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "adapter.json").write_text(content)
+    with pytest.raises(AdaptersGeoError, match=message):
+        load_adapter(tiny("none").model, tmp_path)

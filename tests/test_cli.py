@@ -1,0 +1,26 @@
+"""The `adapters-geo` command: dispatch, and one-line errors with exit code 2."""
+
+import json
+
+from adapters_geo import save_adapter
+from adapters_geo.cli import main
+from tests.adapters.test_kinds import adapted_model
+
+
+def test_prepare_tiny_prints_its_folder(capsys):
+    assert main(["prepare", "tiny-llama"]) == 0
+    assert "tiny-llama:" in capsys.readouterr().out
+
+
+def test_adapter_info_shows_kind_and_base(tiny, tmp_path, capsys):
+    model, _ = adapted_model("lora", tiny, "none", steps=1)
+    save_adapter(model, tmp_path / "ad")
+    assert main(["adapter-info", str(tmp_path / "ad")]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["kind"] == "lora" and meta["base"]["spec"] == "tiny-llama" and meta["config"]["r"] == 4
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["adapter-info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("adapters-geo: error:") and "fix:" in err and "\n" not in err
