@@ -1,0 +1,53 @@
+"""Which entries an update changed, and where they sit (GEOMETRY.md, The Path Not Taken).
+
+- changed mask M: cast W0, W1 to bf16 and back; an entry is unchanged when
+  |Ŵ1 − Ŵ0| ≤ η · max(|Ŵ0|, |Ŵ1|) (η = 1e-3; for η < 2⁻⁹ this is bitwise bf16 equality).
+- sparsity_bf16 = unchanged / total; update_density = 1 − sparsity_bf16.
+- principal_overlap = |M_princ ∩ M| / |M|, M_princ the top-α fraction of entries of
+  |rank-r reconstruction of W0| (r = 64, α = 0.5); low_magnitude_overlap likewise with
+  M_low the bottom-α fraction of |W0|. A mask drawn at random overlaps M in α of it.
+"""
+
+import torch
+
+ETA = 1e-3
+
+
+def bf16_changed(w0: torch.Tensor, w1: torch.Tensor, eta: float = ETA) -> torch.Tensor:
+    """Boolean mask of entries that differ in bf16 by more than η relative."""
+    a = w0.to(torch.bfloat16).float()
+    b = w1.to(torch.bfloat16).float()
+    return (b - a).abs() > eta * torch.maximum(a.abs(), b.abs())
+
+
+def sparsity_bf16(w0: torch.Tensor, w1: torch.Tensor, eta: float = ETA) -> float:
+    """Fraction of entries left unchanged in bf16."""
+    return 1.0 - bf16_changed(w0, w1, eta).float().mean().item()
+
+
+def top_fraction_mask(values: torch.Tensor, alpha: float, largest: bool = True) -> torch.Tensor:
+    """Mask of the top (or bottom) α fraction of entries of `values` (ties broken by order)."""
+    flat = values.flatten()
+    count = int(round(alpha * flat.numel()))
+    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if count:
+        mask[torch.topk(flat, count, largest=largest, sorted=False).indices] = True
+    return mask.view(values.shape)
+
+
+def principal_mask(u: torch.Tensor, s: torch.Tensor, v: torch.Tensor, r: int = 64, alpha: float = 0.5):
+    """Top-α entries of |U_r S_r V_rᵀ|: where W0's principal components put their weight."""
+    r = min(r, s.numel())
+    recon = (u[:, :r] * s[:r]) @ v[:, :r].T
+    return top_fraction_mask(recon.abs(), alpha)
+
+
+def low_magnitude_mask(w0: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """Bottom-α entries of |W0|."""
+    return top_fraction_mask(w0.abs(), alpha, largest=False)
+
+
+def mask_overlap(region: torch.Tensor, changed: torch.Tensor) -> float:
+    """|region ∩ changed| / |changed| (nan when nothing changed)."""
+    total = changed.sum().item()
+    return float("nan") if total == 0 else (region & changed).sum().item() / total

@@ -1,0 +1,70 @@
+"""Trajectory diagnostics over cumulative updates ΔW_t = W_t − W0 (GEOMETRY.md).
+
+- subspace_similarity Sim_K(t, T) = ‖V_K(t)ᵀ V_K(T)‖²_F / K, V_K the top-K right singular
+  vectors of ΔW (left version: U_K, ours), against the final checkpoint T.
+- early_energy_capture(t0) = ‖ΔW_T V_K(t0)‖²_F / ‖ΔW_T‖²_F (ours): the share of the final
+  update inside the early update's top-K right subspace.
+- locking_step = first t after which Sim_K(t, T) stays ≥ 0.9 (ours).
+- rank dynamics: stable_rank, update_norm and hill_alpha of ΔW_t against t.
+"""
+
+import torch
+
+from adapters_geo.geometry.linalg import svd64, svdvals64, top_right_vectors
+from adapters_geo.geometry.spectrum import hill_alpha, stable_rank
+
+K_DEFAULT = 16
+LOCK_THRESHOLD = 0.9
+
+
+def subspace_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖aᵀ b‖²_F / K for two (n, K) orthonormal bases."""
+    a, b = a.to(torch.float64), b.to(torch.float64)
+    return ((a.T @ b) ** 2).sum().item() / a.shape[1]
+
+
+def top_vectors(delta: torch.Tensor, k: int, side: str = "right") -> torch.Tensor:
+    """Top-k right (n, k) or left (m, k) singular vectors of ΔW."""
+    return top_right_vectors(delta, k) if side == "right" else top_right_vectors(delta.T, k)
+
+
+def early_energy_capture(delta_t0: torch.Tensor, delta_final: torch.Tensor, k: int = K_DEFAULT) -> float:
+    v = top_vectors(delta_t0, k)
+    final = delta_final.to(torch.float64)
+    return ((final @ v) ** 2).sum().item() / (final**2).sum().item()
+
+
+def locking_step(steps: list, similarities: list, threshold: float = LOCK_THRESHOLD):
+    """First step from which every later similarity is ≥ threshold; None if it never locks."""
+    locked_from = None
+    for step, sim in zip(steps, similarities):
+        if sim >= threshold:
+            locked_from = step if locked_from is None else locked_from
+        else:
+            locked_from = None
+    return locked_from
+
+
+def matrix_trajectory(deltas: dict, k: int = K_DEFAULT) -> dict:
+    """Trajectory diagnostics of one matrix from {step: ΔW_t} (the last step is T)."""
+    steps = sorted(deltas)
+    final = deltas[steps[-1]]
+    k = min(k, min(final.shape))
+    final_right, final_left = top_vectors(final, k), top_vectors(final, k, "left")
+    rows = []
+    for step in steps:
+        delta = deltas[step]
+        s = svdvals64(delta) if min(delta.shape) <= 2048 else svd64(delta, 1)[1]
+        rows.append({
+            "step": step,
+            "sim_right": subspace_similarity(top_vectors(delta, k), final_right),
+            "sim_left": subspace_similarity(top_vectors(delta, k, "left"), final_left),
+            "stable_rank": stable_rank(s),
+            "update_norm": delta.to(torch.float64).norm().item(),
+            "hill_alpha": hill_alpha(s),
+        })
+    return {
+        "steps": rows,
+        "locking_step": locking_step(steps, [r["sim_right"] for r in rows]),
+        "locking_step_left": locking_step(steps, [r["sim_left"] for r in rows]),
+    }

@@ -1,0 +1,44 @@
+"""Trajectory diagnostics on synthetic trajectories with known answers."""
+
+import torch
+
+from adapters_geo.geometry.trajectory import (
+    early_energy_capture,
+    locking_step,
+    matrix_trajectory,
+    subspace_similarity,
+)
+from tests.geometry.test_metrics import orthonormal
+
+
+def test_subspace_similarity_extremes():
+    v = orthonormal(40, 4)
+    assert abs(subspace_similarity(v, v) - 1) < 1e-12
+    assert abs(subspace_similarity(v[:, :2], torch.cat([v[:, 2:], v[:, 2:]], 1)[:, :2])) < 1e-12
+
+
+def test_locking_step_is_first_step_after_which_it_stays_high():
+    assert locking_step([1, 2, 3, 4, 5], [0.95, 0.5, 0.92, 0.97, 1.0]) == 3
+    assert locking_step([1, 2, 3], [0.2, 0.95, 0.3]) is None
+
+
+def test_synthetic_trajectory_locks_at_the_known_step():
+    """Before step 40 the update lives in a random subspace; from 40 on in the final one."""
+    m, n, k = 48, 64, 4
+    final_v = orthonormal(n, k, seed=1)
+    left = orthonormal(m, k, seed=2)
+    scales = torch.diag(torch.tensor([4.0, 3.0, 2.0, 1.0], dtype=torch.float64))
+    deltas = {}
+    for step in (10, 20, 30, 40, 50, 60, 70, 80):
+        if step < 40:
+            deltas[step] = left @ scales @ orthonormal(n, k, seed=100 + step).T
+        else:
+            noise = 1e-3 * torch.randn(m, n, generator=torch.Generator().manual_seed(step), dtype=torch.float64)
+            deltas[step] = (step / 80) * left @ scales @ final_v.T + noise
+    out = matrix_trajectory(deltas, k)
+    assert out["locking_step"] == 40
+    sims = {row["step"]: row["sim_right"] for row in out["steps"]}
+    assert sims[10] < 0.5 and sims[80] > 0.999
+    assert all(abs(row["stable_rank"] - 30 / 16) < 0.05 for row in out["steps"][3:])
+    assert early_energy_capture(deltas[40], deltas[80], k) > 0.99
+    assert early_energy_capture(deltas[10], deltas[80], k) < 0.5
