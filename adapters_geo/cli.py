@@ -22,12 +22,35 @@ def cmd_adapter_info(args) -> None:
     print(json.dumps(read_adapter_meta(args.folder), indent=2))
 
 
+def cmd_geometry(args) -> None:
+    """Endpoint geometry of TUNED (or --adapter) against BASE."""
+    from adapters_geo.geometry.analyse import geometry_command
+    from adapters_geo.geometry.suite import Settings
+
+    settings = Settings(k=args.k, K=args.K, r=args.r, alpha=args.alpha, eta=args.eta)
+    out = geometry_command(args.base, args.tuned, args.adapter, args.quant, settings, args.out, args.overwrite)
+    print(f"wrote {out}/geometry.json, summary.md, heatmaps.png, spectra.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adapters-geo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     prepare = sub.add_parser("prepare", help="convert the embedded model and build tiny-llama into the cache")
     prepare.add_argument("models", nargs="*", default=["smollm2-135m-instruct", "tiny-llama"])
     prepare.set_defaults(func=cmd_prepare)
+    geo = sub.add_parser("geometry", help="endpoint geometry of a tuned checkpoint or adapter against its base")
+    geo.add_argument("base", help="reference model: HF folder, hub id or built-in name")
+    geo.add_argument("tuned", nargs="?", help="tuned full checkpoint (omit when using --adapter)")
+    geo.add_argument("--adapter", help="saved adapters_geo adapter or peft LoRA folder on BASE")
+    geo.add_argument("--quant", choices=["none", "8bit", "4bit"], help="base quantization for a peft LoRA folder")
+    geo.add_argument("--k", type=int, help="rotation subspace size (default min(m, n) // 8 per matrix)")
+    geo.add_argument("--K", type=int, default=16, help="trajectory subspace size (default 16)")
+    geo.add_argument("--r", type=int, default=64, help="rank of W0's reconstruction for principal_overlap")
+    geo.add_argument("--alpha", type=float, default=0.5, help="mask fraction for the overlaps")
+    geo.add_argument("--eta", type=float, default=1e-3, help="relative tolerance of the bf16 unchanged test")
+    geo.add_argument("--out", help="output folder (default runs/geometry/<name>)")
+    geo.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    geo.set_defaults(func=cmd_geometry)
     info = sub.add_parser("adapter-info", help="show what a saved adapter was trained on")
     info.add_argument("folder")
     info.set_defaults(func=cmd_adapter_info)

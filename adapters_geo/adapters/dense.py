@@ -65,6 +65,12 @@ def export(model: nn.Module) -> tuple[dict, dict]:
     return config, tensors
 
 
+def saved_deltas(config: dict, tensors: dict):
+    """Yield (name, fp32 ΔW) from saved tensors."""
+    for key, value in tensors.items():
+        yield key.rsplit(":", 1)[0], value.float()
+
+
 def restore(model: nn.Module, config: dict, tensors: dict) -> nn.Module:
     """Attach a dense adapter holding the saved tensors."""
     names = [key.rsplit(":", 1)[0] for key in tensors]

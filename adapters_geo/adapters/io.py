@@ -86,6 +86,13 @@ def check_compatible(model: nn.Module, meta: dict, folder) -> None:
             )
 
 
+def load_saved_deltas(folder):
+    """(meta, iterator of (name, fp32 ΔW)) of a saved adapter, computed from its files alone."""
+    meta = read_adapter_meta(folder)
+    tensors = load_file(str(Path(folder) / TENSOR_FILE))
+    return meta, KINDS[meta["kind"]].saved_deltas(meta["config"], tensors)
+
+
 def load_adapter(model: nn.Module, folder) -> nn.Module:
     """Attach the adapter saved in `folder` to a fresh base; returns the model to use."""
     meta = read_adapter_meta(folder)

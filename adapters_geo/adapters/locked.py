@@ -57,9 +57,14 @@ class LockedDelta(nn.Module):
         return h if self.offset is None else h + F.linear(x, self.offset)
 
     def delta_weight(self) -> torch.Tensor:
-        core = self.coef if self.left is None else self.left @ self.coef
-        delta = core @ self.right.T
-        return delta if self.offset is None else delta + self.offset
+        return compose(self.coef, self.right, self.left, self.offset)
+
+
+def compose(coef, right, left=None, offset=None) -> torch.Tensor:
+    """ΔW = offset + B Vᵀ (coef = B), or offset + U M Vᵀ (coef = M, left = U)."""
+    core = coef if left is None else left @ coef
+    delta = core @ right.T
+    return delta if offset is None else delta + offset
 
 
 def attach(model: nn.Module, config: LockedConfig) -> nn.Module:
@@ -97,6 +102,13 @@ def export(model: nn.Module) -> tuple[dict, dict]:
             if value is not None:
                 tensors[f"{name}:{part}"] = value.detach().cpu().contiguous()
     return config, tensors
+
+
+def saved_deltas(config: dict, tensors: dict):
+    """Yield (name, fp32 ΔW) from saved tensors, without building a model."""
+    for name in dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors):
+        parts = {p: tensors.get(f"{name}:{p}") for p in ("coef", "right", "left", "offset")}
+        yield name, compose(**{p: (None if t is None else t.float()) for p, t in parts.items()})
 
 
 def restore(model: nn.Module, config: dict, tensors: dict) -> nn.Module:

@@ -59,14 +59,21 @@ def is_attached(model: nn.Module) -> bool:
     return bool(lora_layers(model))
 
 
+def compose(a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
+    """ΔW = scaling · B A in fp32; A (r, n), B (m, r)."""
+    return (b.float() @ a.float()) * scaling
+
+
+def scaling_of(r: int, alpha: float, rslora: bool) -> float:
+    return alpha / r**0.5 if rslora else alpha / r
+
+
 def layer_delta(layer) -> torch.Tensor:
-    """scaling · B A of one peft LoRA layer, in fp32."""
+    """ΔW of one peft LoRA layer, in fp32."""
     name = layer.active_adapters[0]
     if layer.use_dora.get(name, False):
         raise AdaptersGeoError("DoRA adapters are not supported", "train plain LoRA (use_dora=False)")
-    a = layer.lora_A[name].weight.float()
-    b = layer.lora_B[name].weight.float()
-    delta = (b @ a) * layer.scaling[name]
+    delta = compose(layer.lora_A[name].weight, layer.lora_B[name].weight, layer.scaling[name])
     return delta.T if getattr(layer, "fan_in_fan_out", False) else delta
 
 
@@ -91,6 +98,13 @@ def export(model: nn.Module) -> tuple[dict, dict]:
         tensors[f"{name}:lora_A"] = layer.lora_A[ADAPTER_NAME].weight.detach().cpu().contiguous()
         tensors[f"{name}:lora_B"] = layer.lora_B[ADAPTER_NAME].weight.detach().cpu().contiguous()
     return config, tensors
+
+
+def saved_deltas(config: dict, tensors: dict):
+    """Yield (name, fp32 ΔW) from saved factors, without building a model."""
+    scaling = scaling_of(config["r"], config["alpha"], config["rslora"])
+    for name in dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors):
+        yield name, compose(tensors[f"{name}:lora_A"], tensors[f"{name}:lora_B"], scaling)
 
 
 def restore(model: nn.Module, config: dict, tensors: dict) -> nn.Module:

@@ -6,9 +6,20 @@ shapes, and as accurate for the top singular vectors the angles use (tests check
 against `torch.linalg.svd` and scipy). `principal_angles` uses the sine formula for
 small angles, the cosine formula for large ones (as scipy.linalg.subspace_angles does):
 arccos of a cosine near 1 loses half the digits exactly where rotations are small.
+
+The Gram route resolves singular values down to about √ε·σ₁ ≈ 1e-8·σ₁; values below
+FLOOR·σ₁ are numerically zero and reported as 0 (so a rank-r update shows exactly r).
 """
 
 import torch
+
+FLOOR = 1e-7
+
+
+def _sqrt_spectrum(eigvals: torch.Tensor) -> torch.Tensor:
+    """Descending singular values from ascending Gram eigenvalues, with the resolution floor."""
+    s = eigvals.flip(0).clamp_min(0).sqrt()
+    return torch.where(s < FLOOR * s[0], torch.zeros_like(s), s) if s.numel() else s
 
 
 def svd64(w: torch.Tensor, k: int | None = None):
@@ -18,8 +29,7 @@ def svd64(w: torch.Tensor, k: int | None = None):
     wide = m < n
     gram = w @ w.T if wide else w.T @ w  # (p, p), p = min(m, n)
     eigvals, eigvecs = torch.linalg.eigh(gram)
-    eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)  # descending
-    s = eigvals.clamp_min(0).sqrt()
+    s, eigvecs = _sqrt_spectrum(eigvals), eigvecs.flip(1)  # descending
     k = s.numel() if k is None else min(k, s.numel())
     small = eigvecs[:, :k]  # vectors of the short side
     other = (w.T @ small if wide else w @ small) / s[:k].clamp_min(torch.finfo(torch.float64).tiny)
@@ -39,7 +49,7 @@ def svdvals64(w: torch.Tensor) -> torch.Tensor:
     """All singular values of `w`, descending, float64."""
     w = w.detach().to(torch.float64)
     gram = w @ w.T if w.shape[0] < w.shape[1] else w.T @ w
-    return torch.linalg.eigvalsh(gram).flip(0).clamp_min(0).sqrt()
+    return _sqrt_spectrum(torch.linalg.eigvalsh(gram))
 
 
 def top_right_vectors(w: torch.Tensor, k: int, exact_below: int = 2048) -> torch.Tensor:
@@ -55,7 +65,7 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = a.to(torch.float64), b.to(torch.float64)
     cross = a.T @ b
     cos = torch.linalg.svdvals(cross).clamp(-1, 1)  # descending cosines: ascending angles
-    residual = b - a @ cross if a.shape[1] >= b.shape[1] else a - b @ cross.T
-    sin = torch.linalg.svdvals(residual).flip(0).clamp(-1, 1)[: cos.numel()]  # ascending sines
+    residual = b - a @ cross if a.shape[1] >= b.shape[1] else a - b @ cross.T  # (m, k): its σ are the sines
+    sin = torch.linalg.eigvalsh(residual.T @ residual).clamp_min(0).sqrt().clamp(max=1)[: cos.numel()]  # ascending
     sin = torch.nn.functional.pad(sin, (0, cos.numel() - sin.numel()))
     return torch.where(cos**2 >= 0.5, torch.arcsin(sin), torch.arccos(cos))

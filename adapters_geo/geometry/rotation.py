@@ -28,6 +28,11 @@ def curve_ks(k: int) -> list[int]:
     return ks + [k]
 
 
-def rotation_curve(base_vectors: torch.Tensor, tuned_vectors: torch.Tensor, k: int) -> dict[int, float]:
-    """{k': max angle in degrees at k'} for k' in curve_ks(k)."""
-    return {kk: rotation_deg(base_vectors, tuned_vectors, kk)[0] for kk in curve_ks(k)}
+def rotation_stats(base_vectors: torch.Tensor, tuned_vectors: torch.Tensor, k: int) -> tuple[float, float, dict]:
+    """(max, mean) angle in degrees at k, and the curve {k': max angle at k'} for k' in curve_ks(k)."""
+    curve, mean = {}, 0.0
+    for kk in curve_ks(k):
+        angles = principal_angles(base_vectors[:, :kk], tuned_vectors[:, :kk])
+        curve[kk] = math.degrees(angles.max().item())
+        mean = math.degrees(angles.mean().item())
+    return curve[k], mean, curve

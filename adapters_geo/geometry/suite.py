@@ -11,7 +11,7 @@ import torch
 
 from adapters_geo.geometry.linalg import svd64, svdvals64
 from adapters_geo.geometry.reference import RefSVD
-from adapters_geo.geometry.rotation import default_k, rotation_curve, rotation_deg
+from adapters_geo.geometry.rotation import default_k, rotation_stats
 from adapters_geo.geometry.sparsity import bf16_changed, low_magnitude_mask, mask_overlap, principal_mask
 from adapters_geo.geometry.spectrum import (
     effective_rank,
@@ -46,8 +46,11 @@ class Settings:
         return asdict(self)
 
 
-def matrix_metrics(w0: torch.Tensor, delta: torch.Tensor, ref: RefSVD, settings: Settings) -> dict:
-    """Every endpoint diagnostic of one matrix; w0 and delta fp32 (m, n), ref = W0's RefSVD."""
+def matrix_metrics(w0: torch.Tensor, delta: torch.Tensor, ref: RefSVD, settings: Settings, with_spectra=False):
+    """Every endpoint diagnostic of one matrix; w0 and delta fp32 (m, n), ref = W0's RefSVD.
+
+    With `with_spectra`, also returns {"w0", "w1", "delta": singular values} for plots.
+    """
     w0, delta = w0.float(), delta.float()
     w1 = w0 + delta
     k = settings.k_for(w0.shape)
@@ -57,9 +60,9 @@ def matrix_metrics(w0: torch.Tensor, delta: torch.Tensor, ref: RefSVD, settings:
     sparsity = 1.0 - changed.float().mean().item()
     energy, energy_ratio = principal_energy(delta, ref.u[:, :k], ref.v[:, :k])
     norm, norm_rel = update_norms(delta, w0)
-    left_max, left_mean = rotation_deg(ref.u, u1, k)
-    right_max, right_mean = rotation_deg(ref.v, v1, k)
-    return {
+    left_max, left_mean, left_curve = rotation_stats(ref.u, u1, k)
+    right_max, right_mean, right_curve = rotation_stats(ref.v, v1, k)
+    row = {
         "params": w0.numel(),
         "k": k,
         "sparsity_bf16": sparsity,
@@ -68,8 +71,8 @@ def matrix_metrics(w0: torch.Tensor, delta: torch.Tensor, ref: RefSVD, settings:
         "rotation_left_mean_deg": left_mean,
         "rotation_right_max_deg": right_max,
         "rotation_right_mean_deg": right_mean,
-        "rotation_curve_left": rotation_curve(ref.u, u1, k),
-        "rotation_curve_right": rotation_curve(ref.v, v1, k),
+        "rotation_curve_left": left_curve,
+        "rotation_curve_right": right_curve,
         "spectral_drift": spectral_drift(ref.s, s1),
         "principal_overlap": mask_overlap(principal_mask(ref.u, ref.s, ref.v, settings.r, settings.alpha), changed),
         "low_magnitude_overlap": mask_overlap(low_magnitude_mask(w0, settings.alpha), changed),
@@ -83,3 +86,6 @@ def matrix_metrics(w0: torch.Tensor, delta: torch.Tensor, ref: RefSVD, settings:
         "update_norm": norm,
         "update_norm_rel": norm_rel,
     }
+    if not with_spectra:
+        return row
+    return row, {"w0": ref.s.float(), "w1": s1.float(), "delta": sd.float()}

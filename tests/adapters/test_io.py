@@ -78,3 +78,16 @@ def test_not_an_adapter_folder(tiny, tmp_path, content, message):
         (tmp_path / "adapter.json").write_text(content)
     with pytest.raises(AdaptersGeoError, match=message):
         load_adapter(tiny("none").model, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["dense", "lora", "locked", "locked2"])
+def test_deltas_from_saved_files_equal_merged_deltas(tiny, tmp_path, kind):
+    from adapters_geo.adapters.io import load_saved_deltas
+
+    model, _ = adapted_model(kind, tiny, "none", steps=2)
+    save_adapter(model, tmp_path / "ad")
+    meta, deltas = load_saved_deltas(tmp_path / "ad")
+    from_files, from_model = dict(deltas), merged_deltas(model)
+    assert meta["kind"] == kind.rstrip("2") and from_files.keys() == from_model.keys()
+    for name, delta in from_model.items():
+        torch.testing.assert_close(from_files[name], delta, rtol=1e-6, atol=1e-7)

@@ -10,7 +10,7 @@ import torch
 from adapters_geo.geometry.aggregate import aggregate, module_type
 from adapters_geo.geometry.linalg import principal_angles, svd64, svdvals64
 from adapters_geo.geometry.reference import SVDCache
-from adapters_geo.geometry.rotation import curve_ks, rotation_deg
+from adapters_geo.geometry.rotation import curve_ks, rotation_deg, rotation_stats
 from adapters_geo.geometry.sparsity import (
     bf16_changed,
     low_magnitude_mask,
@@ -107,6 +107,8 @@ def test_rotation_recovers_a_known_plane_rotation(degrees):
     assert left_max == pytest.approx(degrees, abs=0.01)
     assert left_mean == pytest.approx(degrees / 3, abs=0.01)
     assert rotation_deg(v0, v1, k)[0] == pytest.approx(0.0, abs=0.01)
+    biggest, mean, curve = rotation_stats(u0, u1, k)
+    assert (biggest, mean) == (left_max, left_mean) and curve[1] == pytest.approx(degrees, abs=0.01)
 
 
 def test_principal_angles_match_scipy_on_random_cases():
@@ -127,6 +129,12 @@ def test_svd64_matches_lapack():
         torch.testing.assert_close(s, s_ref)
         assert principal_angles(u, u_ref[:, :5]).max() < 1e-8
         assert principal_angles(v, vh_ref[:5].T).max() < 1e-8
+
+
+def test_rank_r_update_has_exactly_r_nonzero_singular_values():
+    delta = low_rank(96, 64, [2.0, 1.0, 0.5, 1e-3]).float()
+    s = svdvals64(delta)
+    assert (s > 0).sum() == 4 and s[3] == pytest.approx(1e-3, rel=1e-3)
 
 
 def test_spectral_drift_and_norms():

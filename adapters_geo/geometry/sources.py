@@ -1,0 +1,199 @@
+"""Where (W0, ΔW) pairs come from, one matrix at a time.
+
+- `checkpoint_source(base, tuned)`: two full HF checkpoints; tensors are read one by one
+  from their safetensors files (memory-mapped), so memory stays near a few matrices.
+- `adapter_source(base, adapter_dir)`: a saved adapters_geo adapter or a peft LoRA folder
+  on its base; ΔW comes from the adapter's factors, W0 from the base checkpoint, or, for a
+  quantized base, from the dequantized layers of the loaded base.
+Every source is checked (architecture, names, shapes, base identity) before anything is
+computed, so a bad pair fails before any output exists.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.models.specs import fingerprint, resolve_spec
+from adapters_geo.models.weights import canonical_name
+
+SKIP_WORDS = ("embed", "lm_head", "norm", "wte", "wpe")
+ARCH_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads")
+
+
+class CheckpointReader:
+    """Tensor-by-tensor access to an HF folder's safetensors files."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.folder = resolve_spec(spec)
+        files = sorted(self.folder.glob("*.safetensors"))
+        if not files:
+            raise AdaptersGeoError(f"{self.folder} holds no .safetensors files", "save the model with save_pretrained")
+        self.files = {}
+        self.shapes = {}
+        for file in files:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    self.files[key] = file
+                    self.shapes[key] = tuple(handle.get_slice(key).get_shape())
+        self.config = json.loads((self.folder / "config.json").read_text())
+
+    def get(self, name: str) -> torch.Tensor:
+        with safe_open(str(self.files[name]), framework="pt") as handle:
+            return handle.get_tensor(name).float()
+
+    def targets(self) -> list[str]:
+        """Names of the 2-D linear weights inside the blocks (no embeddings, head, norms)."""
+        return [
+            n for n, shape in self.shapes.items()
+            if len(shape) == 2 and n.endswith(".weight") and not any(w in n for w in SKIP_WORDS)
+        ]
+
+    def architecture(self) -> dict:
+        text = self.config.get("text_config", self.config)
+        return {key: text.get(key) for key in ARCH_KEYS}
+
+
+@dataclass
+class Source:
+    """A stream of (name, W0, ΔW) with what the report must say about it."""
+
+    names: list
+    pairs: object  # callable () -> iterator of (name, w0 fp32, delta fp32)
+    meta: dict = field(default_factory=dict)
+    cache_key: str | None = None
+
+
+def checkpoint_source(base: str, tuned: str) -> Source:
+    """ΔW = W_tuned − W_base for every shared linear weight, streamed from disk."""
+    ref, new = CheckpointReader(base), CheckpointReader(tuned)
+    if ref.architecture() != new.architecture():
+        raise AdaptersGeoError(
+            f"architectures differ: {base} is {ref.architecture()}, {tuned} is {new.architecture()}",
+            "compare a fine-tuned checkpoint with the model it was tuned from",
+        )
+    names = ref.targets()
+    for name in names:
+        if name not in new.shapes or new.shapes[name] != ref.shapes[name]:
+            got = new.shapes.get(name, "missing")
+            raise AdaptersGeoError(
+                f"{tuned} has {name} with shape {got}, {base} has {ref.shapes[name]}",
+                "compare checkpoints of the same architecture",
+            )
+    if not names:
+        raise AdaptersGeoError(f"{base} has no linear weights to compare", "pass a causal-LM checkpoint")
+
+    def pairs():
+        for name in names:
+            w0 = ref.get(name)
+            yield name, w0, new.get(name) - w0
+
+    meta = {"reference": base, "tuned": tuned, "quant": "none", "adapter_kind": "full", "adapter_rank": None}
+    return Source(names, pairs, meta, cache_key=f"{fingerprint(ref.folder)}-none")
+
+
+def adapter_source(base: str, adapter: str, quant: str | None = None) -> Source:
+    """ΔW from an adapter folder (ours or peft LoRA) on `base`."""
+    folder = Path(adapter)
+    if (folder / "adapter.json").is_file():
+        from adapters_geo.adapters.io import load_saved_deltas
+
+        saved, deltas = load_saved_deltas(folder)
+        quant = saved["base"]["quant"]
+        kind, r = saved["kind"], saved["config"].get("r", saved["config"].get("K"))
+        _check_base(base, saved["base"]["fingerprint"], saved["base"]["spec"], folder)
+    elif (folder / "adapter_config.json").is_file():
+        deltas, r = _peft_deltas(folder)
+        kind, quant = "lora", quant or "none"
+    else:
+        raise AdaptersGeoError(
+            f"{folder} is neither an adapters_geo adapter (adapter.json) nor a peft LoRA folder (adapter_config.json)",
+            "pass the folder written by save_adapter or by peft's save_pretrained",
+        )
+    deltas = dict(deltas)
+    weights = _reference_weights(base, quant, list(deltas))
+    for name, delta in deltas.items():
+        if tuple(delta.shape) != weights.shape(name):
+            raise AdaptersGeoError(
+                f"adapter {folder} has {name} of shape {tuple(delta.shape)}, base {base} has {weights.shape(name)}",
+                "use the adapter with the base it was trained on",
+            )
+
+    def pairs():
+        for name, delta in deltas.items():
+            yield name, weights.get(name), delta
+
+    meta = {"reference": base, "tuned": str(folder), "quant": quant, "adapter_kind": kind, "adapter_rank": r}
+    return Source(list(deltas), pairs, meta, cache_key=f"{fingerprint(resolve_spec(base))}-{quant}")
+
+
+def _check_base(base: str, saved_fingerprint: str, saved_spec: str, folder: Path) -> None:
+    if fingerprint(resolve_spec(base)) != saved_fingerprint:
+        raise AdaptersGeoError(
+            f"adapter {folder} was trained on '{saved_spec}', not on '{base}'",
+            f"pass {saved_spec} as BASE",
+        )
+
+
+def _peft_deltas(folder: Path):
+    """(iterator of (name, ΔW), r) from a peft LoRA folder."""
+    from safetensors.torch import load_file
+
+    from adapters_geo.adapters.lora import compose, scaling_of
+
+    config = json.loads((folder / "adapter_config.json").read_text())
+    if config.get("peft_type", "LORA") != "LORA" or config.get("use_dora"):
+        raise AdaptersGeoError(f"{folder} is a {config.get('peft_type')} adapter", "only plain LoRA is supported")
+    tensors = load_file(str(folder / "adapter_model.safetensors"))
+    r, alpha, rslora = config["r"], config["lora_alpha"], config.get("use_rslora", False)
+
+    def deltas():
+        for key in sorted(k for k in tensors if ".lora_A." in k):
+            module = key.split(".lora_A.")[0]
+            b = tensors[key.replace(".lora_A.", ".lora_B.")]
+            a = tensors[key]
+            yield canonical_name(module), compose(a, b, scaling_of(a.shape[0], alpha, rslora))
+
+    return deltas(), r
+
+
+class _QuantizedWeights:
+    """W0 as the quantized base computes it (dequantized), by canonical name."""
+
+    def __init__(self, base: str, quant: str):
+        from adapters_geo.models import load_base
+        from adapters_geo.models.weights import base_linears
+
+        self.layers = base_linears(load_base(base, quant).model)
+
+    def shape(self, name):
+        layer = self.layers.get(name)
+        return None if layer is None else (layer.out_features, layer.in_features)
+
+    def get(self, name):
+        from adapters_geo.models.quant import dequantized_weight
+
+        return dequantized_weight(self.layers[name]).cpu()
+
+
+class _CheckpointWeights:
+    def __init__(self, base: str):
+        self.reader = CheckpointReader(base)
+
+    def shape(self, name):
+        return self.reader.shapes.get(name)
+
+    def get(self, name):
+        return self.reader.get(name)
+
+
+def _reference_weights(base: str, quant: str, names: list):
+    weights = _CheckpointWeights(base) if quant == "none" else _QuantizedWeights(base, quant)
+    missing = [n for n in names if weights.shape(n) is None]
+    if missing:
+        raise AdaptersGeoError(f"base {base} has no weight {missing[0]}", "use the adapter with the base it was trained on")
+    return weights
