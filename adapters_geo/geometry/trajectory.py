@@ -68,3 +68,42 @@ def matrix_trajectory(deltas: dict, k: int = K_DEFAULT) -> dict:
         "locking_step": locking_step(steps, [r["sim_right"] for r in rows]),
         "locking_step_left": locking_step(steps, [r["sim_left"] for r in rows]),
     }
+
+
+def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None) -> dict:
+    """Trajectory of a whole model from {step: {name: ΔW_t}}.
+
+    Returns per-matrix results and, for "attention", "mlp" and "all" matrices, the mean of
+    each per-step quantity, the locking step of the mean right-similarity curve and, when
+    `early_step` is given, the mean early_energy_capture(early_step).
+    """
+    from adapters_geo.geometry.aggregate import block
+
+    steps = sorted(snapshots)
+    names = list(snapshots[steps[-1]])
+    matrices = {name: matrix_trajectory({t: snapshots[t][name] for t in steps}, k) for name in names}
+    groups = {"attention": [], "mlp": [], "all": names}
+    for name in names:
+        groups[block(name)].append(name)
+    summary = {}
+    for group, members in groups.items():
+        if not members:
+            continue
+        curve = []
+        for index, step in enumerate(steps):
+            rows = [matrices[name]["steps"][index] for name in members]
+            keys = ("sim_right", "sim_left", "stable_rank", "update_norm", "hill_alpha")
+            curve.append({"step": step, **{key: _mean([row[key] for row in rows]) for key in keys}})
+        entry = {"steps": curve, "locking_step": locking_step(steps, [row["sim_right"] for row in curve])}
+        if early_step is not None:
+            final = steps[-1]
+            entry["early_energy_capture"] = _mean(
+                [early_energy_capture(snapshots[early_step][n], snapshots[final][n], k) for n in members]
+            )
+        summary[group] = entry
+    return {"K": k, "steps": steps, "matrices": matrices, "summary": summary}
+
+
+def _mean(values: list) -> float:
+    values = [v for v in values if v == v]  # drop NaN
+    return sum(values) / len(values) if values else float("nan")

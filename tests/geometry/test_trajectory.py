@@ -6,6 +6,7 @@ from adapters_geo.geometry.trajectory import (
     early_energy_capture,
     locking_step,
     matrix_trajectory,
+    model_trajectory,
     subspace_similarity,
 )
 from tests.geometry.test_metrics import orthonormal
@@ -42,3 +43,23 @@ def test_synthetic_trajectory_locks_at_the_known_step():
     assert all(abs(row["stable_rank"] - 30 / 16) < 0.05 for row in out["steps"][3:])
     assert early_energy_capture(deltas[40], deltas[80], k) > 0.99
     assert early_energy_capture(deltas[10], deltas[80], k) < 0.5
+
+
+def test_model_trajectory_summarises_attention_and_mlp():
+    m, n, k = 32, 48, 4
+    v_final = orthonormal(n, k, seed=5)
+    u = orthonormal(m, k, seed=6)
+    snapshots = {}
+    for step in (1, 2, 3, 4):
+        locked = u @ v_final.T * step  # attention: in the final subspace from the start
+        drifting = u @ (orthonormal(n, k, seed=50 + step) if step < 4 else v_final).T
+        snapshots[step] = {
+            "model.layers.0.self_attn.q_proj.weight": locked,
+            "model.layers.0.mlp.up_proj.weight": drifting,
+        }
+    out = model_trajectory(snapshots, k, early_step=1)
+    assert out["summary"]["attention"]["locking_step"] == 1
+    assert out["summary"]["mlp"]["locking_step"] == 4
+    assert abs(out["summary"]["attention"]["early_energy_capture"] - 1) < 1e-9
+    assert out["summary"]["mlp"]["early_energy_capture"] < 0.5
+    assert [row["step"] for row in out["summary"]["all"]["steps"]] == [1, 2, 3, 4]

@@ -1,0 +1,87 @@
+"""The embedded default task: procedurally generated arithmetic word problems.
+
+Levels: 0 recall (the answer is stated in the problem — a format-learning check for tiny
+models), 1 one step (a ± b), 2 two steps with small numbers ('Tom has 23 apples, buys 4
+boxes with 7 each…'), 3 two steps with larger numbers. Every solution is
+'<worked steps> Answer: N'. The test split is drawn from its own seed stream and the
+training stream skips every test prompt, so the two never overlap.
+"""
+
+import random
+
+from adapters_geo.tasks.example import Example, with_final_answer
+
+NAMES = ["Tom", "Ana", "Li", "Sam", "Maya", "Omar", "Zoe", "Ivan", "Nia", "Ben"]
+ITEMS = ["apples", "pens", "books", "coins", "cards", "eggs", "shells", "stamps", "marbles", "cups"]
+
+
+def _recall(rng: random.Random) -> Example:
+    name, item, a = rng.choice(NAMES), rng.choice(ITEMS), rng.randint(1, 9)
+    prompt = f"{name} has {a} {item}. How many {item} does {name} have?"
+    return Example(prompt, str(a), with_final_answer("", a))
+
+
+def _one_step(rng: random.Random) -> Example:
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    a, b = rng.randint(5, 40), rng.randint(1, 20)
+    if rng.random() < 0.5:
+        prompt = f"{name} has {a} {item} and finds {b} more. How many {item} does {name} have now?"
+        return Example(prompt, str(a + b), with_final_answer(f"{a} + {b} = {a + b}.", a + b))
+    a = max(a, b + 1)
+    prompt = f"{name} has {a} {item} and gives away {b}. How many {item} does {name} have now?"
+    return Example(prompt, str(a - b), with_final_answer(f"{a} - {b} = {a - b}.", a - b))
+
+
+def _two_step(rng: random.Random, big: bool) -> Example:
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    top = 99 if big else 30
+    a, b, c = rng.randint(2, top), rng.randint(2, 9 if not big else 12), rng.randint(2, 9 if not big else 15)
+    kind = rng.randrange(3)
+    if kind == 0:
+        prompt = f"{name} has {a} {item}, buys {b} boxes with {c} {item} each. How many {item} does {name} have now?"
+        steps = f"{b} * {c} = {b * c}. {a} + {b * c} = {a + b * c}."
+        return Example(prompt, str(a + b * c), with_final_answer(steps, a + b * c))
+    if kind == 1:
+        total = b * c
+        sold = rng.randint(1, total - 1)
+        prompt = f"A shop has {b} shelves with {c} {item} on each. It sells {sold}. How many {item} are left?"
+        steps = f"{b} * {c} = {total}. {total} - {sold} = {total - sold}."
+        return Example(prompt, str(total - sold), with_final_answer(steps, total - sold))
+    gave = rng.randint(1, a - 1) if a > 1 else 0
+    prompt = f"{name} had {a} {item}, gave away {gave} and then got {c} more. How many {item} does {name} have?"
+    steps = f"{a} - {gave} = {a - gave}. {a - gave} + {c} = {a - gave + c}."
+    return Example(prompt, str(a - gave + c), with_final_answer(steps, a - gave + c))
+
+
+GENERATORS = {
+    0: _recall,
+    1: _one_step,
+    2: lambda rng: _two_step(rng, big=False),
+    3: lambda rng: _two_step(rng, big=True),
+}
+
+
+def generate(count: int, levels, seed: int, exclude: set | None = None) -> list[Example]:
+    """`count` distinct problems drawn evenly over `levels`, skipping prompts in `exclude`."""
+    rng = random.Random(seed)
+    levels = list(levels)
+    exclude = exclude or set()
+    seen, examples = set(), []
+    attempts = 0
+    while len(examples) < count:
+        attempts += 1
+        if attempts > 100 * count + 1000:
+            raise ValueError(f"cannot draw {count} distinct problems at levels {levels}")
+        example = GENERATORS[levels[len(examples) % len(levels)]](rng)
+        if example.prompt in seen or example.prompt in exclude:
+            continue
+        seen.add(example.prompt)
+        examples.append(example)
+    return examples
+
+
+def splits(train_size: int, test_size: int, levels=(2,), seed: int = 0) -> tuple[list[Example], list[Example]]:
+    """(train, test): disjoint; the test split depends only on (test_size, levels, seed)."""
+    test = generate(test_size, levels, seed=10_000 + seed)
+    train = generate(train_size, levels, seed=seed, exclude={e.prompt for e in test})
+    return train, test

@@ -1,0 +1,67 @@
+"""Tasks: generated arithmetic, file loading (GSM8K format), rewards."""
+
+import json
+
+import pytest
+
+from adapters_geo import AdaptersGeoError
+from adapters_geo.tasks import TaskConfig, load_task
+from adapters_geo.tasks.arithmetic import splits
+from adapters_geo.tasks.rewards import exact, exact_format, parse_final_answer
+
+
+@pytest.mark.parametrize("levels", [[0], [1], [2], [3], [1, 2, 3]])
+def test_arithmetic_is_seeded_disjoint_and_correct(levels):
+    train, test = splits(300, 40, levels, seed=3)
+    again_train, again_test = splits(300, 40, levels, seed=3)
+    assert train == again_train and test == again_test
+    assert not {e.prompt for e in train} & {e.prompt for e in test}
+    for example in train[:50] + test:
+        assert example.solution.endswith(f"Answer: {example.answer}")
+        assert exact(example.solution, example.answer) == 1.0
+
+
+def test_test_split_does_not_depend_on_train_size():
+    assert splits(10, 20, [2])[1] == splits(500, 20, [2])[1]
+
+
+def test_answer_parsing_and_rewards():
+    assert parse_final_answer("so 3 + 4 = 7. Answer: 7") == "7"
+    assert parse_final_answer("Natalia sold 48/2 = 24 clips.\n#### 1,024") == "1024"
+    assert parse_final_answer("I think it is 12 or 13") == "13"
+    assert parse_final_answer("no numbers", strict=True) is None
+    assert exact("Answer: 7", "7") == 1.0 and exact("Answer: 8", "7") == 0.0 and exact("", "7") == 0.0
+    assert exact_format("Answer: 7", "7") == pytest.approx(1.1) and exact_format("7", "7") == 1.0
+
+
+def test_jsonl_file_with_gsm8k_answers(tmp_path):
+    path = tmp_path / "data.jsonl"
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(30)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    task = load_task(TaskConfig(name="file", path=str(path), test_size=5))
+    assert len(task.test) == 5 and len(task.train) == 25
+    example = task.test[0]
+    assert example.solution.endswith(f"Answer: {example.answer}") and "####" not in example.solution
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (TaskConfig(name="file", path="missing.jsonl"), "task file missing.jsonl does not exist"),
+        (TaskConfig(name="file", path="nobody/no-such-dataset"), "tried a local .json/.jsonl file"),
+        (TaskConfig(name="poems"), "unknown task 'poems'"),
+        (TaskConfig(levels=[7]), "unknown arithmetic level 7"),
+        (TaskConfig(reward="vibes"), "unknown reward 'vibes'"),
+    ],
+)
+def test_bad_task_configs(config, message, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AdaptersGeoError, match=message):
+        load_task(config)
+
+
+def test_wrong_field_names(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"q": "x", "a": "1"}))
+    with pytest.raises(AdaptersGeoError, match="record has no field 'question'"):
+        load_task(TaskConfig(name="file", path=str(path), test_size=0))
