@@ -32,6 +32,15 @@ def cmd_geometry(args) -> None:
     print(f"wrote {out}/geometry.json, summary.md, heatmaps.png, spectra.png")
 
 
+def cmd_train(args) -> None:
+    """Train one run from a YAML file into a folder."""
+    from adapters_geo.config import load_run_config
+    from adapters_geo.runner import run_training
+
+    summary = run_training(load_run_config(args.config), args.out, resume=args.resume)
+    print(json.dumps(summary["final_eval"]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adapters-geo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     geo.add_argument("--out", help="output folder (default runs/geometry/<name>)")
     geo.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     geo.set_defaults(func=cmd_geometry)
+    tr = sub.add_parser("train", help="train one run described by a YAML file")
+    tr.add_argument("config", help="run YAML (sections model, quant, adapter, method, task, train, init)")
+    tr.add_argument("--out", required=True, help="run folder")
+    tr.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    tr.set_defaults(func=cmd_train)
     info = sub.add_parser("adapter-info", help="show what a saved adapter was trained on")
     info.add_argument("folder")
     info.set_defaults(func=cmd_adapter_info)

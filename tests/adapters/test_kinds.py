@@ -129,6 +129,16 @@ def test_locked_with_sgd_equals_projected_full_training(tiny):
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_merged_deltas_are_snapshots_not_views(tiny, kind):
+    model = attach_adapter(tiny("none").model, make_config(kind, tiny, "none"))
+    before = merged_deltas(model)
+    train_steps(model, 2)
+    after = merged_deltas(model)
+    assert all(not d.requires_grad for d in after.values())
+    assert any((after[n] - before[n]).abs().max() > 0 for n in before)
+
+
 def test_random_basis_is_orthonormal():
     bases = random_orthonormal_basis({"w": (32, 64)}, 8, seed=1)
     v = bases["w"]

@@ -52,6 +52,7 @@ def test_jsonl_file_with_gsm8k_answers(tmp_path):
         (TaskConfig(name="poems"), "unknown task 'poems'"),
         (TaskConfig(levels=[7]), "unknown arithmetic level 7"),
         (TaskConfig(reward="vibes"), "unknown reward 'vibes'"),
+        (TaskConfig(levels=[0], train_size=5000), "cannot draw 5000 distinct arithmetic problems"),
     ],
 )
 def test_bad_task_configs(config, message, monkeypatch):

@@ -1,0 +1,88 @@
+"""Where metrics go: console progress bar, metrics.jsonl, TensorBoard — behind one small Protocol.
+
+`Loggers` fans out to all of them, so the training loop never branches on what is enabled.
+"""
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+from tqdm import tqdm
+
+
+class Logger(Protocol):
+    def scalars(self, step: int, values: dict, prefix: str = "") -> None: ...
+    def histogram(self, step: int, name: str, values) -> None: ...
+    def close(self) -> None: ...
+
+
+class JsonlLogger:
+    def __init__(self, path: Path):
+        self.handle = open(path, "a", encoding="utf-8")
+
+    def scalars(self, step, values, prefix=""):
+        self.handle.write(json.dumps({"step": step, "group": prefix or "train", **values}) + "\n")
+        self.handle.flush()
+
+    def histogram(self, step, name, values):
+        pass
+
+    def close(self):
+        self.handle.close()
+
+
+class TensorBoardLogger:
+    def __init__(self, folder: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(folder))
+
+    def scalars(self, step, values, prefix=""):
+        for key, value in values.items():
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{prefix or 'train'}/{key}", value, step)
+
+    def histogram(self, step, name, values):
+        self.writer.add_histogram(name, values, step)
+
+    def close(self):
+        self.writer.close()
+
+
+class ConsoleLogger:
+    """A progress bar with ETA; the latest train metrics as its postfix, evaluations printed."""
+
+    KEYS = ("loss", "reward", "teacher_gap", "accuracy")
+
+    def __init__(self, total: int, initial: int, desc: str):
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+    def scalars(self, step, values, prefix=""):
+        if prefix == "eval":
+            self.bar.write(f"step {step}: held-out accuracy {values['accuracy']:.3f}, mean reward {values['mean_reward']:.3f}")
+        elif not prefix:
+            self.bar.n = step
+            self.bar.set_postfix({k: f"{values[k]:.4g}" for k in self.KEYS if k in values}, refresh=True)
+
+    def histogram(self, step, name, values):
+        pass
+
+    def close(self):
+        self.bar.close()
+
+
+class Loggers:
+    def __init__(self, loggers: list):
+        self.loggers = loggers
+
+    def scalars(self, step, values, prefix=""):
+        for logger in self.loggers:
+            logger.scalars(step, values, prefix)
+
+    def histogram(self, step, name, values):
+        for logger in self.loggers:
+            logger.histogram(step, name, values)
+
+    def close(self):
+        for logger in self.loggers:
+            logger.close()

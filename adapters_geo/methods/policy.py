@@ -1,0 +1,118 @@
+"""OPD, RLVR and their mixes: one on-policy policy-gradient method, differing only in advantages.
+
+Per step: sample G completions per prompt (from the student, the teacher, or a stale
+student), score them (teacher log-probs for OPD, verifiable rewards for RLVR), then
+minimise the clipped token-level policy-gradient loss (losses.py) with the advantages of
+advantages.py. How this GRPO differs from the textbook one: no KL to a reference unless
+kl_coef > 0, no entropy bonus, asymmetric clip (0.2 / 0.28), token-level aggregation, zero-variance
+groups dropped from the loss. OPD uses the same loss with A_t = −coef·r_t, no KL, no entropy bonus.
+"""
+
+import torch
+
+from adapters_geo.methods.advantages import grpo_advantages, mix, opd_advantages, token_selection
+from adapters_geo.methods.history import PolicyHistory
+from adapters_geo.methods.losses import clipped_pg, k3_kl, reverse_kl_full
+from adapters_geo.methods.teacher import SELF_HINT
+from adapters_geo.rollout.prompts import HINT_TEMPLATE, chat_prompt, encode
+from adapters_geo.rollout.sampling import sample
+from adapters_geo.rollout.scoring import completion_logprobs, completion_mask, pack
+
+
+class PolicyGradient:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.cfg = ctx.config
+        self.name = self.cfg.name
+        self.uses_teacher = self.name == "opd" or self.cfg.mix_alpha is not None
+        self.uses_reward = self.name == "rlvr" or self.cfg.mix_alpha is not None
+        self.history = PolicyHistory(self.cfg.stale_lag()) if self.cfg.stale_lag() else None
+
+    def after_update(self, model) -> None:
+        if self.history is not None:
+            self.history.record(model)
+
+    def _prompts(self, examples):
+        tok, system = self.ctx.tokenizer, self.ctx.system_prompt
+        student = encode(tok, [chat_prompt(tok, e.prompt, system) for e in examples])
+        if self.cfg.teacher != SELF_HINT:
+            return student, student
+        hinted = [HINT_TEMPLATE.format(prompt=e.prompt, solution=e.solution) for e in examples]
+        return student, encode(tok, [chat_prompt(tok, h, system) for h in hinted])
+
+    def _rollouts(self, model, student_prompts, teacher_prompts):
+        cfg, tok = self.cfg, self.ctx.tokenizer
+        args = (cfg.group_size, cfg.max_new_tokens, cfg.temperature)
+        if cfg.rollout_source == "teacher":
+            return sample(self.ctx.teacher.model, tok, teacher_prompts, *args)
+        if self.history is not None:
+            if not self.history.snapshots:
+                self.history.record(model)
+            with self.history.policy(model):
+                return sample(model, tok, student_prompts, *args)
+        return sample(model, tok, student_prompts, *args)
+
+    def batch(self, examples: list, step: int) -> dict:
+        model, tok, group = self.ctx.model, self.ctx.tokenizer, self.cfg.group_size
+        student_prompts, teacher_prompts = self._prompts(examples)
+        completions = self._rollouts(model, student_prompts, teacher_prompts)
+        repeat = lambda items: [x for x in items for _ in range(group)]
+        batch = {"step": step, "prompts": repeat(student_prompts), "completions": completions}
+        if self.uses_reward:
+            texts = tok.batch_decode(completions, skip_special_tokens=True)
+            rewards = [self.ctx.task.reward(t, e.answer) for t, e in zip(texts, repeat(examples))]
+            batch["rewards"] = torch.tensor(rewards, dtype=torch.float32)
+        if self.uses_teacher:
+            batch["teacher"] = self._score(self.ctx.teacher.model, repeat(teacher_prompts), completions)
+        if self.cfg.kl_coef:
+            batch["reference"] = self._score(self.ctx.reference.model, batch["prompts"], completions)
+        return batch
+
+    @torch.no_grad()
+    def _score(self, model, prompts, completions):
+        device = next(model.parameters()).device
+        packed = pack(prompts, completions, self.ctx.tokenizer.pad_token_id, device)
+        return completion_logprobs(model, packed, full=self.cfg.full_vocab_kl)
+
+    def advantages(self, old_logp: torch.Tensor, mask: torch.Tensor, batch: dict):
+        """(A (B, L), per-sample keep (B,)) for this method and its mix."""
+        ones = torch.ones(mask.shape[0], device=mask.device)
+        teacher = batch.get("teacher")
+        teacher_logp = teacher[0] if isinstance(teacher, tuple) else teacher
+        a_opd = opd_advantages(old_logp, teacher_logp, self.cfg.opd_coef) if self.uses_teacher else None
+        if self.uses_reward:
+            per_sample, keep = grpo_advantages(batch["rewards"].to(mask.device), self.cfg.group_size)
+            a_rlvr = per_sample[:, None] * mask
+        alpha = self.cfg.mix_alpha
+        if alpha is None:
+            return (a_opd, ones) if self.name == "opd" else (a_rlvr, keep)
+        return mix(a_opd, a_rlvr, alpha), (keep if alpha == 0 else ones)
+
+    def loss(self, model, batch: dict):
+        device = next(model.parameters()).device
+        packed = pack(batch["prompts"], batch["completions"], self.ctx.tokenizer.pad_token_id, device)
+        scored = completion_logprobs(model, packed, full=self.cfg.full_vocab_kl)
+        logp, logp_all = scored if self.cfg.full_vocab_kl else (scored, None)
+        mask = completion_mask(packed.lengths, packed.width, device)
+        old = logp.detach()  # the behaviour log-probs, recomputed by the current student
+        advantages, keep = self.advantages(old, mask, batch)
+        token_mask = mask * keep[:, None]
+        teacher = batch.get("teacher")
+        teacher_logp = teacher[0] if isinstance(teacher, tuple) else teacher
+        gaps = (old - teacher_logp) if teacher_logp is not None else None
+        generator = torch.Generator().manual_seed(1_000_003 * self.ctx.seed + batch["step"])
+        weights = token_selection(token_mask, self.cfg.token_fraction, self.cfg.token_select, gaps, generator)
+        denominator = token_mask.sum().item()
+        if self.cfg.full_vocab_kl:
+            loss = (reverse_kl_full(logp_all, teacher[1]) * weights).sum() / max(denominator, 1.0)
+        else:
+            loss = clipped_pg(logp, old, advantages, weights, denominator, self.cfg.eps_low, self.cfg.eps_high)
+        if self.cfg.kl_coef:
+            loss = loss + self.cfg.kl_coef * (k3_kl(logp, batch["reference"]) * token_mask).sum() / max(denominator, 1.0)
+        metrics = {"loss": loss.item(), "completion_tokens": float(mask.sum().item()),
+                   "completion_len": float(mask.sum(1).mean().item()), "kept_samples": float(keep.mean().item())}
+        if gaps is not None:
+            metrics["teacher_gap"] = float((gaps * mask).sum().item() / mask.sum().clamp_min(1).item())
+        if "rewards" in batch:
+            metrics["reward"] = float(batch["rewards"].mean().item())
+        return loss, metrics

@@ -1,0 +1,1 @@
+"""Rollouts: formatting prompts, sampling completions, scoring tokens under a model."""

@@ -1,0 +1,40 @@
+"""Sampling completions from a policy: G samples per prompt, or greedy.
+
+Prompts are left-padded into one batch; sampling is pure temperature sampling (top-k and
+top-p off), so the samples follow the policy exactly, as on-policy methods assume. Each
+completion is returned as a token list cut after the first EOS (kept).
+"""
+
+import torch
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: list[list[int]], num_samples: int = 1, max_new_tokens: int = 32,
+           temperature: float = 1.0) -> list[list[int]]:
+    """num_samples completions per prompt (temperature 0: greedy), prompt-major order."""
+    was_training = model.training
+    model.eval()
+    rows = [p for p in prompts for _ in range(num_samples)]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    options = {"do_sample": False} if temperature == 0 else {
+        "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0,
+    }
+    out = model.generate(
+        input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+        pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, **options,
+    )
+    model.train(was_training)
+    return [cut_at_eos(row[width:].tolist(), tokenizer.eos_token_id, pad) for row in out]
+
+
+def cut_at_eos(tokens: list[int], eos: int, pad: int) -> list[int]:
+    """Tokens up to and including the first EOS (trailing padding dropped)."""
+    if eos in tokens:
+        return tokens[: tokens.index(eos) + 1]
+    while tokens and tokens[-1] == pad and pad != eos:
+        tokens = tokens[:-1]
+    return tokens

@@ -1,0 +1,26 @@
+"""Held-out evaluation: greedy pass@1 accuracy and mean reward on a task's test split."""
+
+import torch
+
+from adapters_geo.rollout.prompts import chat_prompt, encode
+from adapters_geo.rollout.sampling import sample
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, task, examples=None, max_new_tokens: int = 48, batch_size: int = 16,
+             system_prompt=None) -> dict:
+    """{"accuracy", "mean_reward", "examples"}: a sample is correct when its reward is ≥ 1."""
+    examples = task.test if examples is None else examples
+    rewards = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        prompts = encode(tokenizer, [chat_prompt(tokenizer, e.prompt, system_prompt) for e in chunk])
+        completions = sample(model, tokenizer, prompts, 1, max_new_tokens, temperature=0)
+        texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+        rewards += [task.reward(text, e.answer) for text, e in zip(texts, chunk)]
+    count = max(len(rewards), 1)
+    return {
+        "accuracy": sum(r >= 1.0 for r in rewards) / count,
+        "mean_reward": sum(rewards) / count,
+        "examples": len(rewards),
+    }

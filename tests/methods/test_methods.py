@@ -1,0 +1,170 @@
+"""The three methods on tiny-llama, end to end through the shared loop.
+
+Run: python -m pytest -q tests/methods
+"""
+
+import json
+
+import pytest
+import torch
+
+from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base, merged_deltas
+from adapters_geo.config import run_config_from_dict
+from adapters_geo.methods import Context, MethodConfig, build_method
+from adapters_geo.methods.loop import TrainConfig, train
+from adapters_geo.rollout.sampling import sample
+from adapters_geo.runner import run_training
+from adapters_geo.tasks import TaskConfig, load_task
+from adapters_geo.trajectory import read_trajectory
+
+TASK = TaskConfig(levels=[0], train_size=200, test_size=8)
+SHORT = dict(group_size=2, max_new_tokens=10)
+
+
+def odd_length_reward(text, answer):
+    """A reward with variance on a random model, so GRPO groups are not all skipped."""
+    return float(len(text) % 2)
+
+
+def make(method: MethodConfig, adapter=None, teacher=None, perturb=0.0):
+    base = load_base("tiny-llama")
+    model = attach_adapter(base.model, adapter or DenseConfig())
+    if perturb:
+        with torch.no_grad():
+            for p in (p for p in model.parameters() if p.requires_grad):
+                p.add_(perturb * torch.randn_like(p))
+    task = load_task(TASK)
+    task.reward = odd_length_reward
+    ctx = Context(model, base.tokenizer, task, method, teacher=teacher)
+    return build_method(ctx), model, base.tokenizer, task
+
+
+@pytest.mark.parametrize("adapter", [DenseConfig(), LoraConfig(r=4)], ids=["dense", "lora"])
+@pytest.mark.parametrize("name", ["sft", "opd", "rlvr"])
+def test_each_method_trains_and_tracks(tmp_path, name, adapter):
+    teacher = load_base("tiny-llama") if name == "opd" else None
+    config = MethodConfig(name=name, teacher="tiny-llama" if teacher else None, **SHORT)
+    method, model, tok, task = make(config, adapter, teacher, perturb=0.02 if name == "opd" else 0.0)
+    before = merged_deltas(model)
+    summary = train(model, tok, method, task, TrainConfig(steps=3, batch_size=4, lr=1e-2, track_steps=[1, 3]),
+                    tmp_path, max_new_tokens=10, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if r["group"] == "train"]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    after = merged_deltas(model)
+    assert any((after[n] - before[n]).abs().max() > 0 for n in before)
+    trajectory = read_trajectory(tmp_path / "trajectory")
+    assert sorted(trajectory) == [1, 3] and set(trajectory[3]) == set(after)
+    for n in after:
+        torch.testing.assert_close(trajectory[3][n], after[n] - before[n])
+    assert {"geometry/overall", "eval"} <= {r["group"] for r in rows}
+    assert (tmp_path / "adapter" / "adapter.json").is_file() and summary["steps"] == 3
+
+
+def test_opd_with_teacher_equal_to_student_has_zero_advantage_and_gradient():
+    teacher = load_base("tiny-llama")  # the student's adapter starts at zero: same policy
+    method, model, _, task = make(MethodConfig(name="opd", teacher="tiny-llama", **SHORT), teacher=teacher)
+    batch = method.batch(task.train[:3], step=0)
+    loss, metrics = method.loss(model, batch)
+    loss.backward()
+    assert metrics["teacher_gap"] == 0.0 and loss.item() == 0.0
+    assert all(p.grad.abs().max() == 0 for p in model.parameters() if p.requires_grad)
+
+
+def test_teacher_rollouts_come_from_the_teacher():
+    teacher = load_base("tiny-llama")
+    config = MethodConfig(name="opd", teacher="tiny-llama", rollout_source="teacher", **SHORT)
+    method, model, tok, task = make(config, teacher=teacher, perturb=0.05)
+    prompts, _ = method._prompts(task.train[:3])
+    torch.manual_seed(7)
+    got = method._rollouts(model, prompts, prompts)
+    torch.manual_seed(7)
+    assert got == sample(teacher.model, tok, prompts, 2, 10)
+    torch.manual_seed(7)
+    assert got != sample(model, tok, prompts, 2, 10)
+
+
+def test_stale_rollouts_come_from_the_policy_n_updates_old():
+    config = MethodConfig(name="opd", teacher="tiny-llama", rollout_source="stale:2", **SHORT)
+    method, model, tok, task = make(config, teacher=load_base("tiny-llama"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    snapshots = []
+    method.after_update(model)  # the initial policy
+    for _ in range(3):
+        with torch.no_grad():
+            for p in params:
+                p.add_(0.05 * torch.randn_like(p))
+        method.after_update(model)
+        snapshots.append([p.detach().clone() for p in params])
+    prompts, _ = method._prompts(task.train[:3])
+    torch.manual_seed(3)
+    got = method._rollouts(model, prompts, prompts)
+    current = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, old in zip(params, snapshots[0]):  # after update 1 = 2 updates before the current 3
+            p.copy_(old)
+    torch.manual_seed(3)
+    want = sample(model, tok, prompts, 2, 10)
+    assert got == want
+    with torch.no_grad():
+        for p, now in zip(params, current):
+            p.copy_(now)
+    torch.manual_seed(3)
+    assert got != sample(model, tok, prompts, 2, 10)
+
+
+@pytest.mark.parametrize("alpha, pure", [(1.0, "opd"), (0.0, "rlvr")])
+def test_mix_alpha_endpoints_reduce_exactly(alpha, pure):
+    teacher = load_base("tiny-llama")
+    mixed, model, _, task = make(MethodConfig(name="opd", teacher="tiny-llama", mix_alpha=alpha, **SHORT),
+                                 teacher=teacher, perturb=0.05)
+    batch = mixed.batch(task.train[:4], step=0)
+    plain = build_method(Context(model, mixed.ctx.tokenizer, task, MethodConfig(name=pure, teacher="tiny-llama", **SHORT),
+                                 teacher=teacher))
+    assert mixed.loss(model, batch)[0].item() == plain.loss(model, batch)[0].item()
+
+
+def test_sft_learns_the_easy_task_from_chance_to_well_above():
+    config = run_config_from_dict({
+        "model": "tiny-llama", "task": {"levels": [0], "train_size": 600, "test_size": 32},
+        "method": {"name": "sft", "max_new_tokens": 12},
+        "train": {"steps": 120, "batch_size": 16, "lr": 3e-3, "checkpoint_every": 1000, "track_steps": [120]},
+    })
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        run_training(config, out, progress=False)
+        evals = [json.loads(l) for l in open(f"{out}/metrics.jsonl") if '"eval"' in l]
+    assert evals[0]["accuracy"] <= 0.15 and evals[-1]["accuracy"] >= 0.8, evals
+
+
+def test_resume_reaches_the_uninterrupted_result(tmp_path, monkeypatch):
+    config = run_config_from_dict({
+        "model": "tiny-llama", "task": {"levels": [0], "train_size": 200, "test_size": 4},
+        "method": {"name": "opd", "teacher": "self_hint", "rollout_source": "stale:1", **SHORT},
+        "train": {"steps": 5, "batch_size": 3, "lr": 5e-3, "checkpoint_every": 2, "optimizer": "adamw"},
+    })
+    run_training(config, tmp_path / "whole", progress=False)
+
+    from adapters_geo.methods.policy import PolicyGradient
+
+    original = PolicyGradient.loss
+
+    def interrupted(self, model, batch):
+        if batch["step"] == 3:
+            raise KeyboardInterrupt
+        return original(self, model, batch)
+
+    monkeypatch.setattr(PolicyGradient, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(PolicyGradient, "loss", original)
+    with pytest.raises(Exception, match="already holds a checkpoint"):
+        run_training(config, tmp_path / "cut", progress=False)
+    run_training(config, tmp_path / "cut", resume=True, progress=False)
+
+    from adapters_geo.adapters.io import load_saved_deltas
+
+    whole = dict(load_saved_deltas(tmp_path / "whole" / "adapter")[1])
+    cut = dict(load_saved_deltas(tmp_path / "cut" / "adapter")[1])
+    assert all(torch.equal(whole[n], cut[n]) for n in whole)
