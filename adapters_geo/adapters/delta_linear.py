@@ -2,9 +2,16 @@
 
 Shared by the `dense` and `locked` adapters. The base may be a torch or bitsandbytes
 layer; it is never modified, so ΔW always comes from the delta's own factors.
+For a plain (unquantized) torch base the forward is one matmul with W0 + ΔW, built on the
+fly: the cost of full fine-tuning instead of two matmuls, the same gradient for ΔW.
+`inference_weights(model)` caches W0 + ΔW for the length of a block without gradients
+(sampling): decoding then reads one matrix per layer and token instead of two.
 """
 
+import contextlib
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from adapters_geo.adapters.targets import replace_module, resolve_targets
@@ -19,10 +26,31 @@ class DeltaLinear(nn.Module):
         super().__init__()
         self.base_layer = base_layer
         self.delta = delta
+        self.merged = None  # W0 + ΔW cached by inference_weights, else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged is not None and not torch.is_grad_enabled():
+            return F.linear(x, self.merged, self.base_layer.bias)
+        if type(self.base_layer) is nn.Linear and torch.is_grad_enabled():
+            weight = self.base_layer.weight
+            return F.linear(x, weight + self.delta.delta_weight().to(weight.dtype), self.base_layer.bias)
         out = self.base_layer(x)
         return out + self.delta(x).to(out.dtype)
+
+
+@contextlib.contextmanager
+def inference_weights(model: nn.Module):
+    """Inside the block (no gradients), plain-linear DeltaLinear layers use a cached W0 + ΔW."""
+    layers = [m for m in model.modules() if isinstance(m, DeltaLinear) and type(m.base_layer) is nn.Linear]
+    with torch.no_grad():
+        for layer in layers:
+            weight = layer.base_layer.weight
+            layer.merged = weight + layer.delta.delta_weight().to(weight.dtype)
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.merged = None
 
 
 def layer_shape(layer: nn.Module) -> tuple[int, int]:

@@ -7,6 +7,8 @@ completion is returned as a token list cut after the first EOS (kept).
 
 import torch
 
+from adapters_geo.adapters.delta_linear import inference_weights
+
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[list[int]], num_samples: int = 1, max_new_tokens: int = 32,
@@ -23,10 +25,11 @@ def sample(model, tokenizer, prompts: list[list[int]], num_samples: int = 1, max
     options = {"do_sample": False} if temperature == 0 else {
         "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0,
     }
-    out = model.generate(
-        input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
-        pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, **options,
-    )
+    with inference_weights(model):
+        out = model.generate(
+            input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+            pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, **options,
+        )
     model.train(was_training)
     return [cut_at_eos(row[width:].tolist(), tokenizer.eos_token_id, pad) for row in out]
 
