@@ -32,13 +32,21 @@ def cmd_geometry(args) -> None:
     print(f"wrote {out}/geometry.json, summary.md, heatmaps.png, spectra.png")
 
 
+def cmd_trajectory(args) -> None:
+    """Trajectory diagnostics of a training run folder."""
+    from adapters_geo.geometry.trajectory_report import write_trajectory
+
+    out = write_trajectory(args.run, args.K, args.out, args.overwrite)
+    print(f"wrote {out}/trajectory.json, trajectory.png")
+
+
 def cmd_train(args) -> None:
     """Train one run from a YAML file into a folder."""
     from adapters_geo.config import load_run_config
     from adapters_geo.runner import run_training
 
     summary = run_training(load_run_config(args.config), args.out, resume=args.resume)
-    print(json.dumps(summary["final_eval"]))
+    print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     geo.add_argument("--out", help="output folder (default runs/geometry/<name>)")
     geo.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     geo.set_defaults(func=cmd_geometry)
+    tj = sub.add_parser("trajectory", help="trajectory diagnostics (Sim_K, rank dynamics, locking step) of a run")
+    tj.add_argument("run", help="run folder written by adapters-geo train")
+    tj.add_argument("--K", type=int, default=16, help="subspace size (default 16)")
+    tj.add_argument("--out", help="output folder (default RUN/trajectory_geometry)")
+    tj.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    tj.set_defaults(func=cmd_trajectory)
     tr = sub.add_parser("train", help="train one run described by a YAML file")
     tr.add_argument("config", help="run YAML (sections model, quant, adapter, method, task, train, init)")
     tr.add_argument("--out", required=True, help="run folder")

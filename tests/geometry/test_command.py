@@ -119,3 +119,22 @@ def test_adapter_from_another_base_is_refused(tmp_path, capsys):
     tuned, _ = merged_checkpoint(tmp_path, steps=1)
     assert main(["geometry", str(tuned), "--adapter", str(tmp_path / "ad"), "--out", str(tmp_path / "g")]) == 2
     assert "was trained on 'tiny-llama'" in capsys.readouterr().err
+
+
+def test_trajectory_command_on_a_trained_run(tmp_path, capsys):
+    from adapters_geo.config import run_config_from_dict
+    from adapters_geo.runner import run_training
+
+    config = run_config_from_dict({
+        "model": "tiny-llama", "task": {"levels": [0], "train_size": 100, "test_size": 4},
+        "train": {"steps": 10, "batch_size": 4, "lr": 3e-3, "track_steps": [1, 2, 5, 10]},
+    })
+    run_training(config, tmp_path / "run", progress=False)
+    assert main(["trajectory", str(tmp_path / "run"), "--K", "4"]) == 0
+    result = json.loads((tmp_path / "run" / "trajectory_geometry" / "trajectory.json").read_text())
+    assert result["steps"] == [1, 2, 5, 10] and result["early_step"] == 2
+    overall = result["summary"]["all"]["steps"]
+    assert overall[-1]["sim_right"] == pytest.approx(1.0) and 0 <= overall[0]["sim_right"] <= 1
+    assert set(result["summary"]) == {"attention", "mlp", "all"}
+    assert (tmp_path / "run" / "trajectory_geometry" / "trajectory.png").stat().st_size > 5000
+    assert main(["trajectory", str(tmp_path)]) == 2 and "has no trajectory" in capsys.readouterr().err

@@ -168,3 +168,40 @@ def test_resume_reaches_the_uninterrupted_result(tmp_path, monkeypatch):
     whole = dict(load_saved_deltas(tmp_path / "whole" / "adapter")[1])
     cut = dict(load_saved_deltas(tmp_path / "cut" / "adapter")[1])
     assert all(torch.equal(whole[n], cut[n]) for n in whole)
+
+
+def test_full_vocab_reverse_kl_is_zero_for_an_identical_teacher_and_trains_otherwise():
+    teacher = load_base("tiny-llama")
+    config = MethodConfig(name="opd", teacher="tiny-llama", full_vocab_kl=True, **SHORT)
+    method, model, _, task = make(config, teacher=teacher)
+    batch = method.batch(task.train[:2], step=0)
+    assert abs(method.loss(model, batch)[0].item()) < 1e-6
+    method, model, _, task = make(config, teacher=teacher, perturb=0.05)
+    loss, _ = method.loss(model, method.batch(task.train[:2], step=0))
+    loss.backward()
+    assert loss.item() > 0 and any(p.grad.abs().max() > 0 for p in model.parameters() if p.requires_grad)
+
+
+def test_rlvr_with_kl_to_the_initial_policy(tmp_path):
+    config = run_config_from_dict({
+        "model": "tiny-llama", "task": {"levels": [0], "train_size": 50, "test_size": 2},
+        "method": {"name": "rlvr", "kl_coef": 0.1, **SHORT}, "train": {"steps": 2, "batch_size": 2},
+    })
+    summary = run_training(config, tmp_path, progress=False)
+    assert summary["steps"] == 2
+
+
+def test_teacher_from_a_saved_adapter_and_tokenizer_check(tmp_path):
+    from adapters_geo import AdaptersGeoError, save_adapter
+    from adapters_geo.methods.teacher import load_teacher_for
+
+    trained = attach_adapter(load_base("tiny-llama").model, DenseConfig())
+    with torch.no_grad():
+        next(p for p in trained.parameters() if p.requires_grad).add_(0.1)
+    save_adapter(trained, tmp_path / "teacher")
+    student = load_base("tiny-llama")
+    teacher = load_teacher_for(str(tmp_path / "teacher"), "none", "tiny-llama", student.tokenizer)
+    assert not any(p.requires_grad for p in teacher.model.parameters())
+    assert merged_deltas(teacher.model).keys() == merged_deltas(trained).keys()
+    with pytest.raises(AdaptersGeoError, match="uses another tokenizer than the student"):
+        load_teacher_for("smollm2-135m-instruct", "none", "tiny-llama", student.tokenizer)
