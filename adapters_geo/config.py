@@ -38,9 +38,14 @@ class RunConfig:
     system_prompt: str | None = None
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["adapter"] = {"kind": self.adapter.kind, **dataclasses.asdict(self.adapter)}
-        return out
+        adapter = self.adapter
+        if adapter.kind == "locked":  # its bases are tensors: record their provenance instead
+            adapter_dict = {"kind": "locked", **adapter.extra}
+        else:
+            adapter_dict = {"kind": adapter.kind, **dataclasses.asdict(adapter)}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "adapter"}
+        out = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in out.items()}
+        return {"adapter": adapter_dict, **out}
 
 
 def _build(cls, values, where: str):

@@ -46,6 +46,8 @@ class TrainConfig:
     track_steps: list | None = None  # steps whose ΔW is snapshotted (None: 10 points, denser early)
     track_rank: int = 32  # rank of the factor snapshots
     checkpoint_every: int = 25  # steps between checkpoints (the last step always checkpoints)
+    save_adapter_at: list | None = None  # steps at which the exact adapter is saved to adapter_step_N/
+    first_step: int = 0  # start at this step (a continuation sees the same data as the run it continues)
 
 
 def lr_factor(config: TrainConfig):
@@ -75,7 +77,7 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
     fingerprint = base_info(model).fingerprint
     start_deltas = merged_deltas(model)  # ΔW at the run's start (non-zero when it starts from an init adapter)
-    step = 0
+    step = config.first_step
     if has_checkpoint(out / "checkpoint"):
         if not resume:
             raise AdaptersGeoError(f"{out} already holds a checkpoint", "resume it, or train into a new folder")
@@ -89,8 +91,8 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
                   + ([ConsoleLogger(config.steps, step, f"{method.name}")] if progress else []))
     eval_examples = task.test[: config.eval_size] if config.eval_size else task.test
     run_eval = lambda: evaluate(model, tokenizer, task, eval_examples, max_new_tokens, config.eval_batch, system_prompt)
-    if step == 0:
-        log.scalars(0, run_eval(), "eval")
+    if step == config.first_step:
+        log.scalars(step, run_eval(), "eval")
     while step < config.steps:
         torch.manual_seed(config.seed * 1_000_003 + step)
         started = time.perf_counter()
@@ -111,6 +113,8 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
         log.scalars(step, metrics)
         if tracker.due(step):
             _track(step, model, tracker, reference, log)
+        if step in (config.save_adapter_at or []):
+            save_adapter(model, out / f"adapter_step_{step}", overwrite=True)
         if config.eval_every and step % config.eval_every == 0 and step < config.steps:
             log.scalars(step, run_eval(), "eval")
         if step % config.checkpoint_every == 0 or step == config.steps:

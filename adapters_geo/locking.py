@@ -1,0 +1,72 @@
+"""The subspace-locking test (GEOMETRY.md): continue a run inside the early update's top-K subspace.
+
+From an unconstrained run that saved its exact adapter at t0 (`train.save_adapter_at`):
+- ΔW_t0 is the full update at t0 (including any init the run started from), the frozen offset;
+- V is the top-K right singular vectors of the run's own cumulative update ΔW_t0 − ΔW_init
+  (`early`), a random orthonormal basis (`random`) or the top-K of the final update
+  ΔW_T − ΔW_init (`final`, an upper bound);
+- the continuation trains only B in ΔW = ΔW_t0 + B Vᵀ from step t0 to T, with the run's method,
+  data order and optimizer settings, and is compared with the unconstrained run over the same
+  window. With Adam (not plain SGD) this differs from projected-gradient training only in the
+  optimizer's coordinates.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from adapters_geo.adapters import LockedConfig, random_orthonormal_basis, top_singular_basis
+from adapters_geo.adapters.io import load_saved_deltas
+from adapters_geo.config import RunConfig, run_config_from_dict
+from adapters_geo.errors import AdaptersGeoError
+
+BASES = ("early", "random", "final")
+
+
+def _deltas(folder) -> dict:
+    return dict(load_saved_deltas(folder)[1])
+
+
+def source_t0(run_dir: Path) -> int:
+    """The step whose exact adapter the source run saved (the locking t0)."""
+    saved = sorted(int(p.name.rsplit("_", 1)[1]) for p in Path(run_dir).glob("adapter_step_*"))
+    if not saved:
+        raise AdaptersGeoError(
+            f"run {run_dir} saved no adapter at an early step",
+            "train it with train.save_adapter_at: [t0] (about 20% of the steps)",
+        )
+    return saved[0]
+
+
+def locked_config(run_dir, basis: str = "early", k: int = 16, seed: int = 0) -> tuple[LockedConfig, int]:
+    """(LockedConfig for the continuation, t0) from a finished unconstrained run."""
+    if basis not in BASES:
+        raise AdaptersGeoError(f"unknown locking basis '{basis}'", f"use one of {', '.join(BASES)}")
+    run_dir = Path(run_dir)
+    t0 = source_t0(run_dir)
+    at_t0 = _deltas(run_dir / f"adapter_step_{t0}")
+    source = json.loads((run_dir / "config.json").read_text())
+    init = _deltas(source["init"]) if source.get("init") else {n: torch.zeros_like(d) for n, d in at_t0.items()}
+    if basis == "early":
+        right = top_singular_basis({n: at_t0[n] - init[n] for n in at_t0}, k)
+    elif basis == "final":
+        final = _deltas(run_dir / "adapter")
+        right = top_singular_basis({n: final[n] - init[n] for n in at_t0}, k)
+    else:
+        right = random_orthonormal_basis({n: tuple(d.shape) for n, d in at_t0.items()}, k, seed=seed)
+    extra = {"source": str(run_dir), "basis": basis, "K": k, "t0": t0}
+    return LockedConfig(right=right, offset=at_t0, extra=extra), t0
+
+
+def continuation_config(run_dir, basis: str = "early", k: int = 16, seed: int = 0) -> RunConfig:
+    """The source run's config, with the locked adapter and first_step = t0."""
+    run_dir = Path(run_dir)
+    source = json.loads((run_dir / "config.json").read_text())
+    source.pop("init", None)
+    source["adapter"] = {"kind": "dense"}  # replaced below by the locked adapter
+    config = run_config_from_dict(source, str(run_dir / "config.json"))
+    config.adapter, t0 = locked_config(run_dir, basis, k, seed)
+    config.train = dataclasses.replace(config.train, first_step=t0, save_adapter_at=None)
+    return config
