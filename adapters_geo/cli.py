@@ -40,6 +40,26 @@ def cmd_trajectory(args) -> None:
     print(f"wrote {out}/trajectory.json, trajectory.png")
 
 
+def cmd_experiment(args) -> None:
+    """Run a named experiment (and its missing dependencies)."""
+    from adapters_geo.experiments.execute import run_experiment
+    from adapters_geo.experiments.registry import available
+
+    if not args.name:
+        print("available experiments: " + ", ".join(available()))
+        return
+    folder = run_experiment(args.name, force=args.force, smoke=args.smoke)
+    print(f"{args.name}: done in {folder}")
+
+
+def cmd_report(args) -> None:
+    """Write the cross-run report from the finished runs."""
+    from adapters_geo.experiments.execute import runs_root
+    from adapters_geo.experiments.report import write_report
+
+    print(f"wrote {write_report(args.runs or runs_root(args.smoke))}")
+
+
 def cmd_train(args) -> None:
     """Train one run from a YAML file into a folder."""
     from adapters_geo.config import load_run_config
@@ -74,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     tj.add_argument("--out", help="output folder (default RUN/trajectory_geometry)")
     tj.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     tj.set_defaults(func=cmd_trajectory)
+    ex = sub.add_parser("experiment", help="run a named experiment from experiments/ (missing dependencies first)")
+    ex.add_argument("name", nargs="?", help="experiment name (omit to list them)")
+    ex.add_argument("--force", action="store_true", help="re-run a finished experiment (the old run is archived)")
+    ex.add_argument("--smoke", action="store_true", help="the tiny, few-step form (runs/smoke/)")
+    ex.set_defaults(func=cmd_experiment)
+    rp = sub.add_parser("report", help="write runs/report.md from the finished runs")
+    rp.add_argument("--runs", help="runs folder (default runs/, or runs/smoke with --smoke)")
+    rp.add_argument("--smoke", action="store_true")
+    rp.set_defaults(func=cmd_report)
     tr = sub.add_parser("train", help="train one run described by a YAML file")
     tr.add_argument("config", help="run YAML (sections model, quant, adapter, method, task, train, init)")
     tr.add_argument("--out", required=True, help="run folder")

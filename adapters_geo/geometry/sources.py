@@ -197,3 +197,34 @@ def _reference_weights(base: str, quant: str, names: list):
     if missing:
         raise AdaptersGeoError(f"base {base} has no weight {missing[0]}", "use the adapter with the base it was trained on")
     return weights
+
+
+def run_source(run_dir) -> Source:
+    """ΔW = ΔW_final − ΔW_init of a training run, against W0 = its start (base + init).
+
+    OPD and RLVR runs started from the SFT anchor are thus measured against the anchor, SFT
+    runs from the base against the base, as in the published protocol.
+    """
+    from adapters_geo.adapters.io import load_saved_deltas
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    meta, final = load_saved_deltas(run_dir / "adapter")
+    final = dict(final)
+    init = dict(load_saved_deltas(config["init"])[1]) if config.get("init") else {}
+    quant = meta["base"]["quant"]
+    base = meta["base"]["spec"]
+    weights = _reference_weights(base, quant, list(final))
+
+    def pairs():
+        for name, delta in final.items():
+            offset = init.get(name)
+            w0 = weights.get(name) if offset is None else weights.get(name) + offset
+            yield name, w0, delta if offset is None else delta - offset
+
+    kind = config["adapter"]["kind"]
+    rank = config["adapter"].get("r", config["adapter"].get("K"))
+    reference = f"{base} + {config['init']}" if config.get("init") else base
+    meta_out = {"reference": reference, "tuned": str(run_dir), "quant": quant, "adapter_kind": kind, "adapter_rank": rank}
+    key = None if config.get("init") else f"{fingerprint(resolve_spec(base))}-{quant}"  # cache only plain bases
+    return Source(list(final), pairs, meta_out, cache_key=key)

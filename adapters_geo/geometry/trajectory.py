@@ -11,7 +11,7 @@
 import torch
 
 from adapters_geo.geometry.linalg import svd64, svdvals64, top_right_vectors
-from adapters_geo.geometry.spectrum import hill_alpha, stable_rank
+from adapters_geo.geometry.spectrum import effective_rank, hill_alpha, stable_rank
 
 K_DEFAULT = 16
 LOCK_THRESHOLD = 0.9
@@ -60,6 +60,7 @@ def matrix_trajectory(deltas: dict, k: int = K_DEFAULT) -> dict:
             "sim_right": subspace_similarity(top_vectors(delta, k), final_right),
             "sim_left": subspace_similarity(top_vectors(delta, k, "left"), final_left),
             "stable_rank": stable_rank(s),
+            "effective_rank": effective_rank(s),
             "update_norm": delta.to(torch.float64).norm().item(),
             "hill_alpha": hill_alpha(s),
         })
@@ -92,7 +93,7 @@ def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None) -> di
         curve = []
         for index, step in enumerate(steps):
             rows = [matrices[name]["steps"][index] for name in members]
-            keys = ("sim_right", "sim_left", "stable_rank", "update_norm", "hill_alpha")
+            keys = ("sim_right", "sim_left", "stable_rank", "effective_rank", "update_norm", "hill_alpha")
             curve.append({"step": step, **{key: _mean([row[key] for row in rows]) for key in keys}})
         entry = {"steps": curve, "locking_step": locking_step(steps, [row["sim_right"] for row in curve])}
         if early_step is not None:

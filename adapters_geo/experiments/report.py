@@ -1,0 +1,130 @@
+"""The cross-run report: runs/report.md with a table, trajectory plots and the locking bar chart.
+
+Every number is read from the run folders (done.json, metrics.jsonl, geometry/geometry.json,
+trajectory_geometry/trajectory.json); nothing is typed in.
+"""
+
+import json
+from pathlib import Path
+
+from adapters_geo.atomic import atomic_write_text
+
+COLUMNS = [
+    ("method", "method"), ("adapter", "adapter"), ("quant", "quant"), ("acc_before", "acc before"),
+    ("acc_after", "acc after"), ("sparsity_bf16", "bf16 sparsity"), ("rotation", "rotation V max (°)"),
+    ("spectral_drift", "spectral drift"), ("principal_energy", "principal energy"), ("stable_rank", "stable rank"),
+    ("rank_at_90", "rank@90"), ("locking_step", "locking step"),
+]
+
+
+def _read(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def train_row(folder: Path) -> dict | None:
+    config = _read(folder / "config.json")
+    metrics = folder / "metrics.jsonl"
+    if config is None or not metrics.is_file() or not (folder / "done.json").is_file():
+        return None
+    evals = [json.loads(line) for line in metrics.read_text().splitlines() if '"eval"' in line]
+    overall = (_read(folder / "geometry" / "geometry.json") or {}).get("overall", {})
+    trajectory = _read(folder / "trajectory_geometry" / "trajectory.json") or {}
+    mean = lambda key: (overall.get(key) or {}).get("mean")
+    method = config["method"]["name"] + (f" (mix α={config['method']['mix_alpha']})" if config["method"].get("mix_alpha") is not None else "")
+    return {
+        "run": folder.name, "method": method, "adapter": config["adapter"]["kind"], "quant": config["quant"],
+        "acc_before": evals[0]["accuracy"] if evals else None, "acc_after": evals[-1]["accuracy"] if evals else None,
+        "sparsity_bf16": mean("sparsity_bf16"), "rotation": mean("rotation_right_max_deg"),
+        "spectral_drift": mean("spectral_drift"), "principal_energy": mean("principal_energy"),
+        "stable_rank": mean("stable_rank"), "rank_at_90": mean("rank_at_90"),
+        "locking_step": (trajectory.get("summary", {}).get("attention") or {}).get("locking_step"),
+        "trajectory": trajectory.get("summary", {}).get("all", {}).get("steps", []),
+    }
+
+
+def lock_row(folder: Path) -> dict | None:
+    done = _read(folder / "done.json")
+    experiment = _read(folder / "experiment.json")
+    if done is None or experiment is None or experiment["file"].get("kind") != "lock":
+        return None
+    source = _read(Path(done["source"]) / "config.json") or {}
+    accuracy = {basis: result["accuracy"] for basis, result in done["final_eval"].items()}
+    return {"run": folder.name, "method": source.get("method", {}).get("name"), "K": done["K"], "accuracy": accuracy}
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    return f"{value:.3g}"
+
+
+def plot_trajectories(rows: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for row in rows:
+        steps = [r["step"] for r in row["trajectory"]]
+        axes[0].plot(steps, [r["sim_right"] for r in row["trajectory"]], marker="o", ms=3, label=row["run"])
+        axes[1].plot(steps, [r["effective_rank"] for r in row["trajectory"]], marker="o", ms=3, label=row["run"])
+    axes[0].set_title("subspace overlap with the final update, Sim_16(t, T)", fontsize=9)
+    axes[1].set_title("effective rank of ΔW_t", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_locking(rows: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = ["unconstrained", "early", "random", "final"]
+    fig, ax = plt.subplots(figsize=(2.2 + 2.2 * len(rows), 3.4))
+    width = 0.8 / len(order)
+    for i, basis in enumerate(order):
+        ax.bar([j + i * width for j in range(len(rows))], [row["accuracy"].get(basis, 0) for row in rows], width, label=basis)
+    ax.set_xticks([j + 1.5 * width for j in range(len(rows))], [f"{row['run']}\n({row['method']})" for row in rows], fontsize=8)
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title("subspace locking: continuation from t0", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(root) -> Path:
+    """Write ROOT/report.md (+ report_trajectories.png, report_locking.png) from the finished runs."""
+    root = Path(root)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    trains = [r for r in (train_row(f) for f in folders) if r]
+    locks = [r for r in (lock_row(f) for f in folders) if r]
+    lines = [f"# adapters_geo report ({root})", ""]
+    lines += ["| run | " + " | ".join(label for _, label in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines += [f"| {r['run']} | " + " | ".join(_fmt(r[key]) for key, _ in COLUMNS) + " |" for r in trains]
+    lines += ["", "Geometry: overall means over all target matrices, each run against its own start (OPD / RLVR from",
+              "the SFT anchor, SFT from the base). Locking step: first tracked step from which the attention",
+              "matrices' mean Sim_16(t, T) stays ≥ 0.9.", ""]
+    if trains:
+        plot_trajectories(trains, root / "report_trajectories.png")
+        lines += ["![trajectories](report_trajectories.png)", ""]
+    if locks:
+        lines += ["## Subspace locking", "", "| run | method | K | unconstrained | early basis | random basis | final basis |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in locks:
+            acc = r["accuracy"]
+            lines.append(f"| {r['run']} | {r['method']} | {r['K']} | " + " | ".join(
+                _fmt(acc.get(b)) for b in ("unconstrained", "early", "random", "final")) + " |")
+        lines += ["", "Continuations train ΔW = ΔW_t0 + B Vᵀ with Adam; with plain SGD this equals projected-gradient",
+                  "training, with Adam it differs in the optimizer's coordinates.", "", "![locking](report_locking.png)", ""]
+        plot_locking(locks, root / "report_locking.png")
+    atomic_write_text(root / "report.md", "\n".join(lines))
+    return root / "report.md"

@@ -1,0 +1,107 @@
+"""Named experiments: every file resolves, SMOKE forms load, lock_opd runs end to end (smoke).
+
+Run: python -m pytest -q tests/test_experiments.py
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters_geo import AdaptersGeoError
+from adapters_geo.cli import main
+from adapters_geo.config import run_config_from_dict
+from adapters_geo.experiments.execute import run_experiment
+from adapters_geo.experiments.registry import available
+from adapters_geo.experiments.resolve import experiment_hash, load_resolved, references, substitute
+from adapters_geo.methods import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(ROOT / "experiments"))
+    monkeypatch.setenv("ADAPTERS_GEO_RUNS", str(tmp_path / "runs"))
+
+
+def as_run_config(name: str, smoke: bool):
+    data = load_resolved(name, smoke)
+    paths = {dep: {"init": "x/adapter", "teacher": "x/adapter", "source": "x"} for dep in references(data)}
+    return run_config_from_dict({k: v for k, v in substitute(data, paths).items() if k not in ("kind", "description")}, name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("smoke", [False, True])
+def test_every_experiment_resolves(name, smoke):
+    text = (ROOT / "experiments" / f"{name}.yaml").read_text()
+    assert text.startswith(f"# make experiment NAME={name}")
+    assert len(experiment_hash(name, smoke)) == 12
+    data = load_resolved(name, smoke)
+    if data.get("kind") == "lock":
+        assert references(data) and data["source"].startswith("experiment:")
+        return
+    config = as_run_config(name, smoke)
+    validate(config.method)
+    if smoke:
+        assert config.model == "tiny-llama" and config.train.steps <= 10
+
+
+def test_suite_is_complete():
+    wanted = {"teacher", "sft_init", "lock_opd", "lock_sft", "lock_rlvr", "opd_offpolicy_teacher"}
+    wanted |= {f"{m}_{a}" for m in ("sft", "opd", "rlvr") for a in ("dense", "lora")}
+    wanted |= {"opd_tokens_random25", "opd_tokens_topgap25", "opd_tokens_topgap50", "opd_mix_75", "opd_mix_50",
+               "opd_mix_25", "opd_mix_05"}
+    assert wanted <= set(NAMES) and set(available()) == set(NAMES)
+
+
+def test_unknown_experiment_lists_the_available_ones(capsys):
+    assert main(["experiment", "lock_opdd"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown experiment 'lock_opdd'" in err and "lock_opd" in err and err.count("\n") == 1
+
+
+def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkeypatch):
+    folder = run_experiment("lock_opd", smoke=True, progress=False)
+    runs = tmp_path / "runs" / "smoke"
+    for dep in ("teacher", "sft_init", "opd_dense", "lock_opd"):
+        assert (runs / dep / "done.json").is_file(), dep
+    for item in ("adapter", "adapter_step_2", "geometry/geometry.json", "geometry/heatmaps.png",
+                 "trajectory_geometry/trajectory.json", "metrics.jsonl", "config.json", "meta.json", "tb"):
+        assert (runs / "opd_dense" / item).exists(), item
+    done = json.loads((folder / "done.json").read_text())
+    assert set(done["final_eval"]) == {"early", "random", "final", "unconstrained"}
+    for basis in ("early", "random", "final"):
+        assert json.loads((folder / basis / "config.json").read_text())["adapter"]["basis"] == basis
+    geometry = json.loads((runs / "opd_dense" / "geometry" / "geometry.json").read_text())
+    assert "+" in geometry["meta"]["reference"]  # measured against the SFT anchor, not the base
+
+    capsys.readouterr()
+    run_experiment("lock_opd", smoke=True, progress=False)
+    assert capsys.readouterr().out.count("reused") == 4
+
+    changed = tmp_path / "experiments"
+    changed.mkdir()
+    for path in (ROOT / "experiments").glob("*.yaml"):
+        (changed / path.name).write_text(path.read_text())
+    (changed / "opd_dense.yaml").write_text((changed / "opd_dense.yaml").read_text().replace("max_new_tokens: 40}", "max_new_tokens: 40, opd_coef: 0.5}"))
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(changed))
+    before = (runs / "opd_dense" / "done.json").read_text()
+    with pytest.raises(AdaptersGeoError, match="was run with another config"):
+        run_experiment("opd_dense", smoke=True, progress=False)
+    assert (runs / "opd_dense" / "done.json").read_text() == before
+    run_experiment("opd_dense", force=True, smoke=True, progress=False)
+    assert len(list((runs / ".archive").glob("opd_dense-*"))) == 1
+
+
+def test_report_from_smoke_runs(tmp_path):
+    from adapters_geo.experiments.report import write_report
+
+    run_experiment("lock_sft", smoke=True, progress=False)
+    report = write_report(tmp_path / "runs" / "smoke")
+    text = report.read_text()
+    assert "| sft_dense | sft | dense | none |" in text and "## Subspace locking" in text
+    assert "| lock_sft | sft | 16 |" in text
+    assert (report.parent / "report_locking.png").stat().st_size > 5000
+    assert (report.parent / "report_trajectories.png").stat().st_size > 5000
