@@ -2,8 +2,7 @@
 
 At the tracked steps (default: 10 points, denser early) every target matrix is saved as
 - fp32 in full at the final step,
-- bf16 in full at a few steps (the first tracked step and the one nearest 20% of training,
-  the t0 of the locking test),
+- bf16 in full at the step nearest 20% of training (the t0 of the locking test),
 - top-r factors (U_r·S_r and V_r, r = 32, randomized SVD) at the others.
 `read_trajectory` gives {step: {name: ΔW}} back, ready for geometry.trajectory.
 """
@@ -28,9 +27,9 @@ def default_steps(total: int, fractions=FRACTIONS) -> list[int]:
 
 
 def full_steps(steps: list[int], total: int, t0_fraction: float = 0.2) -> set[int]:
-    """Steps stored in full: the first, the one nearest t0_fraction·total, and the last."""
+    """Steps stored in full: the one nearest t0_fraction·total, and the last."""
     nearest = min(steps, key=lambda s: abs(s - t0_fraction * total))
-    return {steps[0], nearest, steps[-1]}
+    return {nearest, steps[-1]}
 
 
 class TrajectoryWriter:

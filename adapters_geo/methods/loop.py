@@ -82,7 +82,8 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
         if not resume:
             raise AdaptersGeoError(f"{out} already holds a checkpoint", "resume it, or train into a new folder")
         step, extra = load_checkpoint(out / "checkpoint", model, optimizer, scheduler, fingerprint)
-        start_deltas = extra["start_deltas"]
+        if extra.get("start_deltas") is not None:  # None: the run started from a zero adapter
+            start_deltas = extra["start_deltas"]
         if getattr(method, "history", None) is not None and "history" in extra:
             method.history.load_state_dict(extra["history"])
     reference = {n: w + start_deltas[n] for n, w in base_weights(model, list(start_deltas)).items()}
@@ -118,7 +119,8 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
         if config.eval_every and step % config.eval_every == 0 and step < config.steps:
             log.scalars(step, run_eval(), "eval")
         if step % config.checkpoint_every == 0 or step == config.steps:
-            extra = {"start_deltas": tracker.start}
+            nonzero = any(d.abs().max() > 0 for d in tracker.start.values())
+            extra = {"start_deltas": tracker.start if nonzero else None}
             if getattr(method, "history", None) is not None:
                 extra["history"] = method.history.state_dict()
             save_checkpoint(out / "checkpoint", step, model, optimizer, scheduler, fingerprint, extra)
