@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.models.quant import bnb_config, check_quant
+from adapters_geo.models.quant import bnb_config, check_quant, keep_4bit_layout
 from adapters_geo.models.specs import fingerprint, resolve_spec
 
 INFO_ATTR = "adapters_geo_base"
@@ -90,6 +90,8 @@ def load_base(
         tokenizer.pad_token = tokenizer.eos_token
     model.requires_grad_(False)
     model.eval()
+    if quant == "4bit":
+        keep_4bit_layout(model)
     info = BaseInfo(
         spec=spec,
         folder=str(Path(folder)),

@@ -50,8 +50,39 @@ def dequantized_weight(layer: nn.Module) -> torch.Tensor:
 
     weight = layer.weight
     if isinstance(layer, bnb.nn.Linear4bit):
+        if getattr(weight.quant_state, "packing_format_for_cpu", False):
+            return _dequantize_cpu_packed(weight.data, weight.quant_state)
         return bnbf.dequantize_4bit(weight.data, weight.quant_state).float()
     if isinstance(layer, bnb.nn.Linear8bitLt):
         scales = weight.SCB if weight.SCB is not None else layer.state.SCB
         return bnbf.int8_vectorwise_dequant(weight.data, scales).float()
     return weight.detach().float()
+
+
+def _dequantize_cpu_packed(packed: torch.Tensor, state, block_n: int = 32) -> torch.Tensor:
+    """Dequantize a 4-bit weight that bitsandbytes repacked for its AVX512-BF16 CPU kernel.
+
+    On such CPUs an eval-mode forward rewrites the layer in place: codes become an (N, K/2)
+    tile-interleaved layout and absmax a de-nested (K/blocksize, N) bf16 table. Read the codes
+    back without touching the layer: W[n, k] = code[q[n, k]] * absmax[k // blocksize, n].
+    """
+    n, k_half = packed.shape
+    tiles = packed.reshape(-1, 32)
+    codes = torch.cat([tiles & 0xF, (tiles >> 4) & 0xF], dim=-1)
+    codes = codes.reshape(n // block_n, k_half, block_n, 2).transpose(1, 2).reshape(n, 2 * k_half)
+    values = state.code.float()[codes.long()]
+    scales = state.absmax.float().T.repeat_interleave(state.blocksize, dim=1)
+    return values * scales
+
+
+def keep_4bit_layout(model: nn.Module) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for its CPU kernel at the first eval forward.
+
+    The repacked layer computes with bf16 scales, so train-mode and eval-mode forwards would use
+    slightly different weights; keeping one layout makes them agree on every CPU.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False

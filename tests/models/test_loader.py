@@ -100,3 +100,33 @@ def test_embedded_default_loads_and_generates():
     out = base.model.generate(**prompt, max_new_tokens=8, do_sample=False)
     text = tok.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
     assert out.shape[1] > prompt["input_ids"].shape[1] and "5" in text
+
+
+def test_4bit_layout_kept_through_eval_forward(tiny):
+    """bitsandbytes repacks 4-bit weights at an eval forward on AVX512-BF16 CPUs; the loader stops it."""
+    model = tiny("4bit").model
+    before = base_weights(model)
+    with torch.no_grad():
+        model(torch.tensor([[1, 2, 3]]))
+    layers = base_linears(model).values()
+    assert not any(getattr(l.weight.quant_state, "packing_format_for_cpu", False) for l in layers)
+    after = base_weights(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_dequantize_reads_the_cpu_packed_layout(tiny):
+    """A layer repacked by bitsandbytes (as other loaders leave it) dequantizes to the same weight."""
+    import copy
+
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
+
+    for layer in list(base_linears(tiny("4bit").model).values())[:4]:
+        expected = dequantized_weight(layer)
+        packed = copy.deepcopy(layer)
+        packed.weight.data, packed.weight.quant_state = _convert_weight_packed_for_cpu(
+            packed.weight.data, packed.weight.quant_state
+        )
+        got = dequantized_weight(packed)
+        # the repacked scales are bf16: agreement to bf16 rounding of absmax, element by element
+        assert torch.allclose(got, expected, rtol=2 ** -8, atol=0)
+        assert not torch.equal(packed.weight.data.flatten()[:64], layer.weight.data.flatten()[:64])
