@@ -4,7 +4,13 @@ Load a (quantized) base, attach a dense, LoRA or locked adapter, train, and meas
 geometry of the merged update ΔW against the dequantized base weights.
 """
 
-from adapters_geo.adapters import (
+import logging
+
+# bitsandbytes warns at import, on AVX512-BF16 CPUs, that an optional 4-bit CPU kernel package is
+# missing; our loader keeps the layer layout that does not use that kernel (models/quant.py).
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+from adapters_geo.adapters import (   # noqa: E402
     DenseConfig,
     LockedConfig,
     LoraConfig,
@@ -14,9 +20,9 @@ from adapters_geo.adapters import (
     random_orthonormal_basis,
     top_singular_basis,
 )
-from adapters_geo.adapters.io import load_adapter, save_adapter
-from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.models import base_info, base_weights, load_base, load_teacher
+from adapters_geo.adapters.io import load_adapter, save_adapter  # noqa: E402
+from adapters_geo.errors import AdaptersGeoError  # noqa: E402
+from adapters_geo.models import base_info, base_weights, load_base, load_teacher  # noqa: E402
 
 __version__ = "0.1.0"
 
