@@ -102,6 +102,17 @@ def test_report_from_smoke_runs(tmp_path):
     report = write_report(tmp_path / "runs" / "smoke")
     text = report.read_text()
     assert "| sft_dense | sft | dense | none |" in text and "## Subspace locking" in text
-    assert "| lock_sft | sft | 16 |" in text
+    from adapters_geo.experiments.report import _fmt
+    from adapters_geo.locking import source_t0
+
+    runs = tmp_path / "runs" / "smoke"
+    t0 = source_t0(runs / "sft_dense")
+    first_eval = next(json.loads(line) for line in (runs / "lock_sft" / "early" / "metrics.jsonl").read_text().splitlines()
+                      if '"eval"' in line)
+    final = json.loads((runs / "lock_sft" / "done.json").read_text())["final_eval"]
+    assert first_eval["step"] == t0
+    row = f"| lock_sft | sft | 16 | {t0} | {_fmt(first_eval['accuracy'])} | " + " | ".join(
+        _fmt(final[b]["accuracy"]) for b in ("unconstrained", "early", "random", "final")) + " |"
+    assert row in text
     assert (report.parent / "report_locking.png").stat().st_size > 5000
     assert (report.parent / "report_trajectories.png").stat().st_size > 5000

@@ -49,7 +49,15 @@ def lock_row(folder: Path) -> dict | None:
         return None
     source = _read(Path(done["source"]) / "config.json") or {}
     accuracy = {basis: result["accuracy"] for basis, result in done["final_eval"].items()}
-    return {"run": folder.name, "method": source.get("method", {}).get("name"), "K": done["K"], "accuracy": accuracy}
+    at_t0 = None  # every continuation evaluates its start, ΔW_t0, before its first step
+    for basis in ("early", "random", "final"):
+        metrics = folder / basis / "metrics.jsonl"
+        if metrics.is_file():
+            first = next((json.loads(line) for line in metrics.read_text().splitlines() if '"eval"' in line), None)
+            at_t0 = (first["step"], first["accuracy"]) if first else None
+            break
+    return {"run": folder.name, "method": source.get("method", {}).get("name"), "K": done["K"], "accuracy": accuracy,
+            "t0": at_t0[0] if at_t0 else None, "acc_t0": at_t0[1] if at_t0 else None}
 
 
 def _fmt(value) -> str:
@@ -60,22 +68,25 @@ def _fmt(value) -> str:
     return f"{value:.3g}"
 
 
+TRAJECTORY_PANELS = [("sim_right", "subspace overlap with the final update, Sim_16(t, T)"),
+                     ("effective_rank", "effective rank of ΔW_t"), ("stable_rank", "stable rank of ΔW_t"),
+                     ("update_norm", "mean ‖ΔW_t‖_F")]
+
+
 def plot_trajectories(rows: list, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for row in rows:
-        steps = [r["step"] for r in row["trajectory"]]
-        axes[0].plot(steps, [r["sim_right"] for r in row["trajectory"]], marker="o", ms=3, label=row["run"])
-        axes[1].plot(steps, [r["effective_rank"] for r in row["trajectory"]], marker="o", ms=3, label=row["run"])
-    axes[0].set_title("subspace overlap with the final update, Sim_16(t, T)", fontsize=9)
-    axes[1].set_title("effective rank of ΔW_t", fontsize=9)
-    for ax in axes:
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
+    for ax, (key, title) in zip(axes.flat, TRAJECTORY_PANELS):
+        for row in rows:
+            points = [r for r in row["trajectory"] if r.get(key) is not None]
+            ax.plot([r["step"] for r in points], [r[key] for r in points], marker="o", ms=3, label=row["run"])
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
-    axes[0].legend(fontsize=6)
+    axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -117,11 +128,12 @@ def write_report(root) -> Path:
         plot_trajectories(trains, root / "report_trajectories.png")
         lines += ["![trajectories](report_trajectories.png)", ""]
     if locks:
-        lines += ["## Subspace locking", "", "| run | method | K | unconstrained | early basis | random basis | final basis |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["## Subspace locking", "", "Held-out accuracy at the end of the budget, continuing from t0 unconstrained or locked.", "",
+                  "| run | method | K | t0 | acc at t0 | unconstrained | early basis | random basis | final basis |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in locks:
             acc = r["accuracy"]
-            lines.append(f"| {r['run']} | {r['method']} | {r['K']} | " + " | ".join(
+            lines.append(f"| {r['run']} | {r['method']} | {r['K']} | {_fmt(r['t0'])} | {_fmt(r['acc_t0'])} | " + " | ".join(
                 _fmt(acc.get(b)) for b in ("unconstrained", "early", "random", "final")) + " |")
         lines += ["", "Continuations train ΔW = ΔW_t0 + B Vᵀ with Adam; with plain SGD this equals projected-gradient",
                   "training, with Adam it differs in the optimizer's coordinates.", "", "![locking](report_locking.png)", ""]
