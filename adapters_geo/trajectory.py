@@ -3,8 +3,10 @@
 At the tracked steps (default: 10 points, denser early) every target matrix is saved as
 - fp32 in full at the final step,
 - bf16 in full at the step nearest 20% of training (the t0 of the locking test),
-- top-r factors (U_r·S_r and V_r, r = 32, randomized SVD) at the others.
-`read_trajectory` gives {step: {name: ΔW}} back, ready for geometry.trajectory.
+- top-r factors (U_r·S_r and V_r, r = 32, float64 SVD) at the others;
+and, at every tracked step, the exact full singular-value spectrum of each ΔW_t (`NAME:s`, a few
+hundred floats), so rank dynamics (stable / effective rank, norms) stay exact where only factors
+are kept. `read_trajectory` gives {step: {name: ΔW}} back, `read_spectra` {step: {name: σ}}.
 """
 
 import json
@@ -15,9 +17,12 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from adapters_geo.atomic import atomic_write_bytes, atomic_write_text
+from adapters_geo.geometry.linalg import svd64, svdvals64
 
 FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 INDEX = "index.json"
+SPECTRUM = ":s"
+EXACT_BELOW = 2048  # above this short side: randomized factors (the spectrum stays exact)
 
 
 def default_steps(total: int, fractions=FRACTIONS) -> list[int]:
@@ -54,8 +59,13 @@ class TrajectoryWriter:
         tensors, spectra = {}, {}
         for name, delta in deltas.items():
             delta = (delta - self.start[name]) if name in self.start else delta
-            u, s, v = torch.svd_lowrank(delta.double(), q=min(self.rank + 8, min(delta.shape)), niter=4)
+            if min(delta.shape) <= EXACT_BELOW:
+                u, s, v = svd64(delta, self.rank)
+            else:
+                u, _, v = torch.svd_lowrank(delta.double(), q=self.rank + 8, niter=4)
+                s = svdvals64(delta)
             spectra[name] = s[: self.rank].float()
+            tensors[name + SPECTRUM] = s.float().contiguous()
             if fmt == "factors":
                 r = min(self.rank, s.numel())
                 tensors[f"{name}:us"] = (u[:, :r] * s[:r]).float().contiguous()
@@ -64,7 +74,7 @@ class TrajectoryWriter:
                 tensors[name] = delta.to(torch.float32 if fmt == "fp32" else torch.bfloat16).contiguous()
         file = f"step_{step:06d}.safetensors"
         atomic_write_bytes(self.folder / file, safetensors_bytes(tensors))
-        self.index[str(step)] = {"format": fmt, "file": file, "rank": self.rank}
+        self.index[str(step)] = {"format": fmt, "file": file, "rank": self.rank, "spectrum": True}
         atomic_write_text(self.folder / INDEX, json.dumps(self.index, indent=1))
         return spectra
 
@@ -78,10 +88,26 @@ def read_trajectory(folder) -> dict:
     index = json.loads((folder / INDEX).read_text())
     out = {}
     for step, entry in sorted(index.items(), key=lambda item: int(item[0])):
-        tensors = load_file(str(folder / entry["file"]))
+        tensors = {k: t for k, t in load_file(str(folder / entry["file"])).items() if not k.endswith(SPECTRUM)}
         if entry["format"] == "factors":
             names = dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors)
             out[int(step)] = {n: tensors[f"{n}:us"] @ tensors[f"{n}:v"].T for n in names}
         else:
             out[int(step)] = {n: t.float() for n, t in tensors.items()}
+    return out
+
+
+def read_spectra(folder) -> dict:
+    """{step: {name: exact singular values of ΔW_t} or None}, None where the step kept only factors
+    and no spectrum (trajectories written before spectra were stored): its rank metrics are unknown.
+    Full-format steps without a stored spectrum are left out (computed from the snapshot itself)."""
+    folder = Path(folder)
+    index = json.loads((folder / INDEX).read_text())
+    out = {}
+    for step, entry in index.items():
+        if entry.get("spectrum"):
+            tensors = load_file(str(folder / entry["file"]))
+            out[int(step)] = {k[: -len(SPECTRUM)]: t for k, t in tensors.items() if k.endswith(SPECTRUM)}
+        elif entry["format"] == "factors":
+            out[int(step)] = None
     return out

@@ -45,8 +45,23 @@ def locking_step(steps: list, similarities: list, threshold: float = LOCK_THRESH
     return locked_from
 
 
-def matrix_trajectory(deltas: dict, k: int = K_DEFAULT) -> dict:
-    """Trajectory diagnostics of one matrix from {step: ΔW_t} (the last step is T)."""
+def _rank_metrics(s) -> dict:
+    """Rank dynamics of ΔW_t from its exact spectrum `s`; all NaN when `s` is None (unknown)."""
+    if s is None:
+        return {key: float("nan") for key in ("stable_rank", "effective_rank", "update_norm", "hill_alpha")}
+    s = s.to(torch.float64)
+    return {"stable_rank": stable_rank(s), "effective_rank": effective_rank(s),
+            "update_norm": s.square().sum().sqrt().item(), "hill_alpha": hill_alpha(s)}
+
+
+def matrix_trajectory(deltas: dict, k: int = K_DEFAULT, spectra: dict | None = None) -> dict:
+    """Trajectory diagnostics of one matrix from {step: ΔW_t} (the last step is T).
+
+    `spectra` {step: σ or None}: exact singular values stored with a snapshot (used instead of
+    the snapshot's, which may be a top-r reconstruction); None marks a step whose rank metrics
+    cannot be known (NaN). Steps not in `spectra` use the snapshot's own spectrum.
+    """
+    spectra = spectra or {}
     steps = sorted(deltas)
     final = deltas[steps[-1]]
     k = min(k, min(final.shape))
@@ -54,15 +69,12 @@ def matrix_trajectory(deltas: dict, k: int = K_DEFAULT) -> dict:
     rows = []
     for step in steps:
         delta = deltas[step]
-        s = svdvals64(delta) if min(delta.shape) <= 2048 else svd64(delta, 1)[1]
+        s = spectra[step] if step in spectra else svdvals64(delta) if min(delta.shape) <= 2048 else svd64(delta, 1)[1]
         rows.append({
             "step": step,
             "sim_right": subspace_similarity(top_vectors(delta, k), final_right),
             "sim_left": subspace_similarity(top_vectors(delta, k, "left"), final_left),
-            "stable_rank": stable_rank(s),
-            "effective_rank": effective_rank(s),
-            "update_norm": delta.to(torch.float64).norm().item(),
-            "hill_alpha": hill_alpha(s),
+            **_rank_metrics(s),
         })
     return {
         "steps": rows,
@@ -71,18 +83,21 @@ def matrix_trajectory(deltas: dict, k: int = K_DEFAULT) -> dict:
     }
 
 
-def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None) -> dict:
+def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None, spectra: dict | None = None) -> dict:
     """Trajectory of a whole model from {step: {name: ΔW_t}}.
 
     Returns per-matrix results and, for "attention", "mlp" and "all" matrices, the mean of
     each per-step quantity, the locking step of the mean right-similarity curve and, when
-    `early_step` is given, the mean early_energy_capture(early_step).
+    `early_step` is given, the mean early_energy_capture(early_step). `spectra`
+    {step: {name: σ} or None}: exact stored spectra (see matrix_trajectory).
     """
     from adapters_geo.geometry.aggregate import block
 
     steps = sorted(snapshots)
     names = list(snapshots[steps[-1]])
-    matrices = {name: matrix_trajectory({t: snapshots[t][name] for t in steps}, k) for name in names}
+    spectra = spectra or {}
+    per_name = lambda name: {t: (None if spectra[t] is None else spectra[t][name]) for t in spectra if t in snapshots}
+    matrices = {name: matrix_trajectory({t: snapshots[t][name] for t in steps}, k, per_name(name)) for name in names}
     groups = {"attention": [], "mlp": [], "all": names}
     for name in names:
         groups[block(name)].append(name)

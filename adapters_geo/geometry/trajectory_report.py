@@ -12,7 +12,7 @@ from adapters_geo.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.geometry.report import _json_safe
 from adapters_geo.geometry.trajectory import K_DEFAULT, model_trajectory
-from adapters_geo.trajectory import INDEX, read_trajectory
+from adapters_geo.trajectory import INDEX, read_spectra, read_trajectory
 
 
 def early_step(index: dict) -> int | None:
@@ -30,7 +30,7 @@ def run_trajectory(run_dir, k: int = K_DEFAULT) -> dict:
     snapshots = read_trajectory(folder)
     if len(snapshots) < 2:
         raise AdaptersGeoError(f"{run_dir} has {len(snapshots)} tracked step(s)", "track at least two steps")
-    result = model_trajectory(snapshots, k, early_step(index))
+    result = model_trajectory(snapshots, k, early_step(index), read_spectra(folder))
     result["early_step"] = early_step(index)
     return result
 

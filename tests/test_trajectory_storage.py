@@ -1,0 +1,62 @@
+"""Trajectory storage: bounded formats, exact round trips where stored in full, exact spectra everywhere."""
+
+import json
+
+import torch
+
+from adapters_geo.geometry.spectrum import effective_rank, stable_rank
+from adapters_geo.geometry.trajectory_report import run_trajectory
+from adapters_geo.trajectory import INDEX, TrajectoryWriter, default_steps, read_spectra, read_trajectory
+
+NAME = "model.layers.0.self_attn.q_proj.weight"
+
+
+def write_run(tmp_path, rank=4):
+    """Full-rank ΔW_t = t·A + t²·B at steps 1..10, stored with top-`rank` factors where not in full."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(24, 40, generator=g), torch.randn(24, 40, generator=g)
+    writer = TrajectoryWriter(tmp_path / "trajectory", 10, steps=list(range(1, 11)), rank=rank)
+    truth = {}
+    for step in range(1, 11):
+        truth[step] = step * a + step**2 * 0.1 * b
+        writer.save(step, {NAME: truth[step]})
+    return writer, truth
+
+
+def test_default_steps_are_dense_early_and_end_at_total():
+    assert default_steps(100) == [2, 5, 10, 15, 20, 30, 45, 60, 80, 100]
+    assert default_steps(3) == [1, 2, 3]
+
+
+def test_formats_round_trip_and_spectra_are_exact(tmp_path):
+    writer, truth = write_run(tmp_path)
+    index = json.loads((tmp_path / "trajectory" / INDEX).read_text())
+    assert index["10"]["format"] == "fp32" and index["2"]["format"] == "bf16" and index["5"]["format"] == "factors"
+    snapshots, spectra = read_trajectory(tmp_path / "trajectory"), read_spectra(tmp_path / "trajectory")
+    torch.testing.assert_close(snapshots[10][NAME], truth[10])
+    torch.testing.assert_close(snapshots[2][NAME], truth[2], rtol=1e-2, atol=1e-2)  # bf16
+    assert torch.linalg.matrix_rank(snapshots[5][NAME]) == 4  # only the top-4 factors are kept ...
+    for step in range(1, 11):  # ... but every step's full spectrum is stored exactly
+        torch.testing.assert_close(spectra[step][NAME], torch.linalg.svdvals(truth[step].double()).float())
+
+
+def test_rank_dynamics_use_the_exact_spectrum_not_the_factors(tmp_path):
+    _, truth = write_run(tmp_path)
+    rows = {r["step"]: r for r in run_trajectory(tmp_path)["matrices"][NAME]["steps"]}
+    exact = torch.linalg.svdvals(truth[5].double())
+    assert abs(rows[5]["effective_rank"] - effective_rank(exact)) < 1e-4
+    assert abs(rows[5]["stable_rank"] - stable_rank(exact)) < 1e-4
+    assert abs(rows[5]["update_norm"] - truth[5].double().norm().item()) < 1e-3
+    assert rows[5]["effective_rank"] > 4.5  # a top-4 reconstruction could never exceed 4
+
+
+def test_older_trajectories_without_spectra_mark_factor_steps_unknown(tmp_path):
+    write_run(tmp_path)
+    path = tmp_path / "trajectory" / INDEX
+    index = json.loads(path.read_text())
+    for entry in index.values():
+        entry.pop("spectrum")
+    path.write_text(json.dumps(index))
+    rows = {r["step"]: r for r in run_trajectory(tmp_path)["matrices"][NAME]["steps"]}
+    assert rows[5]["effective_rank"] != rows[5]["effective_rank"]  # NaN: not knowable from top-4 factors
+    assert rows[10]["effective_rank"] == rows[10]["effective_rank"] and rows[5]["sim_right"] > 0
