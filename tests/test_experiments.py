@@ -11,7 +11,7 @@ import pytest
 from adapters_geo import AdaptersGeoError
 from adapters_geo.cli import main
 from adapters_geo.config import run_config_from_dict
-from adapters_geo.experiments.execute import run_experiment
+from adapters_geo.experiments.execute import plan, run_experiment
 from adapters_geo.experiments.registry import available
 from adapters_geo.experiments.resolve import experiment_hash, load_resolved, references, substitute
 from adapters_geo.methods import validate
@@ -63,7 +63,13 @@ def test_unknown_experiment_lists_the_available_ones(capsys):
 
 
 def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkeypatch):
+    todo = plan("lock_opd", smoke=True)
+    assert [item.split(" ")[0] for item in todo] == ["sft_init", "teacher", "opd_dense", "lock_opd"]
+    steps = load_resolved("opd_dense", True)["train"]
+    t0 = steps["save_adapter_at"][0]
+    assert todo[-1] == f"lock_opd (3 × {steps['steps'] - t0} steps)" and todo[2] == f"opd_dense ({steps['steps']} steps)"
     folder = run_experiment("lock_opd", smoke=True, progress=False)
+    assert plan("lock_opd", smoke=True) == [] and plan("lock_opd", smoke=True, force=True) == [todo[-1]]
     runs = tmp_path / "runs" / "smoke"
     for dep in ("teacher", "sft_init", "opd_dense", "lock_opd"):
         assert (runs / dep / "done.json").is_file(), dep

@@ -57,8 +57,41 @@ def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
     return "fresh"
 
 
+def _steps(data: dict, smoke: bool) -> str:
+    """'N steps' for a training experiment, 'B × N steps' for a locking test (from t0 to the end)."""
+    if data.get("kind") == "lock":
+        source = load_resolved(references(data)[0], smoke)
+        total = int(source.get("train", {}).get("steps", 0))
+        t0 = min(source.get("train", {}).get("save_adapter_at") or [0])
+        return f"{len(data.get('bases', BASES))} × {total - t0} steps"
+    return f"{data.get('train', {}).get('steps', '?')} steps"
+
+
+def plan(name: str, smoke: bool = False, force: bool = False) -> list[str]:
+    """What `run_experiment(name)` will train, dependencies first: ['teacher (80 steps)', ...]."""
+    todo, seen = [], set()
+
+    def visit(current: str, top: bool) -> None:
+        if current in seen:
+            return
+        seen.add(current)
+        data = load_resolved(current, smoke)
+        for dep in references(data):
+            visit(dep, False)
+        done = runs_root(smoke) / current / DONE
+        finished = done.is_file() and json.loads(done.read_text()).get("hash") == experiment_hash(current, smoke)
+        if not finished or (force and top):
+            todo.append(f"{current} ({_steps(data, smoke)})")
+
+    visit(name, True)
+    return todo
+
+
 def run_experiment(name: str, force: bool = False, smoke: bool = False, progress: bool = True, _top: bool = True) -> Path:
     """Run NAME (and its missing dependencies); returns its run folder."""
+    if _top and progress:
+        todo = plan(name, smoke, force)
+        print(f"{name}: {'to run: ' + ', '.join(todo) if todo else 'nothing to run'}; each run shows its ETA", flush=True)
     data = load_resolved(name, smoke)
     for dep in references(data):
         run_experiment(dep, False, smoke, progress, _top=False)
