@@ -89,10 +89,14 @@ def load_run_config(path) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise AdaptersGeoError(f"config file {path} does not exist", "check the path")
+    return run_config_from_dict(read_yaml(path), str(path))
+
+
+def read_yaml(path: Path):
+    """Parse a YAML file; a syntax error is one line naming the file and the line."""
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise AdaptersGeoError(f"{path} is not valid YAML{where}", "fix the syntax (indentation, colons, quotes)") from None
-    return run_config_from_dict(data, str(path))

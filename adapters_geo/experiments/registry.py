@@ -3,8 +3,7 @@
 import os
 from pathlib import Path
 
-import yaml
-
+from adapters_geo.config import read_yaml
 from adapters_geo.errors import AdaptersGeoError
 
 DIR_ENV = "ADAPTERS_GEO_EXPERIMENTS"
@@ -27,12 +26,7 @@ def read_experiment(name: str) -> dict:
             f"unknown experiment '{name}'",
             f"use one of: {', '.join(available()) or '(none found in ' + str(experiments_dir()) + ')'}",
         )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise AdaptersGeoError(f"{path} is not valid YAML{where}", "fix the syntax (indentation, colons, quotes)") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise AdaptersGeoError(f"{path} does not hold a mapping", "see the other files in experiments/ for the format")
     return data
