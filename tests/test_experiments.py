@@ -122,3 +122,12 @@ def test_report_from_smoke_runs(tmp_path):
     assert row in text
     assert (report.parent / "report_locking.png").stat().st_size > 5000
     assert (report.parent / "report_trajectories.png").stat().st_size > 5000
+
+
+def test_malformed_experiment_file_is_one_line_naming_file_and_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "broken.yaml").write_text("# make experiment NAME=broken\nmodel: tiny-llama\n  method: {name: sft\n")
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(tmp_path))
+    assert main(["experiment", "broken"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.yaml is not valid YAML at line" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs" / "broken").exists()
