@@ -103,13 +103,17 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
         loss, metrics = method.loss(model, batch)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else float("inf"))
-        optimizer.step()
+        # A batch without signal (e.g. every GRPO group with equal rewards) is skipped, not stepped:
+        # Adam would otherwise keep moving along its stale momentum, ~lr·sign(g_old) per coordinate.
+        skipped = float(grad_norm) == 0.0
+        if not skipped:
+            optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         method.after_update(model)
         step += 1
         seconds = time.perf_counter() - started
-        metrics.update({"grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "step_seconds": seconds,
+        metrics.update({"grad_norm": float(grad_norm), "skipped_update": float(skipped), "lr": scheduler.get_last_lr()[0], "step_seconds": seconds,
                         "tokens_per_s": metrics["completion_tokens"] / seconds, "generation_share": rollout_seconds / seconds})
         log.scalars(step, metrics)
         if tracker.due(step):

@@ -205,3 +205,24 @@ def test_teacher_from_a_saved_adapter_and_tokenizer_check(tmp_path):
     assert merged_deltas(teacher.model).keys() == merged_deltas(trained).keys()
     with pytest.raises(AdaptersGeoError, match="uses another tokenizer than the student"):
         load_teacher_for("smollm2-135m-instruct", "none", "tiny-llama", student.tokenizer)
+
+
+def test_a_batch_without_signal_does_not_move_the_adapter(tmp_path):
+    """GRPO with every group's rewards equal: no update, although Adam holds momentum from step 1."""
+    method, model, tok, task = make(MethodConfig(name="rlvr", **SHORT))
+    calls = []
+
+    def reward(text, answer):  # the step-0 evaluation (8 calls), then varies within groups at step 1 only
+        calls.append(text)
+        return float(len(text) % 2) if len(calls) <= 16 else 0.0
+
+    task.reward = reward
+    train(model, tok, method, task, TrainConfig(steps=1, batch_size=4, lr=1e-2), tmp_path, max_new_tokens=10, progress=False)
+    after_one = merged_deltas(model)
+    assert any(d.abs().max() > 0 for d in after_one.values())
+    train(model, tok, method, task, TrainConfig(steps=3, batch_size=4, lr=1e-2), tmp_path, resume=True, max_new_tokens=10,
+          progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_update"] for r in rows if r["group"] == "train"] == [0.0, 1.0, 1.0]
+    for name, delta in merged_deltas(model).items():
+        assert torch.equal(delta, after_one[name]), name
