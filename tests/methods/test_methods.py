@@ -226,3 +226,30 @@ def test_a_batch_without_signal_does_not_move_the_adapter(tmp_path):
     assert [r["skipped_update"] for r in rows if r["group"] == "train"] == [0.0, 1.0, 1.0]
     for name, delta in merged_deltas(model).items():
         assert torch.equal(delta, after_one[name]), name
+
+
+def test_one_rlvr_step_raises_rewarded_samples_and_lowers_the_others():
+    """The sign of the policy gradient: after one SGD step, Δ log π(sample) follows its GRPO advantage."""
+    from adapters_geo.methods.advantages import grpo_advantages
+    from adapters_geo.rollout.scoring import completion_logprobs, completion_mask, pack
+
+    torch.manual_seed(0)
+    method, model, tok, task = make(MethodConfig(name="rlvr", group_size=4, max_new_tokens=10))
+    batch = method.batch(task.train[:4], step=0)
+
+    def sequence_logp():
+        packed = pack(batch["prompts"], batch["completions"], tok.pad_token_id)
+        with torch.no_grad():
+            return (completion_logprobs(model, packed) * completion_mask(packed.lengths, packed.width)).sum(1)
+
+    before = sequence_logp()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    model.train()
+    method.loss(model, batch)[0].backward()
+    optimizer.step()
+    change = sequence_logp() - before
+    advantage, keep = grpo_advantages(batch["rewards"], 4)
+    kept = keep > 0
+    assert kept.sum() >= 4
+    assert torch.corrcoef(torch.stack([advantage[kept], change[kept]]))[0, 1] > 0.8
+    assert (change[kept][advantage[kept] > 0] > 0).all() and (change[kept][advantage[kept] < 0] < 0).all()
