@@ -11,6 +11,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,7 +109,9 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
         skipped = float(grad_norm) == 0.0
         if not skipped:
             optimizer.step()
-        scheduler.step()
+        with warnings.catch_warnings():  # a skipped step still advances the step-indexed schedule, on purpose
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         method.after_update(model)
         step += 1
