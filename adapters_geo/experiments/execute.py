@@ -91,7 +91,7 @@ def run_experiment(name: str, force: bool = False, smoke: bool = False, progress
     """Run NAME (and its missing dependencies); returns its run folder."""
     if _top and progress:
         todo = plan(name, smoke, force)
-        print(f"{name}: {'to run: ' + ', '.join(todo) if todo else 'nothing to run'}; each run shows its ETA", flush=True)
+        print(f"{name}: " + (f"to run: {', '.join(todo)}; each run shows its ETA" if todo else "nothing to run"), flush=True)
     data = load_resolved(name, smoke)
     for dep in references(data):
         run_experiment(dep, False, smoke, progress, _top=False)
