@@ -10,7 +10,7 @@ import logging
 # missing; our loader keeps the layer layout that does not use that kernel (models/quant.py).
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-from adapters_geo.adapters import (   # noqa: E402
+from adapters_geo.adapters import (  # noqa: E402
     DenseConfig,
     LockedConfig,
     LoraConfig,

@@ -6,7 +6,7 @@ At the tracked steps (default: 10 points, denser early) every target matrix is s
 - top-r factors (U_r·S_r and V_r, r = 32, float64 SVD) at the others;
 and, at every tracked step, the exact full singular-value spectrum of each ΔW_t (`NAME:s`, a few
 hundred floats), so rank dynamics (stable / effective rank, norms) stay exact where only factors
-are kept. `read_trajectory` gives {step: {name: ΔW}} back, `read_spectra` {step: {name: σ}}.
+are kept. `read_snapshots` gives both back in one pass: {step: {name: ΔW}} and {step: {name: σ}}.
 """
 
 import json
@@ -17,12 +17,11 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from adapters_geo.atomic import atomic_write_bytes, atomic_write_text
-from adapters_geo.geometry.linalg import svd64, svdvals64
+from adapters_geo.geometry.linalg import top_svd64
 
 FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 INDEX = "index.json"
 SPECTRUM = ":s"
-EXACT_BELOW = 2048  # above this short side: randomized factors (the spectrum stays exact)
 
 
 def default_steps(total: int, fractions=FRACTIONS) -> list[int]:
@@ -59,11 +58,7 @@ class TrajectoryWriter:
         tensors, spectra = {}, {}
         for name, delta in deltas.items():
             delta = (delta - self.start[name]) if name in self.start else delta
-            if min(delta.shape) <= EXACT_BELOW:
-                u, s, v = svd64(delta, self.rank)
-            else:
-                u, _, v = torch.svd_lowrank(delta.double(), q=self.rank + 8, niter=4)
-                s = svdvals64(delta)
+            u, s, v = top_svd64(delta, self.rank)
             spectra[name] = s[: self.rank].float()
             tensors[name + SPECTRUM] = s.float().contiguous()
             if fmt == "factors":
@@ -84,30 +79,34 @@ class TrajectoryWriter:
 
 def read_trajectory(folder) -> dict:
     """{step: {name: fp32 ΔW_t}} (factor snapshots are expanded to U_r S_r V_rᵀ)."""
-    folder = Path(folder)
-    index = json.loads((folder / INDEX).read_text())
-    out = {}
-    for step, entry in sorted(index.items(), key=lambda item: int(item[0])):
-        tensors = {k: t for k, t in load_file(str(folder / entry["file"])).items() if not k.endswith(SPECTRUM)}
-        if entry["format"] == "factors":
-            names = dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors)
-            out[int(step)] = {n: tensors[f"{n}:us"] @ tensors[f"{n}:v"].T for n in names}
-        else:
-            out[int(step)] = {n: t.float() for n, t in tensors.items()}
-    return out
+    return read_snapshots(folder)[0]
 
 
 def read_spectra(folder) -> dict:
-    """{step: {name: exact singular values of ΔW_t} or None}, None where the step kept only factors
-    and no spectrum (trajectories written before spectra were stored): its rank metrics are unknown.
-    Full-format steps without a stored spectrum are left out (computed from the snapshot itself)."""
+    """{step: {name: exact singular values of ΔW_t} or None}; see read_snapshots."""
+    return read_snapshots(folder)[1]
+
+
+def read_snapshots(folder) -> tuple[dict, dict]:
+    """(snapshots {step: {name: ΔW_t}}, spectra {step: {name: σ} or None}) in one pass.
+
+    A spectrum is None where the step kept only factors and no spectrum (trajectories written
+    before spectra were stored): its rank metrics are unknown. Full-format steps without a stored
+    spectrum are left out of `spectra` (computed from the snapshot itself).
+    """
     folder = Path(folder)
     index = json.loads((folder / INDEX).read_text())
-    out = {}
-    for step, entry in index.items():
+    snapshots, spectra = {}, {}
+    for step, entry in sorted(index.items(), key=lambda item: int(item[0])):
+        loaded = load_file(str(folder / entry["file"]))
+        tensors = {k: t for k, t in loaded.items() if not k.endswith(SPECTRUM)}
+        if entry["format"] == "factors":
+            names = dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors)
+            snapshots[int(step)] = {n: tensors[f"{n}:us"] @ tensors[f"{n}:v"].T for n in names}
+        else:
+            snapshots[int(step)] = {n: t.float() for n, t in tensors.items()}
         if entry.get("spectrum"):
-            tensors = load_file(str(folder / entry["file"]))
-            out[int(step)] = {k[: -len(SPECTRUM)]: t for k, t in tensors.items() if k.endswith(SPECTRUM)}
+            spectra[int(step)] = {k[: -len(SPECTRUM)]: t for k, t in loaded.items() if k.endswith(SPECTRUM)}
         elif entry["format"] == "factors":
-            out[int(step)] = None
-    return out
+            spectra[int(step)] = None
+    return snapshots, spectra

@@ -52,7 +52,18 @@ def svdvals64(w: torch.Tensor) -> torch.Tensor:
     return _sqrt_spectrum(torch.linalg.eigvalsh(gram))
 
 
-def top_right_vectors(w: torch.Tensor, k: int, exact_below: int = 2048) -> torch.Tensor:
+EXACT_BELOW = 2048  # short side up to which top-k vectors come from the exact float64 SVD
+
+
+def top_svd64(w: torch.Tensor, k: int, exact_below: int = EXACT_BELOW):
+    """(U[:, :k], S (all, exact, descending), V[:, :k]); vectors randomized for large matrices."""
+    if min(w.shape) <= exact_below:
+        return svd64(w, k)
+    u, _, v = torch.svd_lowrank(w.detach().to(torch.float64), q=k + 16, niter=6)
+    return u[:, :k], svdvals64(w), v[:, :k]
+
+
+def top_right_vectors(w: torch.Tensor, k: int, exact_below: int = EXACT_BELOW) -> torch.Tensor:
     """Top-k right singular vectors (n, k); randomized (torch.svd_lowrank) for large matrices."""
     if min(w.shape) <= exact_below:
         return svd64(w, k)[2]

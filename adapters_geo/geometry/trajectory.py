@@ -10,7 +10,7 @@
 
 import torch
 
-from adapters_geo.geometry.linalg import svd64, svdvals64, top_right_vectors
+from adapters_geo.geometry.linalg import svdvals64, top_right_vectors
 from adapters_geo.geometry.spectrum import effective_rank, hill_alpha, stable_rank
 
 K_DEFAULT = 16
@@ -69,7 +69,7 @@ def matrix_trajectory(deltas: dict, k: int = K_DEFAULT, spectra: dict | None = N
     rows = []
     for step in steps:
         delta = deltas[step]
-        s = spectra[step] if step in spectra else svdvals64(delta) if min(delta.shape) <= 2048 else svd64(delta, 1)[1]
+        s = spectra[step] if step in spectra else svdvals64(delta)
         rows.append({
             "step": step,
             "sim_right": subspace_similarity(top_vectors(delta, k), final_right),

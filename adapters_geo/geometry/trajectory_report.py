@@ -12,7 +12,7 @@ from adapters_geo.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.geometry.report import _json_safe
 from adapters_geo.geometry.trajectory import K_DEFAULT, model_trajectory
-from adapters_geo.trajectory import INDEX, read_spectra, read_trajectory
+from adapters_geo.trajectory import INDEX, read_snapshots
 
 
 def early_step(index: dict) -> int | None:
@@ -27,10 +27,10 @@ def run_trajectory(run_dir, k: int = K_DEFAULT) -> dict:
     if not (folder / INDEX).is_file():
         raise AdaptersGeoError(f"{run_dir} has no trajectory ({folder / INDEX} is missing)", "pass a run folder written by adapters-geo train")
     index = json.loads((folder / INDEX).read_text())
-    snapshots = read_trajectory(folder)
+    snapshots, spectra = read_snapshots(folder)
     if len(snapshots) < 2:
         raise AdaptersGeoError(f"{run_dir} has {len(snapshots)} tracked step(s)", "track at least two steps")
-    result = model_trajectory(snapshots, k, early_step(index), read_spectra(folder))
+    result = model_trajectory(snapshots, k, early_step(index), spectra)
     result["early_step"] = early_step(index)
     return result
 
