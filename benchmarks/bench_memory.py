@@ -1,0 +1,115 @@
+"""Benchmark: peak memory of a training step for each method × adapter × quantization.
+
+Run: make bench-memory   (or: python benchmarks/bench_memory.py [--methods sft,opd] [--quants none,4bit])
+
+Each combination trains 2 steps of adapters_geo's loop (with trajectory tracking) in its own
+subprocess, on random weights of SmolLM2-135M's shape (OPD's teacher: a second random model,
+quantized like the student), 2 prompts × 4 samples (SFT: 8 examples), 40 new tokens. Peak
+memory is the subprocess's maximum RSS on the CPU, torch.cuda.max_memory_allocated on CUDA; the
+baseline (Python + torch + transformers imported, nothing loaded) is printed so the model's
+share can be read off.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def peak_mib() -> float:
+    """This process's peak memory in MiB (CUDA: allocated by torch; CPU: max RSS)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(method: str, adapter: str, quant: str, layers) -> dict:
+    """One measurement (runs inside the subprocess)."""
+    import dataclasses
+
+    sys.path.insert(0, str(HERE))
+    from bench_training import Setting, coin_reward, quiet
+    from random_models import random_model
+
+    from adapters_geo.adapters import DenseConfig, LoraConfig, attach_adapter
+    from adapters_geo.methods import Context, MethodConfig, build_method
+    from adapters_geo.methods.loop import TrainConfig, train
+    from adapters_geo.methods.teacher import load_teacher_for
+    from adapters_geo.models import load_base
+    from adapters_geo.tasks import TaskConfig, load_task
+
+    quiet()
+    student, teacher = random_model(seed=0, layers=layers), random_model(seed=1, layers=layers)
+    setting = Setting(adapter=adapter)
+    before = peak_mib()
+    base = load_base(str(student), quant)
+    model = attach_adapter(base.model, DenseConfig() if adapter == "dense" else LoraConfig(r=setting.lora_r, alpha=setting.lora_alpha))
+    config = MethodConfig(name=method, group_size=setting.group, max_new_tokens=setting.max_new_tokens,
+                          teacher=str(teacher) if method == "opd" else None, teacher_quant=quant)
+    teacher_base = load_teacher_for(config.teacher, quant, str(student), base.tokenizer) if method == "opd" else None
+    task = dataclasses.replace(load_task(TaskConfig(train_size=64, test_size=1)), reward=coin_reward)
+    ctx = Context(model, base.tokenizer, task, config, teacher_base, None, None, 0)
+    batch = setting.prompts * (setting.group if method == "sft" else 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(model, base.tokenizer, build_method(ctx), task, TrainConfig(steps=2, batch_size=batch, eval_size=1, eval_batch=1),
+              Path(tmp), max_new_tokens=setting.max_new_tokens, progress=False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"method": method, "adapter": adapter, "quant": quant, "peak_mib": peak_mib(), "baseline_mib": before,
+            "trainable": trainable}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", default="sft,opd,rlvr")
+    parser.add_argument("--adapters", default="dense,lora")
+    parser.add_argument("--quants", default="none,8bit,4bit")
+    parser.add_argument("--layers", type=int, default=None, help="fewer layers (quick checks)")
+    parser.add_argument("--child", nargs=3, metavar=("METHOD", "ADAPTER", "QUANT"), help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(child(*args.child, args.layers)), flush=True)
+        return
+    rows = []
+    for quant in args.quants.split(","):
+        for adapter in args.adapters.split(","):
+            for method in args.methods.split(","):
+                command = [sys.executable, __file__, "--child", method, adapter, quant]
+                command += ["--layers", str(args.layers)] if args.layers else []
+                done = subprocess.run(command, capture_output=True, text=True)
+                found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+                if done.returncode or not found:
+                    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                    print(f"  {method} {adapter} {quant}: failed ({tail})", flush=True)
+                    continue
+                rows.append(json.loads(found[0][len("RESULT "):]))
+                r = rows[-1]
+                print(f"  {method:5s} {adapter:6s} {quant:5s} peak {r['peak_mib']:7.0f} MiB "
+                      f"(baseline {r['baseline_mib']:.0f} MiB), {r['trainable'] / 1e6:.1f} M trainable", flush=True)
+    print()
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+def table(rows: list) -> str:
+    """Markdown: peak MiB per method (columns) for each adapter × quantization (rows)."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cells = {(r["adapter"], r["quant"], r["method"]): r["peak_mib"] for r in rows}
+    lines = ["| adapter | quant | " + " | ".join(f"{m} peak MiB" for m in methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
+    for adapter, quant in dict.fromkeys((r["adapter"], r["quant"]) for r in rows):
+        values = [f"{cells[(adapter, quant, m)]:.0f}" if (adapter, quant, m) in cells else "–" for m in methods]
+        lines.append(f"| {adapter} | {quant} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Benchmark: training throughput of SFT, OPD and RLVR against TRL, side by side, in one run.
+
+Run: make bench   (or: python benchmarks/bench_training.py [--methods opd,rlvr] [--adapters dense,lora] ...)
+Needs TRL for the comparison (`pip install -e ".[bench]"`); without it, --no-trl measures ours only.
+
+For each method × adapter, both tools train the same student (random weights of SmolLM2-135M's
+shape by default: speed depends on shapes, and a lent GPU cannot fetch weights) on the same
+arithmetic prompts with the same sequences per step (SFT: 8 examples; OPD and RLVR: 2 prompts ×
+4 samples), completion length (40 new tokens), sampling (temperature 1, no top-k / top-p),
+precision (fp32 on the CPU, bf16 on CUDA), optimizer (AdamW, clip 1.0) and trainable weights.
+OPD's teacher is a second random model of the same shape (another seed); TRL's OPD is its
+DistillationTrainer (always on-policy; β = 1: reverse KL over the full vocabulary), compared with
+ours in its default form (sampled-token policy gradient on the teacher's log-probs) and with
+`full_vocab_kl` (the same objective as TRL's). RLVR's reward is a fixed pseudo-random coin per
+completion text, so groups have reward variance and both sides do a full update every step.
+
+Reported per row: median step time over the timed steps (after warm-up), completion tokens/s
+(SFT: sequences/s), the ratio ours / TRL, and for ours the cost of trajectory tracking measured
+in the same run: seconds per tracked step by storage format, and the overhead it adds to a
+100-step run with the default 10 tracked steps (8 factor steps, one bf16, one fp32).
+"""
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from random_models import random_model  # noqa: E402
+
+from adapters_geo.adapters import DenseConfig, LoraConfig, attach_adapter  # noqa: E402
+from adapters_geo.methods import Context, MethodConfig, build_method  # noqa: E402
+from adapters_geo.methods.loop import TrainConfig, train  # noqa: E402
+from adapters_geo.methods.teacher import load_teacher_for  # noqa: E402
+from adapters_geo.models import load_base  # noqa: E402
+from adapters_geo.rollout.prompts import chat_prompt  # noqa: E402
+from adapters_geo.tasks import TaskConfig, load_task  # noqa: E402
+
+
+@dataclass
+class Setting:
+    adapter: str = "dense"
+    prompts: int = 2  # prompts per step (sft: prompts × group examples)
+    group: int = 4  # samples per prompt
+    max_new_tokens: int = 40
+    lr: float = 1e-5
+    seed: int = 0
+    warmup: int = 1  # untimed first steps
+    steps: int = 4  # timed steps
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+
+
+def coin_reward(completion: str, answer) -> float:
+    """A fixed pseudo-random 0/1 per completion text: reward variance in every group, no task skill needed."""
+    return float(zlib.crc32(completion.strip().encode()) % 2)
+
+
+def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, full_vocab: bool = False) -> dict:
+    """Train with adapters_geo's loop; step time and tokens from its metrics.jsonl, tracking cost too."""
+    base = load_base(str(student))
+    adapter = DenseConfig() if setting.adapter == "dense" else LoraConfig(r=setting.lora_r, alpha=setting.lora_alpha)
+    model = attach_adapter(base.model, adapter)
+    config = MethodConfig(name=method, group_size=setting.group, max_new_tokens=setting.max_new_tokens,
+                          teacher=str(teacher) if method == "opd" else None, full_vocab_kl=full_vocab)
+    teacher_base = load_teacher_for(config.teacher, "none", str(student), base.tokenizer) if method == "opd" else None
+    ctx = Context(model, base.tokenizer, task, config, teacher_base, None, None, setting.seed)
+    batch = setting.prompts * (setting.group if method == "sft" else 1)
+    steps = setting.warmup + setting.steps
+    train_config = TrainConfig(steps=steps, batch_size=batch, lr=setting.lr, seed=setting.seed, eval_size=1,
+                               eval_batch=1, checkpoint_every=10**6)
+    train(model, base.tokenizer, build_method(ctx), task, train_config, out, max_new_tokens=setting.max_new_tokens, progress=False)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    timed = [r for r in rows if r["group"] == "train" and r["step"] > setting.warmup]
+    tracking = [r for r in rows if r["group"] == "tracking"]
+    return {
+        "step_seconds": statistics.median(r["step_seconds"] for r in timed),
+        "tokens_per_step": statistics.median(r["completion_tokens"] for r in timed) if method != "sft" else None,
+        "sequences_per_step": batch * (setting.group if method != "sft" else 1),
+        "generation_share": statistics.median(r["generation_share"] for r in timed),
+        "tracking": {fmt: statistics.median(r["snapshot_seconds"] + r["geometry_seconds"] for r in tracking if r["format"] == fmt)
+                     for fmt in {r["format"] for r in tracking}},
+        "geometry_seconds": max((r["geometry_seconds"] for r in tracking), default=0.0),
+    }
+
+
+def quiet() -> None:
+    """No progress bars from datasets / transformers: the benchmark prints one line per run."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def tracking_overhead(result: dict, steps: int = 100) -> float | None:
+    """Extra time of the default tracking (8 factor steps, one bf16, one fp32) over `steps` steps."""
+    t = result["tracking"]
+    if not {"factors", "bf16", "fp32"} <= set(t):
+        return None
+    return (8 * t["factors"] + t["bf16"] + t["fp32"]) / (steps * result["step_seconds"])
+
+
+def throughput(result: dict, method: str) -> float:
+    """Completion tokens/s (opd, rlvr) or sequences/s (sft)."""
+    per_step = result["sequences_per_step"] if method == "sft" else result["tokens_per_step"]
+    return per_step / result["step_seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", default="sft,opd,rlvr")
+    parser.add_argument("--adapters", default="dense,lora")
+    parser.add_argument("--weights", default="random", help="random (SmolLM2-135M's shape) or a model spec")
+    parser.add_argument("--layers", type=int, default=None, help="random weights: fewer layers (quick checks)")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--no-trl", action="store_true", help="measure adapters_geo only")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    quiet()
+    if not args.no_trl:
+        try:
+            import trl  # noqa: F401
+        except ImportError:
+            sys.exit('error: TRL is not installed; fix: pip install -e ".[bench]" (or run with --no-trl)')
+    student = random_model(seed=0, layers=args.layers) if args.weights == "random" else args.weights
+    teacher = random_model(seed=1, layers=args.layers) if args.weights == "random" else args.weights
+    task = dataclasses.replace(load_task(TaskConfig(train_size=512, test_size=8)), reward=coin_reward)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {device}; student {student}; {args.steps} timed steps after {args.warmup} warm-up")
+    results = []
+    for adapter in args.adapters.split(","):
+        for method in args.methods.split(","):
+            setting = Setting(adapter=adapter, steps=args.steps, warmup=args.warmup, max_new_tokens=args.max_new_tokens)
+            variants = [("ours", False)] + ([("ours full-vocab KL", True)] if method == "opd" else [])
+            for label, full_vocab in variants:
+                with tempfile.TemporaryDirectory() as tmp:
+                    ours = run_ours(method, setting, student, teacher, task, Path(tmp), full_vocab)
+                results.append({"method": method, "adapter": adapter, "tool": label, **ours})
+                print(_line(results[-1]), flush=True)
+            if not args.no_trl:
+                from trl_side import run_trl
+
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(student)
+                prompts = [e.prompt for e in task.train]
+                solutions = [e.solution for e in task.train]
+                with tempfile.TemporaryDirectory() as tmp:
+                    theirs = run_trl(method, setting, student, teacher, tokenizer, prompts, solutions, coin_reward, Path(tmp))
+                results.append({"method": method, "adapter": adapter, "tool": "trl", **theirs})
+                print(_line(results[-1]), flush=True)
+    print()
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def _line(r: dict) -> str:
+    unit = "seq/s" if r["method"] == "sft" else "tok/s"
+    return f"  {r['method']:5s} {r['adapter']:6s} {r['tool']:18s} {r['step_seconds']:7.2f} s/step {throughput(r, r['method']):8.1f} {unit}"
+
+
+def table(results: list) -> str:
+    """Markdown table: throughput of each tool, ratio to TRL, tracking overhead of ours."""
+    lines = ["| method | adapter | tool | s/step | throughput | vs TRL | generation share | tracked step (factors / bf16 / fp32) | tracking overhead, 100 steps |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    trl = {(r["method"], r["adapter"]): r for r in results if r["tool"] == "trl"}
+    for r in results:
+        unit = "seq/s" if r["method"] == "sft" else "tok/s"
+        ref = trl.get((r["method"], r["adapter"]))
+        ratio = f"{throughput(r, r['method']) / throughput(ref, ref['method']):.2f}×" if ref and r is not ref else ""
+        share = f"{r['generation_share']:.0%}" if r.get("generation_share") is not None and r["method"] != "sft" else ""
+        t = r.get("tracking", {})
+        tracked = " / ".join(f"{t[k]:.2f}" for k in ("factors", "bf16", "fp32") if k in t) + (" s" if t else "")
+        overhead = tracking_overhead(r) if t else None
+        lines.append(f"| {r['method']} | {r['adapter']} | {r['tool']} | {r['step_seconds']:.2f} | "
+                     f"{throughput(r, r['method']):.1f} {unit} | {ratio} | {share} | {tracked} | "
+                     f"{f'{overhead:.1%}' if overhead is not None else ''} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Tracking logs its own cost; the loop reads base weights lazily instead of holding a copy.
+
+Run: python -m pytest -q tests/test_tracking_cost.py
+"""
+
+import json
+
+import pytest
+import torch
+
+from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base
+from adapters_geo.methods import Context, MethodConfig, build_method
+from adapters_geo.methods.loop import TrainConfig, train
+from adapters_geo.models import base_weights
+from adapters_geo.models.weights import LazyBaseWeights
+from adapters_geo.tasks import TaskConfig, load_task
+
+
+def test_every_tracked_step_logs_its_cost(tmp_path):
+    base = load_base("tiny-llama")
+    model = attach_adapter(base.model, DenseConfig())
+    task = load_task(TaskConfig(levels=[0], train_size=50, test_size=2))
+    method = build_method(Context(model, base.tokenizer, task, MethodConfig(name="sft")))
+    train(model, base.tokenizer, method, task, TrainConfig(steps=5, batch_size=4, lr=1e-3), tmp_path, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    tracking = [r for r in rows if r["group"] == "tracking"]
+    index = json.loads((tmp_path / "trajectory" / "index.json").read_text())
+    assert sorted(r["step"] for r in tracking) == sorted(int(s) for s in index)
+    assert all(r["snapshot_seconds"] > 0 and r["geometry_seconds"] >= 0 for r in tracking)
+    assert {r["format"] for r in tracking} == {"factors", "bf16", "fp32"}
+
+
+@pytest.mark.parametrize("quant", ["none", "4bit"])
+def test_lazy_base_weights_equal_base_weights(quant):
+    model = attach_adapter(load_base("tiny-llama", quant).model, LoraConfig(r=2))
+    eager = base_weights(model)
+    offsets = {name: torch.full_like(w, 0.5) for name, w in list(eager.items())[:2]}
+    lazy = LazyBaseWeights(model, list(eager), offsets)
+    assert list(lazy) == list(eager) and len(lazy) == len(eager)
+    for name, weight in eager.items():
+        torch.testing.assert_close(lazy[name], weight + offsets[name] if name in offsets else weight)
