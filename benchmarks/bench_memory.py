@@ -35,30 +35,20 @@ def child(method: str, adapter: str, quant: str, layers) -> dict:
     import dataclasses
 
     sys.path.insert(0, str(HERE))
-    from bench_training import Setting, coin_reward, quiet
+    from bench_training import Setting, build_run, coin_reward, quiet
     from random_models import random_model
 
-    from adapters_geo.adapters import DenseConfig, LoraConfig, attach_adapter
-    from adapters_geo.methods import Context, MethodConfig, build_method
     from adapters_geo.methods.loop import TrainConfig, train
-    from adapters_geo.methods.teacher import load_teacher_for
-    from adapters_geo.models import load_base
     from adapters_geo.tasks import TaskConfig, load_task
 
     quiet()
     student, teacher = random_model(seed=0, layers=layers), random_model(seed=1, layers=layers)
     setting = Setting(adapter=adapter)
     before = peak_mib()
-    base = load_base(str(student), quant)
-    model = attach_adapter(base.model, DenseConfig() if adapter == "dense" else LoraConfig(r=setting.lora_r, alpha=setting.lora_alpha))
-    config = MethodConfig(name=method, group_size=setting.group, max_new_tokens=setting.max_new_tokens,
-                          teacher=str(teacher) if method == "opd" else None, teacher_quant=quant)
-    teacher_base = load_teacher_for(config.teacher, quant, str(student), base.tokenizer) if method == "opd" else None
     task = dataclasses.replace(load_task(TaskConfig(train_size=64, test_size=1)), reward=coin_reward)
-    ctx = Context(model, base.tokenizer, task, config, teacher_base, None, None, 0)
-    batch = setting.prompts * (setting.group if method == "sft" else 1)
+    model, tokenizer, runner, batch = build_run(method, setting, student, teacher, task, quant)
     with tempfile.TemporaryDirectory() as tmp:
-        train(model, base.tokenizer, build_method(ctx), task, TrainConfig(steps=2, batch_size=batch, eval_size=1, eval_batch=1),
+        train(model, tokenizer, runner, task, TrainConfig(steps=2, batch_size=batch, eval_size=1, eval_batch=1),
               Path(tmp), max_new_tokens=setting.max_new_tokens, progress=False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"method": method, "adapter": adapter, "quant": quant, "peak_mib": peak_mib(), "baseline_mib": before,

@@ -40,7 +40,6 @@ from adapters_geo.methods import Context, MethodConfig, build_method  # noqa: E4
 from adapters_geo.methods.loop import TrainConfig, train  # noqa: E402
 from adapters_geo.methods.teacher import load_teacher_for  # noqa: E402
 from adapters_geo.models import load_base  # noqa: E402
-from adapters_geo.rollout.prompts import chat_prompt  # noqa: E402
 from adapters_geo.tasks import TaskConfig, load_task  # noqa: E402
 
 
@@ -63,20 +62,26 @@ def coin_reward(completion: str, answer) -> float:
     return float(zlib.crc32(completion.strip().encode()) % 2)
 
 
-def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, full_vocab: bool = False) -> dict:
-    """Train with adapters_geo's loop; step time and tokens from its metrics.jsonl, tracking cost too."""
-    base = load_base(str(student))
+def build_run(method: str, setting: Setting, student, teacher, task, quant: str = "none", full_vocab: bool = False):
+    """(model, tokenizer, method object, prompts per step) for adapters_geo's loop; OPD's teacher quantized like the student."""
+    base = load_base(str(student), quant)
     adapter = DenseConfig() if setting.adapter == "dense" else LoraConfig(r=setting.lora_r, alpha=setting.lora_alpha)
     model = attach_adapter(base.model, adapter)
     config = MethodConfig(name=method, group_size=setting.group, max_new_tokens=setting.max_new_tokens,
-                          teacher=str(teacher) if method == "opd" else None, full_vocab_kl=full_vocab)
-    teacher_base = load_teacher_for(config.teacher, "none", str(student), base.tokenizer) if method == "opd" else None
+                          teacher=str(teacher) if method == "opd" else None, teacher_quant=quant, full_vocab_kl=full_vocab)
+    teacher_base = load_teacher_for(config.teacher, quant, str(student), base.tokenizer) if method == "opd" else None
     ctx = Context(model, base.tokenizer, task, config, teacher_base, None, None, setting.seed)
     batch = setting.prompts * (setting.group if method == "sft" else 1)
+    return model, base.tokenizer, build_method(ctx), batch
+
+
+def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, full_vocab: bool = False) -> dict:
+    """Train with adapters_geo's loop; step time and tokens from its metrics.jsonl, tracking cost too."""
+    model, tokenizer, runner, batch = build_run(method, setting, student, teacher, task, full_vocab=full_vocab)
     steps = setting.warmup + setting.steps
     train_config = TrainConfig(steps=steps, batch_size=batch, lr=setting.lr, seed=setting.seed, eval_size=1,
                                eval_batch=1, checkpoint_every=10**6)
-    train(model, base.tokenizer, build_method(ctx), task, train_config, out, max_new_tokens=setting.max_new_tokens, progress=False)
+    train(model, tokenizer, runner, task, train_config, out, max_new_tokens=setting.max_new_tokens, progress=False)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     timed = [r for r in rows if r["group"] == "train" and r["step"] > setting.warmup]
     tracking = [r for r in rows if r["group"] == "tracking"]

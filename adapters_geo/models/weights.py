@@ -46,16 +46,21 @@ def adapted_linears(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
-@torch.no_grad()
-def base_weights(model: nn.Module, names=None) -> dict[str, torch.Tensor]:
-    """{name: fp32 dequantized base weight} for the adapter's targets (all linears if none)."""
+def target_layers(model: nn.Module, names=None) -> dict[str, nn.Module]:
+    """{name: base linear layer} of the adapter's targets (all linears if none), or of `names`."""
     layers = adapted_linears(model) or base_linears(model)
     if names is not None:
         missing = sorted(set(names) - set(layers))
         if missing:
             raise KeyError(f"not a base linear weight of this model: {missing[:3]}")
         layers = {n: layers[n] for n in names}
-    return {name: dequantized_weight(layer) for name, layer in layers.items()}
+    return layers
+
+
+@torch.no_grad()
+def base_weights(model: nn.Module, names=None) -> dict[str, torch.Tensor]:
+    """{name: fp32 dequantized base weight} for the adapter's targets (all linears if none)."""
+    return {name: dequantized_weight(layer) for name, layer in target_layers(model, names).items()}
 
 
 class LazyBaseWeights(Mapping):
@@ -65,8 +70,7 @@ class LazyBaseWeights(Mapping):
     """
 
     def __init__(self, model: nn.Module, names, offsets: dict | None = None):
-        layers = adapted_linears(model) or base_linears(model)
-        self.layers = {n: layers[n] for n in names}
+        self.layers = target_layers(model, names)
         self.offsets = offsets or {}
 
     @torch.no_grad()

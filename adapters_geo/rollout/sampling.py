@@ -24,8 +24,7 @@ def sample(model, tokenizer, prompts: list[list[int]], num_samples: int = 1, max
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
     device = next(model.parameters()).device
-    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
-    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    input_ids, attention = left_pad(rows, pad, width, device)
     options = {"do_sample": False} if temperature == 0 else {
         "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0,
     }
@@ -40,6 +39,13 @@ def sample(model, tokenizer, prompts: list[list[int]], num_samples: int = 1, max
     return [cut_at_eos(row[width:].tolist(), tokenizer.eos_token_id, pad) for row in out]
 
 
+def left_pad(rows: list[list[int]], pad: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (len(rows), width), rows padded on the left."""
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
+
+
 def shared_prefill(model, prompts: list[list[int]], pad: int, width: int, repeats: int, device):
     """The KV cache of every prompt but its last token, computed once per prompt, repeated `repeats` times.
 
@@ -48,8 +54,7 @@ def shared_prefill(model, prompts: list[list[int]], pad: int, width: int, repeat
     """
     from transformers import DynamicCache
 
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)[:, :-1]
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)[:, :-1]
+    ids, mask = (t[:, :-1] for t in left_pad(prompts, pad, width, device))
     cache = DynamicCache(config=model.config)
     model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0),
           cache=cache, use_cache=True, logits_to_keep=1)
