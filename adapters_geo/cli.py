@@ -24,7 +24,7 @@ def cmd_adapter_info(args) -> None:
 
 def cmd_geometry(args) -> None:
     """Endpoint geometry of TUNED (or --adapter) against BASE."""
-    from adapters_geo.geometry.analyse import geometry_command
+    from adapters_geo.analysis import geometry_command
     from adapters_geo.geometry.suite import Settings
 
     settings = Settings(k=args.k, K=args.K, r=args.r, alpha=args.alpha, eta=args.eta)
@@ -34,9 +34,9 @@ def cmd_geometry(args) -> None:
 
 def cmd_trajectory(args) -> None:
     """Trajectory diagnostics of a training run folder."""
-    from adapters_geo.geometry.trajectory_report import write_trajectory
+    from adapters_geo.analysis import write_run_trajectory
 
-    out = write_trajectory(args.run, args.K, args.out, args.overwrite)
+    out = write_run_trajectory(args.run, args.K, args.out, args.overwrite)
     print(f"wrote {out}/trajectory.json, trajectory.png")
 
 
@@ -55,7 +55,7 @@ def cmd_experiment(args) -> None:
 def cmd_report(args) -> None:
     """Write the cross-run report from the finished runs."""
     from adapters_geo.experiments.execute import runs_root
-    from adapters_geo.experiments.report import write_report
+    from adapters_geo.report.runs import write_report
 
     print(f"wrote {write_report(args.runs or runs_root(args.smoke))}")
 
@@ -63,9 +63,9 @@ def cmd_report(args) -> None:
 def cmd_train(args) -> None:
     """Train one run from a YAML file into a folder."""
     from adapters_geo.config import load_run_config
-    from adapters_geo.runner import run_training
+    from adapters_geo.runner import run
 
-    summary = run_training(load_run_config(args.config), args.out, resume=args.resume)
+    summary = run(load_run_config(args.config), args.out, resume=args.resume, analyse=not args.no_analysis)
     print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
 
 
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("config", help="run YAML (sections model, quant, adapter, method, task, train, init)")
     tr.add_argument("--out", required=True, help="run folder")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    tr.add_argument("--no-analysis", action="store_true", help="skip the endpoint and trajectory geometry after training")
     tr.set_defaults(func=cmd_train)
     info = sub.add_parser("adapter-info", help="show what a saved adapter was trained on")
     info.add_argument("folder")

@@ -3,7 +3,7 @@
 A run file has the sections
     model: smollm2-135m-instruct      # model spec (see README)
     quant: none                       # none | 8bit | 4bit
-    adapter: {kind: dense, ...}       # DenseConfig / LoraConfig fields
+    adapter: {kind: dense, ...}       # DenseConfig / LoraConfig fields, or LockedSpec (a continuation)
     method: {name: sft, ...}          # MethodConfig fields
     task: {name: arithmetic, ...}     # TaskConfig fields
     train: {steps: 100, ...}          # TrainConfig fields
@@ -20,10 +20,23 @@ import yaml
 from adapters_geo.adapters import DenseConfig, LoraConfig
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.methods.config import MethodConfig
-from adapters_geo.methods.loop import TrainConfig
 from adapters_geo.tasks import TaskConfig
+from adapters_geo.training.config import TrainConfig
 
-ADAPTER_CONFIGS = {"dense": DenseConfig, "lora": LoraConfig}
+
+@dataclass
+class LockedSpec:
+    """The frozen-basis adapter of a locking continuation, as a config names it (continuation.py builds it)."""
+
+    source: str  # the unconstrained run folder it continues from t0
+    basis: str = "early"  # early | random | final
+    K: int = 16  # basis size per matrix
+    t0: int | None = None  # the source's t0 (None: the source's recorded t0)
+    seed: int = 0  # seed of the random basis
+    kind = "locked"
+
+
+ADAPTER_CONFIGS = {"dense": DenseConfig, "lora": LoraConfig, "locked": LockedSpec}
 
 
 @dataclass
@@ -39,7 +52,7 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         adapter = self.adapter
-        if adapter.kind == "locked":  # its bases are tensors: record their provenance instead
+        if adapter.kind == "locked" and not isinstance(adapter, LockedSpec):  # tensors: record their provenance
             adapter_dict = {"kind": "locked", **adapter.extra}
         else:
             adapter_dict = {"kind": adapter.kind, **dataclasses.asdict(adapter)}
@@ -71,7 +84,7 @@ def run_config_from_dict(data: dict, source: str = "<dict>") -> RunConfig:
     adapter = dict(data.get("adapter") or {"kind": "dense"})
     kind = adapter.pop("kind", "dense")
     if kind not in ADAPTER_CONFIGS:
-        raise AdaptersGeoError(f"unknown adapter kind '{kind}' in {source}", "use dense or lora (locked is built by the locking test)")
+        raise AdaptersGeoError(f"unknown adapter kind '{kind}' in {source}", "use dense, lora or locked")
     return RunConfig(
         model=data.get("model", RunConfig.model),
         quant=data.get("quant", RunConfig.quant),

@@ -33,7 +33,7 @@ def build_optimizer(params, name: str = "adamw", lr: float = 1e-4, weight_decay:
     """An optimizer over `params` by name (adamw, adamw8bit, sgd)."""
     if name not in OPTIMIZERS:
         raise AdaptersGeoError(f"unknown optimizer '{name}'", f"use one of {', '.join(OPTIMIZERS)}")
-    params = [p for p in params if p.requires_grad]
+    params = [p for p in params if p.requires_grad]  # a list of tensors, not a model: filtered here
     if not params:
         raise AdaptersGeoError("no trainable parameters", "attach an adapter before building the optimizer")
     return OPTIMIZERS[name](params, lr, weight_decay)

@@ -1,22 +1,32 @@
-"""From a RunConfig to a trained run folder: model → adapter → method → loop → outputs.
+"""The one pipeline, from a RunConfig to a finished run folder: model → adapter → method → loop →
+tracker → endpoint geometry → trajectory geometry → done.json.
 
-The folder holds config.json (as resolved), meta.json (git hash, dirty flag, versions),
-metrics.jsonl, TensorBoard events (tb/), checkpoint/, trajectory/, adapter/ and
-train_summary.json.
+`adapters-geo train` and `make experiment` both call `run`, so every run folder has the same
+layout (runfolder.py): config.json (resolved, t0 included), meta.json, metrics.jsonl, tb/,
+checkpoint/, trajectory/, adapter/, train_summary.json, geometry/, trajectory_geometry/ and,
+last, done.json with the run's identity hash.
 """
 
+import dataclasses
+import hashlib
 import json
 import subprocess
+import time
 from pathlib import Path
 
 from adapters_geo.adapters import attach_adapter
-from adapters_geo.adapters.io import load_adapter
-from adapters_geo.config import RunConfig
+from adapters_geo.adapters.io import load_adapter, save_adapter
+from adapters_geo.config import LockedSpec, RunConfig
+from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.methods import Context, build_method, validate
-from adapters_geo.methods.loop import train
 from adapters_geo.methods.teacher import load_teacher_for
 from adapters_geo.models import load_base
+from adapters_geo.runfolder import RunFolder
 from adapters_geo.tasks import load_task
+from adapters_geo.tasks.evaluate import evaluate
+from adapters_geo.training.config import TrainConfig
+from adapters_geo.training.loop import train
+from adapters_geo.training.tracker import Tracker
 
 
 def run_meta() -> dict:
@@ -38,21 +48,89 @@ def run_meta() -> dict:
     return {"git": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain")), "versions": versions}
 
 
-def run_training(config: RunConfig, out, resume: bool = False, progress: bool = True) -> dict:
-    """Train one run into `out`; returns the loop's summary."""
-    validate(config.method)
-    out = Path(out)
-    task = load_task(config.task)
+def config_hash(config: RunConfig) -> str:
+    """A run's identity: the hash of its resolved config."""
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def resolved(config: RunConfig) -> RunConfig:
+    """The config as it runs: t0 decided."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, t0=config.train.resolved_t0()))
+
+
+def build_model(config: RunConfig):
+    """(model with its adapter, tokenizer) for `config`."""
     base = load_base(config.model, config.quant)
-    model = load_adapter(base.model, config.init) if config.init else attach_adapter(base.model, config.adapter)
+    if config.init:
+        return load_adapter(base.model, config.init), base.tokenizer
+    adapter = config.adapter
+    if isinstance(adapter, LockedSpec):
+        from adapters_geo.continuation import build_locked
+
+        adapter = build_locked(adapter)
+    return attach_adapter(base.model, adapter), base.tokenizer
+
+
+def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_new_tokens: int = 48,
+               system_prompt=None, resume: bool = False, progress: bool = True) -> dict:
+    """Train an adapted model into `folder`: loggers, tracker, evaluation, loop, final adapter; returns the summary."""
+    folder = RunFolder(folder)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, config.resolved_t0())
+    log = Loggers([JsonlLogger(folder.metrics_file), TensorBoardLogger(folder.tensorboard)]
+                  + ([ConsoleLogger(config.steps, config.first_step, method.name)] if progress else []))
+    examples = task.test[: config.eval_size] if config.eval_size else task.test
+    held_out = lambda: evaluate(model, tokenizer, task, examples, max_new_tokens, config.eval_batch, system_prompt)
+    step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume)
+    final = held_out()
+    log.scalars(step, final, "eval")
+    log.close()
+    save_adapter(model, folder.adapter, overwrite=True)
+    summary = {"final_eval": final, "steps": step, "trajectory_mb": tracker.disk_bytes() / 2**20,
+               "config": dataclasses.asdict(config)}
+    folder.summary_file.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def run_training(config: RunConfig, out, resume: bool = False, progress: bool = True) -> dict:
+    """Train one run into `out` (config.json, meta.json, the loop's outputs); returns the summary."""
+    validate(config.method)
+    config = resolved(config)
+    folder = RunFolder(out)
+    task = load_task(config.task)
+    model, tokenizer = build_model(config)
     teacher = reference = None
     if config.method.needs_teacher():
-        teacher = load_teacher_for(config.method.teacher, config.method.teacher_quant, config.model, base.tokenizer)
+        teacher = load_teacher_for(config.method.teacher, config.method.teacher_quant, config.model, tokenizer)
     if config.method.kl_coef:
         reference = load_base(config.model, config.quant)
-    ctx = Context(model, base.tokenizer, task, config.method, teacher, reference, config.system_prompt, config.train.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-    (out / "meta.json").write_text(json.dumps(run_meta(), indent=1))
-    return train(model, base.tokenizer, build_method(ctx), task, config.train, out, resume,
-                 config.method.max_new_tokens, config.system_prompt, progress)
+    ctx = Context(model, tokenizer, task, config.method, teacher, reference, config.system_prompt, config.train.seed)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.config_file.write_text(json.dumps(config.to_dict(), indent=1))
+    folder.meta_file.write_text(json.dumps(run_meta(), indent=1))
+    return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
+                      config.system_prompt, resume, progress)
+
+
+def analyse_run(folder, progress: bool = True) -> None:
+    """Endpoint geometry against the run's start, and trajectory diagnostics when ≥ 2 steps were tracked."""
+    from adapters_geo.analysis import run_geometry, write_run_trajectory
+
+    folder = RunFolder(folder)
+    run_geometry(folder, progress=progress)
+    index = folder.trajectory_dir / "index.json"
+    if index.is_file() and len(json.loads(index.read_text())) >= 2:
+        write_run_trajectory(folder, overwrite=True)
+
+
+def run(config: RunConfig, out, resume: bool = False, progress: bool = True, analyse: bool = True,
+        identity: str | None = None) -> dict:
+    """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval})."""
+    summary = run_training(config, out, resume, progress)
+    if analyse:
+        analyse_run(out, progress)
+    folder = RunFolder(out)
+    done = {"hash": identity or config_hash(resolved(config)), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "final_eval": summary["final_eval"]}
+    folder.write_json(folder.done_file, done)
+    return summary

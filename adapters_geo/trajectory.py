@@ -1,8 +1,8 @@
 """Snapshots of the cumulative update ΔW_t = W_t − W_start during training, with bounded storage.
 
-At the tracked steps (default: 10 points, denser early) every target matrix is saved as
+At the tracked steps (default: 10 points, denser early, plus the run's t0) every target matrix is saved as
 - fp32 in full at the final step,
-- bf16 in full at the step nearest 20% of training (the t0 of the locking test),
+- bf16 in full at t0 (the early step of the locking test, default round(0.2 · steps)),
 - top-r factors (U_r·S_r and V_r, r = 32, float64 SVD) at the others;
 and, at every tracked step, the exact full singular-value spectrum of each ΔW_t (`NAME:s`, a few
 hundred floats), so rank dynamics (stable / effective rank, norms) stay exact where only factors
@@ -18,6 +18,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from adapters_geo.atomic import atomic_write_bytes, atomic_write_text
 from adapters_geo.geometry.linalg import svdvals64, top_svd64
+from adapters_geo.runfolder import default_t0
 
 FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 INDEX = "index.json"
@@ -30,22 +31,26 @@ def default_steps(total: int, fractions=FRACTIONS) -> list[int]:
     return [s for s in steps if s <= total]
 
 
-def full_steps(steps: list[int], total: int, t0_fraction: float = 0.2) -> set[int]:
-    """Steps stored in full: the one nearest t0_fraction·total, and the last."""
-    nearest = min(steps, key=lambda s: abs(s - t0_fraction * total))
-    return {nearest, steps[-1]}
+def tracked_steps(total: int, steps=None, t0: int | None = None) -> list[int]:
+    """The steps a run snapshots: `steps` (None: default_steps(total)) with t0 added; [] tracks nothing."""
+    if steps is not None and not steps:
+        return []
+    chosen = set(steps) if steps is not None else set(default_steps(total))
+    if t0 is not None and 0 < t0 <= total:
+        chosen.add(t0)
+    return sorted(chosen)
 
 
 class TrajectoryWriter:
     """Saves ΔW_t snapshots into `folder` (one safetensors file per tracked step + index.json)."""
 
-    def __init__(self, folder: Path, total_steps: int, steps=None, rank: int = 32, start=None):
+    def __init__(self, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None):
         self.folder = Path(folder)
-        self.steps = sorted(steps) if steps else default_steps(total_steps)
-        self.full = full_steps(self.steps, total_steps)
-        self.final = self.steps[-1]
+        t0 = t0 if t0 is not None else default_t0(total_steps)
+        self.steps = tracked_steps(total_steps, steps, t0)
+        self.final = self.steps[-1] if self.steps else None
+        self.full = {self.final, t0}
         self.rank = rank
-        self.start = start or {}
         index_path = self.folder / INDEX
         self.index = json.loads(index_path.read_text()) if index_path.is_file() else {}
 
@@ -53,16 +58,15 @@ class TrajectoryWriter:
         return step in self.steps
 
     def save(self, step: int, deltas: dict) -> dict:
-        """Store the snapshot of `step`; returns {name: top singular values} for logging."""
+        """Store the snapshot ΔW_t of `step` (relative to the run's start); returns {name: all singular values}."""
         fmt = "fp32" if step == self.final else "bf16" if step in self.full else "factors"
         tensors, spectra = {}, {}
         for name, delta in deltas.items():
-            delta = (delta - self.start[name]) if name in self.start else delta
             if fmt == "factors":
                 u, s, v = top_svd64(delta, self.rank)
             else:  # stored in full: only the spectrum is needed (no eigenvectors, about 25% cheaper)
                 s = svdvals64(delta)
-            spectra[name] = s[: self.rank].float()
+            spectra[name] = s
             tensors[name + SPECTRUM] = s.float().contiguous()
             if fmt == "factors":
                 r = min(self.rank, s.numel())
@@ -78,6 +82,11 @@ class TrajectoryWriter:
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.folder.glob("*.safetensors"))
+
+
+def read_index(folder) -> dict:
+    """{step (str): {"format", "file", "rank", "spectrum"}} of a trajectory folder."""
+    return json.loads((Path(folder) / INDEX).read_text())
 
 
 def read_trajectory(folder) -> dict:
@@ -98,7 +107,7 @@ def read_snapshots(folder) -> tuple[dict, dict]:
     spectrum are left out of `spectra` (computed from the snapshot itself).
     """
     folder = Path(folder)
-    index = json.loads((folder / INDEX).read_text())
+    index = read_index(folder)
     snapshots, spectra = {}, {}
     for step, entry in sorted(index.items(), key=lambda item: int(item[0])):
         loaded = load_file(str(folder / entry["file"]))

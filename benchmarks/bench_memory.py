@@ -38,7 +38,8 @@ def child(method: str, adapter: str, quant: str, layers) -> dict:
     from bench_training import Setting, build_run, coin_reward, quiet
     from random_models import random_model
 
-    from adapters_geo.methods.loop import TrainConfig, train
+    from adapters_geo.runner import train_into
+    from adapters_geo.training.config import TrainConfig
     from adapters_geo.tasks import TaskConfig, load_task
 
     quiet()
@@ -48,8 +49,8 @@ def child(method: str, adapter: str, quant: str, layers) -> dict:
     task = dataclasses.replace(load_task(TaskConfig(train_size=64, test_size=1)), reward=coin_reward)
     model, tokenizer, runner, batch = build_run(method, setting, student, teacher, task, quant)
     with tempfile.TemporaryDirectory() as tmp:
-        train(model, tokenizer, runner, task, TrainConfig(steps=2, batch_size=batch, eval_size=1, eval_batch=1),
-              Path(tmp), max_new_tokens=setting.max_new_tokens, progress=False)
+        train_into(Path(tmp), model, tokenizer, runner, task, TrainConfig(steps=2, batch_size=batch, eval_size=1, eval_batch=1),
+                   max_new_tokens=setting.max_new_tokens, progress=False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"method": method, "adapter": adapter, "quant": quant, "peak_mib": peak_mib(), "baseline_mib": before,
             "trainable": trainable}

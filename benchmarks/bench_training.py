@@ -37,7 +37,8 @@ from random_models import random_model  # noqa: E402
 
 from adapters_geo.adapters import DenseConfig, LoraConfig, attach_adapter  # noqa: E402
 from adapters_geo.methods import Context, MethodConfig, build_method  # noqa: E402
-from adapters_geo.methods.loop import TrainConfig, train  # noqa: E402
+from adapters_geo.runner import train_into  # noqa: E402
+from adapters_geo.training.config import TrainConfig  # noqa: E402
 from adapters_geo.methods.teacher import load_teacher_for  # noqa: E402
 from adapters_geo.models import load_base  # noqa: E402
 from adapters_geo.tasks import TaskConfig, load_task  # noqa: E402
@@ -81,7 +82,7 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
     steps = setting.warmup + setting.steps
     train_config = TrainConfig(steps=steps, batch_size=batch, lr=setting.lr, seed=setting.seed, eval_size=1,
                                eval_batch=1, checkpoint_every=10**6)
-    train(model, tokenizer, runner, task, train_config, out, max_new_tokens=setting.max_new_tokens, progress=False)
+    train_into(out, model, tokenizer, runner, task, train_config, max_new_tokens=setting.max_new_tokens, progress=False)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     timed = [r for r in rows if r["group"] == "train" and r["step"] > setting.warmup]
     tracking = [r for r in rows if r["group"] == "tracking"]

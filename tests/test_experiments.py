@@ -102,14 +102,14 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
 
 
 def test_report_from_smoke_runs(tmp_path):
-    from adapters_geo.experiments.report import write_report
+    from adapters_geo.report.runs import write_report
 
     run_experiment("lock_sft", smoke=True, progress=False)
     report = write_report(tmp_path / "runs" / "smoke")
     text = report.read_text()
     assert "| sft_dense | sft | dense | none |" in text and "## Subspace locking" in text
-    from adapters_geo.experiments.report import _fmt
-    from adapters_geo.locking import source_t0
+    from adapters_geo.report.runs import _fmt
+    from adapters_geo.continuation import source_t0
 
     runs = tmp_path / "runs" / "smoke"
     t0 = source_t0(runs / "sft_dense")

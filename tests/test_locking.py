@@ -8,7 +8,7 @@ import torch
 from adapters_geo import AdaptersGeoError
 from adapters_geo.adapters.io import load_saved_deltas
 from adapters_geo.config import run_config_from_dict
-from adapters_geo.locking import continuation_config, locked_config
+from adapters_geo.continuation import continuation_config, locked_config
 from adapters_geo.runner import run_training
 
 K = 4

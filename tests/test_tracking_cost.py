@@ -10,7 +10,8 @@ import torch
 
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base
 from adapters_geo.methods import Context, MethodConfig, build_method
-from adapters_geo.methods.loop import TrainConfig, train
+from adapters_geo.runner import train_into
+from adapters_geo.training.config import TrainConfig
 from adapters_geo.models import base_weights
 from adapters_geo.models.weights import LazyBaseWeights
 from adapters_geo.tasks import TaskConfig, load_task
@@ -21,7 +22,7 @@ def test_every_tracked_step_logs_its_cost(tmp_path):
     model = attach_adapter(base.model, DenseConfig())
     task = load_task(TaskConfig(levels=[0], train_size=50, test_size=2))
     method = build_method(Context(model, base.tokenizer, task, MethodConfig(name="sft")))
-    train(model, base.tokenizer, method, task, TrainConfig(steps=5, batch_size=4, lr=1e-3), tmp_path, progress=False)
+    train_into(tmp_path, model, base.tokenizer, method, task, TrainConfig(steps=5, batch_size=4, lr=1e-3), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     tracking = [r for r in rows if r["group"] == "tracking"]
     index = json.loads((tmp_path / "trajectory" / "index.json").read_text())

@@ -5,7 +5,7 @@ import json
 import torch
 
 from adapters_geo.geometry.spectrum import effective_rank, stable_rank
-from adapters_geo.geometry.trajectory_report import run_trajectory
+from adapters_geo.analysis import run_trajectory
 from adapters_geo.trajectory import INDEX, TrajectoryWriter, default_steps, read_spectra, read_trajectory
 
 NAME = "model.layers.0.self_attn.q_proj.weight"

@@ -44,12 +44,17 @@ def merged_deltas(model: nn.Module) -> dict:
     return _delta_linear_deltas(model)
 
 
+def trainable_named(model: nn.Module) -> dict:
+    """{parameter name: tensor} of the adapter's trainable parameters (the base is frozen)."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
 def trainable_parameters(model: nn.Module) -> list:
-    """The adapter's trainable parameters (the base is frozen)."""
-    return [p for p in model.parameters() if p.requires_grad]
+    """The adapter's trainable parameters, in the model's order."""
+    return list(trainable_named(model).values())
 
 
 __all__ = [
     "DenseConfig", "KINDS", "LockedConfig", "LoraConfig", "adapter_kind", "attach_adapter", "merged_deltas",
-    "random_orthonormal_basis", "top_singular_basis", "trainable_parameters",
+    "random_orthonormal_basis", "top_singular_basis", "trainable_named", "trainable_parameters",
 ]

@@ -7,18 +7,19 @@ refused unless FORCE (then archived to runs/.archive/, never deleted). Unfinishe
 checkpoint: resumed.
 """
 
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 from adapters_geo.config import run_config_from_dict
+from adapters_geo.continuation import BASES
 from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.experiments.lock import lock_steps, run_lock
 from adapters_geo.experiments.resolve import experiment_hash, load_resolved, references, substitute
-from adapters_geo.locking import BASES, continuation_config
+from adapters_geo.runfolder import RunFolder
+from adapters_geo.runner import run
 
-DONE = "done.json"
 RUNS_ENV = "ADAPTERS_GEO_RUNS"
 META_KEYS = ("kind", "description")
 
@@ -37,9 +38,9 @@ def _archive(folder: Path, old_hash: str) -> Path:
 
 def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
     """'reuse', 'resume' or 'fresh' for this run folder (archiving it first when forced)."""
-    done, resolved = folder / DONE, folder / "experiment.json"
-    found = json.loads(done.read_text())["hash"] if done.is_file() else (
-        json.loads(resolved.read_text())["hash"] if resolved.is_file() else None)
+    run_folder = RunFolder(folder)
+    done, started = run_folder.done(), run_folder.experiment()
+    found = done["hash"] if done else (started["hash"] if started else None)
     if found is None:
         if folder.exists() and any(folder.iterdir()):
             if not force:
@@ -47,7 +48,7 @@ def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
             _archive(folder, "unknown")
         return "fresh"
     if found == wanted and not force:
-        return "reuse" if done.is_file() else "resume"
+        return "reuse" if done else "resume"
     if not force:
         raise AdaptersGeoError(
             f"experiment '{name}' in {folder} was run with another config (hash {found}, now {wanted}); its results are kept",
@@ -60,10 +61,7 @@ def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
 def _steps(data: dict, smoke: bool) -> str:
     """'N steps' for a training experiment, 'B × N steps' for a locking test (from t0 to the end)."""
     if data.get("kind") == "lock":
-        source = load_resolved(references(data)[0], smoke)
-        total = int(source.get("train", {}).get("steps", 0))
-        t0 = min(source.get("train", {}).get("save_adapter_at") or [0])
-        return f"{len(data.get('bases', BASES))} × {total - t0} steps"
+        return lock_steps(load_resolved(references(data)[0], smoke), data.get("bases", BASES))
     return f"{data.get('train', {}).get('steps', '?')} steps"
 
 
@@ -78,8 +76,8 @@ def plan(name: str, smoke: bool = False, force: bool = False) -> list[str]:
         data = load_resolved(current, smoke)
         for dep in references(data):
             visit(dep, False)
-        done = runs_root(smoke) / current / DONE
-        finished = done.is_file() and json.loads(done.read_text()).get("hash") == experiment_hash(current, smoke)
+        done = RunFolder(runs_root(smoke) / current).done()
+        finished = done is not None and done.get("hash") == experiment_hash(current, smoke)
         if not finished or (force and top):
             todo.append(f"{current} ({_steps(data, smoke)})")
 
@@ -102,45 +100,21 @@ def run_experiment(name: str, force: bool = False, smoke: bool = False, progress
     if state == "reuse":
         print(f"{name}: finished and up to date (hash {wanted}), reused", flush=True)
         return folder
+    run_folder = RunFolder(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "experiment.json").write_text(json.dumps({"name": name, "hash": wanted, "smoke": smoke, "file": data}, indent=1))
+    run_folder.write_json(run_folder.experiment_file, {"name": name, "hash": wanted, "smoke": smoke, "file": data})
     print(f"{name}: {'resuming' if state == 'resume' else 'running'} in {folder}", flush=True)
-    paths = {dep: {"init": str(root / dep / "adapter"), "teacher": str(root / dep / "adapter"), "source": str(root / dep)}
-             for dep in references(data)}
+    paths = {dep: {"init": str(RunFolder(root / dep).adapter), "teacher": str(RunFolder(root / dep).adapter),
+                   "source": str(root / dep)} for dep in references(data)}
     resolved = substitute(data, paths)
-    summary = _run_lock(resolved, folder, progress) if data.get("kind") == "lock" else _run_train(resolved, folder, progress)
-    (folder / DONE).write_text(json.dumps({"hash": wanted, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **summary}, indent=1))
+    if data.get("kind") == "lock":
+        summary = run_lock(resolved, folder, progress)
+        run_folder.write_json(run_folder.done_file, {"hash": wanted, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **summary})
+    else:
+        config = run_config_from_dict({k: v for k, v in resolved.items() if k not in META_KEYS}, str(run_folder.experiment_file))
+        run(config, folder, resume=True, progress=progress, identity=wanted)
     if _top:
-        from adapters_geo.experiments.report import write_report
+        from adapters_geo.report.runs import write_report
 
         print(f"report: {write_report(root)}", flush=True)
     return folder
-
-
-def _run_train(resolved: dict, folder: Path, progress: bool) -> dict:
-    from adapters_geo.geometry.analyse import analyse
-    from adapters_geo.geometry.report import write_result
-    from adapters_geo.geometry.sources import run_source
-    from adapters_geo.geometry.suite import Settings
-    from adapters_geo.geometry.trajectory_report import write_trajectory
-    from adapters_geo.runner import run_training
-
-    config = run_config_from_dict({k: v for k, v in resolved.items() if k not in META_KEYS}, str(folder / "experiment.json"))
-    result = run_training(config, folder, resume=True, progress=progress)
-    write_result(analyse(run_source(folder), Settings(), progress=progress), folder / "geometry", overwrite=True)
-    write_trajectory(folder, out=folder / "trajectory_geometry", overwrite=True)
-    return {"final_eval": result["final_eval"]}
-
-
-def _run_lock(resolved: dict, folder: Path, progress: bool) -> dict:
-    from adapters_geo.runner import run_training
-
-    source = Path(resolved["source"])
-    k = int(resolved.get("K", 16))
-    bases = resolved.get("bases", list(BASES))
-    results = {}
-    for basis in bases:
-        config = continuation_config(source, basis, k, seed=int(resolved.get("seed", 0)))
-        results[basis] = run_training(config, folder / basis, resume=True, progress=progress)["final_eval"]
-    results["unconstrained"] = json.loads((source / "train_summary.json").read_text())["final_eval"]
-    return {"final_eval": results, "source": str(source), "K": k}

@@ -9,6 +9,8 @@ from collections import deque
 
 import torch
 
+from adapters_geo.adapters import trainable_named
+
 
 class PolicyHistory:
     def __init__(self, lag: int):
@@ -16,12 +18,12 @@ class PolicyHistory:
         self.snapshots = deque(maxlen=lag + 1)
 
     def record(self, model) -> None:
-        self.snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+        self.snapshots.append({n: p.detach().clone() for n, p in trainable_named(model).items()})
 
     @contextlib.contextmanager
     def policy(self, model):
         """Inside the block, `model` computes with the policy from `lag` updates ago."""
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        params = trainable_named(model)
         current = {n: p.detach().clone() for n, p in params.items()}
         with torch.no_grad():
             for name, value in self.snapshots[0].items():

@@ -13,6 +13,7 @@ import torch
 from adapters_geo.methods.advantages import grpo_advantages, mix, opd_advantages, token_selection
 from adapters_geo.methods.history import PolicyHistory
 from adapters_geo.methods.losses import clipped_pg, k3_kl, reverse_kl_full
+from adapters_geo.methods.protocol import Batch
 from adapters_geo.methods.teacher import SELF_HINT
 from adapters_geo.rollout.prompts import HINT_TEMPLATE, chat_prompt, encode
 from adapters_geo.rollout.sampling import sample
@@ -31,6 +32,13 @@ class PolicyGradient:
     def after_update(self, model) -> None:
         if self.history is not None:
             self.history.record(model)
+
+    def state_dict(self) -> dict:
+        return {"history": self.history.state_dict()} if self.history is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.history is not None and "history" in state:
+            self.history.load_state_dict(state["history"])
 
     def _prompts(self, examples):
         tok, system = self.ctx.tokenizer, self.ctx.system_prompt
@@ -52,20 +60,20 @@ class PolicyGradient:
                 return sample(model, tok, student_prompts, *args)
         return sample(model, tok, student_prompts, *args)
 
-    def batch(self, examples: list, step: int) -> dict:
+    def batch(self, examples: list, step: int) -> Batch:
         model, tok, group = self.ctx.model, self.ctx.tokenizer, self.cfg.group_size
         student_prompts, teacher_prompts = self._prompts(examples)
         completions = self._rollouts(model, student_prompts, teacher_prompts)
         repeat = lambda items: [x for x in items for _ in range(group)]
-        batch = {"step": step, "prompts": repeat(student_prompts), "completions": completions}
+        batch = Batch(step, repeat(student_prompts), completions)
         if self.uses_reward:
             texts = tok.batch_decode(completions, skip_special_tokens=True)
             rewards = [self.ctx.task.reward(t, e.answer) for t, e in zip(texts, repeat(examples))]
-            batch["rewards"] = torch.tensor(rewards, dtype=torch.float32)
+            batch.rewards = torch.tensor(rewards, dtype=torch.float32)
         if self.uses_teacher:
-            batch["teacher"] = self._score(self.ctx.teacher.model, repeat(teacher_prompts), completions)
+            batch.teacher = self._score(self.ctx.teacher.model, repeat(teacher_prompts), completions)
         if self.cfg.kl_coef:
-            batch["reference"] = self._score(self.ctx.reference.model, batch["prompts"], completions)
+            batch.reference = self._score(self.ctx.reference.model, batch.prompts, completions)
         return batch
 
     @torch.no_grad()
@@ -74,33 +82,33 @@ class PolicyGradient:
         packed = pack(prompts, completions, self.ctx.tokenizer.pad_token_id, device)
         return completion_logprobs(model, packed, full=self.cfg.full_vocab_kl)
 
-    def advantages(self, old_logp: torch.Tensor, mask: torch.Tensor, batch: dict):
+    def advantages(self, old_logp: torch.Tensor, mask: torch.Tensor, batch: Batch):
         """(A (B, L), per-sample keep (B,)) for this method and its mix."""
         ones = torch.ones(mask.shape[0], device=mask.device)
-        teacher = batch.get("teacher")
+        teacher = batch.teacher
         teacher_logp = teacher[0] if isinstance(teacher, tuple) else teacher
         a_opd = opd_advantages(old_logp, teacher_logp, self.cfg.opd_coef) if self.uses_teacher else None
         if self.uses_reward:
-            per_sample, keep = grpo_advantages(batch["rewards"].to(mask.device), self.cfg.group_size)
+            per_sample, keep = grpo_advantages(batch.rewards.to(mask.device), self.cfg.group_size)
             a_rlvr = per_sample[:, None] * mask
         alpha = self.cfg.mix_alpha
         if alpha is None:
             return (a_opd, ones) if self.name == "opd" else (a_rlvr, keep)
         return mix(a_opd, a_rlvr, alpha), (keep if alpha == 0 else ones)
 
-    def loss(self, model, batch: dict):
+    def loss(self, model, batch: Batch):
         device = next(model.parameters()).device
-        packed = pack(batch["prompts"], batch["completions"], self.ctx.tokenizer.pad_token_id, device)
+        packed = pack(batch.prompts, batch.completions, self.ctx.tokenizer.pad_token_id, device)
         scored = completion_logprobs(model, packed, full=self.cfg.full_vocab_kl)
         logp, logp_all = scored if self.cfg.full_vocab_kl else (scored, None)
         mask = completion_mask(packed.lengths, packed.width, device)
         old = logp.detach()  # the behaviour log-probs, recomputed by the current student
         advantages, keep = self.advantages(old, mask, batch)
         token_mask = mask * keep[:, None]
-        teacher = batch.get("teacher")
+        teacher = batch.teacher
         teacher_logp = teacher[0] if isinstance(teacher, tuple) else teacher
         gaps = (old - teacher_logp) if teacher_logp is not None else None
-        generator = torch.Generator().manual_seed(1_000_003 * self.ctx.seed + batch["step"])
+        generator = torch.Generator().manual_seed(1_000_003 * self.ctx.seed + batch.step)
         weights = token_selection(token_mask, self.cfg.token_fraction, self.cfg.token_select, gaps, generator)
         denominator = token_mask.sum().item()
         if self.cfg.full_vocab_kl:
@@ -108,11 +116,10 @@ class PolicyGradient:
         else:
             loss = clipped_pg(logp, old, advantages, weights, denominator, self.cfg.eps_low, self.cfg.eps_high)
         if self.cfg.kl_coef:
-            loss = loss + self.cfg.kl_coef * (k3_kl(logp, batch["reference"]) * token_mask).sum() / max(denominator, 1.0)
-        metrics = {"loss": loss.item(), "completion_tokens": float(mask.sum().item()),
-                   "completion_len": float(mask.sum(1).mean().item()), "kept_samples": float(keep.mean().item())}
+            loss = loss + self.cfg.kl_coef * (k3_kl(logp, batch.reference) * token_mask).sum() / max(denominator, 1.0)
+        metrics = {"loss": loss.item(), "completion_len": float(mask.sum(1).mean().item()), "kept_samples": float(keep.mean().item())}
         if gaps is not None:
             metrics["teacher_gap"] = float((gaps * mask).sum().item() / mask.sum().clamp_min(1).item())
-        if "rewards" in batch:
-            metrics["reward"] = float(batch["rewards"].mean().item())
+        if batch.rewards is not None:
+            metrics["reward"] = float(batch.rewards.mean().item())
         return loss, metrics

@@ -4,6 +4,7 @@ loss = −(1/N) Σ_t log π(y_t | prompt, y_<t) over the N completion tokens of 
 """
 
 from adapters_geo.methods.losses import nll
+from adapters_geo.methods.protocol import Batch
 from adapters_geo.rollout.prompts import chat_prompt, encode
 from adapters_geo.rollout.sampling import sample
 from adapters_geo.rollout.scoring import completion_logprobs, completion_mask, pack
@@ -18,7 +19,13 @@ class SFT:
     def after_update(self, model) -> None:
         """SFT keeps no state between updates."""
 
-    def batch(self, examples: list, step: int) -> dict:
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore."""
+
+    def batch(self, examples: list, step: int) -> Batch:
         tok = self.ctx.tokenizer
         prompts = encode(tok, [chat_prompt(tok, e.prompt, self.ctx.system_prompt) for e in examples])
         if self.ctx.config.sft_source == "teacher":
@@ -26,12 +33,12 @@ class SFT:
             completions = sample(teacher.model, tok, prompts, 1, self.ctx.config.max_new_tokens, temperature=0)
         else:
             completions = [ids + [tok.eos_token_id] for ids in encode(tok, [e.solution for e in examples])]
-        return {"prompts": prompts, "completions": completions}
+        return Batch(step, prompts, completions)
 
-    def loss(self, model, batch: dict):
+    def loss(self, model, batch: Batch):
         device = next(model.parameters()).device
-        packed = pack(batch["prompts"], batch["completions"], self.ctx.tokenizer.pad_token_id, device)
+        packed = pack(batch.prompts, batch.completions, self.ctx.tokenizer.pad_token_id, device)
         logp = completion_logprobs(model, packed)
         mask = completion_mask(packed.lengths, packed.width, device)
         loss = nll(logp, mask)
-        return loss, {"loss": loss.item(), "completion_tokens": float(mask.sum().item())}
+        return loss, {"loss": loss.item()}

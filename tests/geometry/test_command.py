@@ -7,8 +7,8 @@ import torch
 
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base, merged_deltas, save_adapter
 from adapters_geo.cli import main
-from adapters_geo.geometry.analyse import analyse
-from adapters_geo.geometry.sources import adapter_source, checkpoint_source
+from adapters_geo.analysis import analyse
+from adapters_geo.sources import adapter_source, checkpoint_source
 from adapters_geo.geometry.suite import Settings
 from tests.conftest import train_steps
 

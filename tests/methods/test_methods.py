@@ -11,7 +11,8 @@ import torch
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base, merged_deltas
 from adapters_geo.config import run_config_from_dict
 from adapters_geo.methods import Context, MethodConfig, build_method
-from adapters_geo.methods.loop import TrainConfig, train
+from adapters_geo.runner import train_into
+from adapters_geo.training.config import TrainConfig
 from adapters_geo.rollout.sampling import sample
 from adapters_geo.runner import run_training
 from adapters_geo.tasks import TaskConfig, load_task
@@ -46,8 +47,8 @@ def test_each_method_trains_and_tracks(tmp_path, name, adapter):
     config = MethodConfig(name=name, teacher="tiny-llama" if teacher else None, **SHORT)
     method, model, tok, task = make(config, adapter, teacher, perturb=0.02 if name == "opd" else 0.0)
     before = merged_deltas(model)
-    summary = train(model, tok, method, task, TrainConfig(steps=3, batch_size=4, lr=1e-2, track_steps=[1, 3]),
-                    tmp_path, max_new_tokens=10, progress=False)
+    summary = train_into(tmp_path, model, tok, method, task, TrainConfig(steps=3, batch_size=4, lr=1e-2, track_steps=[1, 3]),
+                         max_new_tokens=10, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if r["group"] == "train"]
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
@@ -151,7 +152,7 @@ def test_resume_reaches_the_uninterrupted_result(tmp_path, monkeypatch):
     original = PolicyGradient.loss
 
     def interrupted(self, model, batch):
-        if batch["step"] == 3:
+        if batch.step == 3:
             raise KeyboardInterrupt
         return original(self, model, batch)
 
@@ -217,11 +218,11 @@ def test_a_batch_without_signal_does_not_move_the_adapter(tmp_path):
         return float(len(text) % 2) if len(calls) <= 16 else 0.0
 
     task.reward = reward
-    train(model, tok, method, task, TrainConfig(steps=1, batch_size=4, lr=1e-2), tmp_path, max_new_tokens=10, progress=False)
+    train_into(tmp_path, model, tok, method, task, TrainConfig(steps=1, batch_size=4, lr=1e-2), max_new_tokens=10, progress=False)
     after_one = merged_deltas(model)
     assert any(d.abs().max() > 0 for d in after_one.values())
-    train(model, tok, method, task, TrainConfig(steps=3, batch_size=4, lr=1e-2), tmp_path, resume=True, max_new_tokens=10,
-          progress=False)
+    train_into(tmp_path, model, tok, method, task, TrainConfig(steps=3, batch_size=4, lr=1e-2), resume=True, max_new_tokens=10,
+               progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped_update"] for r in rows if r["group"] == "train"] == [0.0, 1.0, 1.0]
     for name, delta in merged_deltas(model).items():
@@ -238,7 +239,7 @@ def test_one_rlvr_step_raises_rewarded_samples_and_lowers_the_others():
     batch = method.batch(task.train[:4], step=0)
 
     def sequence_logp():
-        packed = pack(batch["prompts"], batch["completions"], tok.pad_token_id)
+        packed = pack(batch.prompts, batch.completions, tok.pad_token_id)
         with torch.no_grad():
             return (completion_logprobs(model, packed) * completion_mask(packed.lengths, packed.width)).sum(1)
 
@@ -248,7 +249,7 @@ def test_one_rlvr_step_raises_rewarded_samples_and_lowers_the_others():
     method.loss(model, batch)[0].backward()
     optimizer.step()
     change = sequence_logp() - before
-    advantage, keep = grpo_advantages(batch["rewards"], 4)
+    advantage, keep = grpo_advantages(batch.rewards, 4)
     kept = keep > 0
     assert kept.sum() >= 4
     assert torch.corrcoef(torch.stack([advantage[kept], change[kept]]))[0, 1] > 0.8

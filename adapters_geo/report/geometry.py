@@ -10,6 +10,7 @@ from pathlib import Path
 
 from adapters_geo.atomic import atomic_dir
 from adapters_geo.geometry.aggregate import layer_index, module_type
+from adapters_geo.report.plots import figure
 
 HEADLINE = [
     ("sparsity_bf16", "bf16 sparsity"),
@@ -57,12 +58,6 @@ def summary_markdown(result: dict) -> str:
 
 def plot_heatmaps(result: dict, path: Path) -> None:
     """One heat map per headline metric: module type (rows) × layer (columns)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     names = list(result["matrices"])
     types = list(dict.fromkeys(module_type(n) for n in names))
     layers = sorted({layer_index(n) for n in names if layer_index(n) is not None})
@@ -70,7 +65,14 @@ def plot_heatmaps(result: dict, path: Path) -> None:
         return
     cols = 3
     rows = math.ceil(len(HEADLINE) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 0.45 * len(types) * rows + 1.5 * rows), squeeze=False)
+    size = (5 * cols, 0.45 * len(types) * rows + 1.5 * rows)
+    with figure(path, rows, cols, size=size, squeeze=False) as (fig, axes):
+        _heatmap_panels(fig, axes, result, types, layers)
+
+
+def _heatmap_panels(fig, axes, result: dict, types: list, layers: list) -> None:
+    import numpy as np
+
     for ax, (key, label) in zip(axes.flat, HEADLINE):
         grid = np.full((len(types), len(layers)), np.nan)
         for name, row in result["matrices"].items():
@@ -85,41 +87,30 @@ def plot_heatmaps(result: dict, path: Path) -> None:
         fig.colorbar(image, ax=ax, fraction=0.046)
     for ax in list(axes.flat)[len(HEADLINE):]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_spectra(result: dict, path: Path, top: int = 4) -> None:
     """Singular values of W0, W1 and ΔW for the `top` matrices with the largest relative update."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     chosen = sorted(result["matrices"], key=lambda n: -result["matrices"][n]["update_norm_rel"])[:top]
-    fig, axes = plt.subplots(1, len(chosen), figsize=(4.5 * len(chosen), 3.5), squeeze=False)
-    for ax, name in zip(axes.flat, chosen):
-        spectra = result["spectra"][name]
-        for key, style in (("w0", "-"), ("w1", "--"), ("delta", "-")):
-            ax.semilogy(spectra[key].clamp_min(1e-12).numpy(), style, label={"w0": "W0", "w1": "W1", "delta": "ΔW"}[key])
-        ax.set_title(name.removesuffix(".weight").replace("model.", ""), fontsize=8)
-        ax.set_xlabel("index")
-        ax.legend(fontsize=7)
-    axes.flat[0].set_ylabel("singular value")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 1, len(chosen), size=(4.5 * len(chosen), 3.5), squeeze=False) as (fig, axes):
+        for ax, name in zip(axes.flat, chosen):
+            spectra = result["spectra"][name]
+            for key, style in (("w0", "-"), ("w1", "--"), ("delta", "-")):
+                ax.semilogy(spectra[key].clamp_min(1e-12).numpy(), style, label={"w0": "W0", "w1": "W1", "delta": "ΔW"}[key])
+            ax.set_title(name.removesuffix(".weight").replace("model.", ""), fontsize=8)
+            ax.set_xlabel("index")
+            ax.legend(fontsize=7)
+        axes.flat[0].set_ylabel("singular value")
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN -> null, tuple -> list, recursively (strict JSON)."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -127,7 +118,7 @@ def write_result(result: dict, out: Path, overwrite: bool = False) -> Path:
     """Write geometry.json, summary.md, heatmaps.png and spectra.png into `out` atomically."""
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        public = _json_safe({key: value for key, value in result.items() if key != "spectra"})
+        public = json_safe({key: value for key, value in result.items() if key != "spectra"})
         (tmp / "geometry.json").write_text(json.dumps(public, indent=1, allow_nan=False))
         (tmp / "summary.md").write_text(summary_markdown(result))
         plot_heatmaps(result, tmp / "heatmaps.png")

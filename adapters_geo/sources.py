@@ -206,10 +206,11 @@ def run_source(run_dir) -> Source:
     runs from the base against the base, as in the published protocol.
     """
     from adapters_geo.adapters.io import load_saved_deltas
+    from adapters_geo.runfolder import RunFolder
 
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    meta, final = load_saved_deltas(run_dir / "adapter")
+    run_dir = RunFolder(run_dir)
+    config = run_dir.config_dict()
+    meta, final = load_saved_deltas(run_dir.adapter)
     final = dict(final)
     init = dict(load_saved_deltas(config["init"])[1]) if config.get("init") else {}
     quant = meta["base"]["quant"]
@@ -225,6 +226,6 @@ def run_source(run_dir) -> Source:
     kind = config["adapter"]["kind"]
     rank = config["adapter"].get("r", config["adapter"].get("K"))
     reference = f"{base} + {config['init']}" if config.get("init") else base
-    meta_out = {"reference": reference, "tuned": str(run_dir), "quant": quant, "adapter_kind": kind, "adapter_rank": rank}
+    meta_out = {"reference": reference, "tuned": str(run_dir.path), "quant": quant, "adapter_kind": kind, "adapter_rank": rank}
     key = None if config.get("init") else f"{fingerprint(resolve_spec(base))}-{quant}"  # cache only plain bases
     return Source(list(final), pairs, meta_out, cache_key=key)

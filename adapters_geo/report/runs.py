@@ -4,10 +4,11 @@ Every number is read from the run folders (done.json, metrics.jsonl, geometry/ge
 trajectory_geometry/trajectory.json); nothing is typed in.
 """
 
-import json
 from pathlib import Path
 
 from adapters_geo.atomic import atomic_write_text
+from adapters_geo.report.plots import figure
+from adapters_geo.runfolder import RunFolder
 
 COLUMNS = [
     ("method", "method"), ("adapter", "adapter"), ("quant", "quant"), ("acc_before", "acc before"),
@@ -17,18 +18,14 @@ COLUMNS = [
 ]
 
 
-def _read(path: Path):
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def train_row(folder: Path) -> dict | None:
-    config = _read(folder / "config.json")
-    metrics = folder / "metrics.jsonl"
-    if config is None or not metrics.is_file() or not (folder / "done.json").is_file():
+    run = RunFolder(folder)
+    config = run.config_dict()
+    if config is None or not run.metrics_file.is_file() or run.done() is None:
         return None
-    evals = [json.loads(line) for line in metrics.read_text().splitlines() if '"eval"' in line]
-    overall = (_read(folder / "geometry" / "geometry.json") or {}).get("overall", {})
-    trajectory = _read(folder / "trajectory_geometry" / "trajectory.json") or {}
+    evals = run.evals()
+    overall = (run.geometry() or {}).get("overall", {})
+    trajectory = run.trajectory() or {}
     mean = lambda key: (overall.get(key) or {}).get("mean")
     method = config["method"]["name"] + (f" (mix α={config['method']['mix_alpha']})" if config["method"].get("mix_alpha") is not None else "")
     return {
@@ -43,21 +40,21 @@ def train_row(folder: Path) -> dict | None:
 
 
 def lock_row(folder: Path) -> dict | None:
-    done = _read(folder / "done.json")
-    experiment = _read(folder / "experiment.json")
+    run = RunFolder(folder)
+    done, experiment = run.done(), run.experiment()
     if done is None or experiment is None or experiment["file"].get("kind") != "lock":
         return None
-    source = _read(Path(done["source"]) / "config.json") or {}
+    source = RunFolder(done["source"])
     accuracy = {basis: result["accuracy"] for basis, result in done["final_eval"].items()}
-    at_t0 = None  # every continuation evaluates its start, ΔW_t0, before its first step
+    t0 = source.t0
+    at_t0 = None  # every continuation evaluates its start, ΔW_t0, at t0 before its first step
     for basis in ("early", "random", "final"):
-        metrics = folder / basis / "metrics.jsonl"
-        if metrics.is_file():
-            first = next((json.loads(line) for line in metrics.read_text().splitlines() if '"eval"' in line), None)
-            at_t0 = (first["step"], first["accuracy"]) if first else None
+        first = next(iter(RunFolder(folder / basis).evals()), None)
+        if first is not None:
+            at_t0 = first["accuracy"]
             break
-    return {"run": folder.name, "method": source.get("method", {}).get("name"), "K": done["K"], "accuracy": accuracy,
-            "t0": at_t0[0] if at_t0 else None, "acc_t0": at_t0[1] if at_t0 else None}
+    return {"run": folder.name, "method": (source.config_dict() or {}).get("method", {}).get("name"), "K": done["K"],
+            "accuracy": accuracy, "t0": t0, "acc_t0": at_t0}
 
 
 def _fmt(value) -> str:
@@ -74,42 +71,26 @@ TRAJECTORY_PANELS = [("sim_right", "subspace overlap with the final update, Sim_
 
 
 def plot_trajectories(rows: list, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
-    for ax, (key, title) in zip(axes.flat, TRAJECTORY_PANELS):
-        for row in rows:
-            points = [r for r in row["trajectory"] if r.get(key) is not None]
-            ax.plot([r["step"] for r in points], [r[key] for r in points], marker="o", ms=3, label=row["run"])
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("step")
-    axes[0, 0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 2, 2, size=(10, 6.4)) as (fig, axes):
+        for ax, (key, title) in zip(axes.flat, TRAJECTORY_PANELS):
+            for row in rows:
+                points = [r for r in row["trajectory"] if r.get(key) is not None]
+                ax.plot([r["step"] for r in points], [r[key] for r in points], marker="o", ms=3, label=row["run"])
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("step")
+        axes[0, 0].legend(fontsize=6)
 
 
 def plot_locking(rows: list, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     order = ["unconstrained", "early", "random", "final"]
-    fig, ax = plt.subplots(figsize=(2.2 + 2.2 * len(rows), 3.4))
-    width = 0.8 / len(order)
-    for i, basis in enumerate(order):
-        ax.bar([j + i * width for j in range(len(rows))], [row["accuracy"].get(basis, 0) for row in rows], width, label=basis)
-    ax.set_xticks([j + 1.5 * width for j in range(len(rows))], [f"{row['run']}\n({row['method']})" for row in rows], fontsize=8)
-    ax.set_ylabel("held-out accuracy")
-    ax.set_title("subspace locking: continuation from t0", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, size=(2.2 + 2.2 * len(rows), 3.4)) as (fig, ax):
+        width = 0.8 / len(order)
+        for i, basis in enumerate(order):
+            ax.bar([j + i * width for j in range(len(rows))], [row["accuracy"].get(basis, 0) for row in rows], width, label=basis)
+        ax.set_xticks([j + 1.5 * width for j in range(len(rows))], [f"{row['run']}\n({row['method']})" for row in rows], fontsize=8)
+        ax.set_ylabel("held-out accuracy")
+        ax.set_title("subspace locking: continuation from t0", fontsize=9)
+        ax.legend(fontsize=7)
 
 
 def write_report(root) -> Path:

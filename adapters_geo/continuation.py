@@ -1,4 +1,4 @@
-"""The subspace-locking test (GEOMETRY.md): continue a run inside the early update's top-K subspace.
+"""Continuing a run from its t0 inside a subspace: the locked adapter of the locking test (GEOMETRY.md).
 
 From an unconstrained run that saved its exact adapter at t0 (`train.save_adapter_at`):
 - ΔW_t0 is the full update at t0 (including any init the run started from), the frozen offset;
@@ -9,18 +9,18 @@ From an unconstrained run that saved its exact adapter at t0 (`train.save_adapte
   data order and optimizer settings, and is compared with the unconstrained run over the same
   window. With Adam (not plain SGD) this differs from projected-gradient training only in the
   optimizer's coordinates.
+The experiment kind that runs these continuations is experiments/lock.py.
 """
 
 import dataclasses
-import json
-from pathlib import Path
 
 import torch
 
 from adapters_geo.adapters import LockedConfig, random_orthonormal_basis, top_singular_basis
 from adapters_geo.adapters.io import load_saved_deltas
-from adapters_geo.config import RunConfig, run_config_from_dict
+from adapters_geo.config import LockedSpec, RunConfig, run_config_from_dict
 from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.runfolder import RunFolder
 
 BASES = ("early", "random", "final")
 
@@ -29,30 +29,31 @@ def _deltas(folder) -> dict:
     return dict(load_saved_deltas(folder)[1])
 
 
-def source_t0(run_dir: Path) -> int:
+def source_t0(run_dir) -> int:
     """The step whose exact adapter the source run saved (the locking t0)."""
-    saved = sorted(int(p.name.rsplit("_", 1)[1]) for p in Path(run_dir).glob("adapter_step_*"))
-    if not saved:
+    folder = RunFolder(run_dir)
+    t0 = folder.t0
+    if t0 is None or not folder.adapter_at(t0).is_dir():
         raise AdaptersGeoError(
-            f"run {run_dir} saved no adapter at an early step",
+            f"run {folder.path} saved no adapter at an early step",
             "train it with train.save_adapter_at: [t0] (about 20% of the steps)",
         )
-    return saved[0]
+    return t0
 
 
 def locked_config(run_dir, basis: str = "early", k: int = 16, seed: int = 0) -> tuple[LockedConfig, int]:
     """(LockedConfig for the continuation, t0) from a finished unconstrained run."""
     if basis not in BASES:
         raise AdaptersGeoError(f"unknown locking basis '{basis}'", f"use one of {', '.join(BASES)}")
-    run_dir = Path(run_dir)
-    t0 = source_t0(run_dir)
-    at_t0 = _deltas(run_dir / f"adapter_step_{t0}")
-    source = json.loads((run_dir / "config.json").read_text())
+    folder = RunFolder(run_dir)
+    t0 = source_t0(folder)
+    at_t0 = _deltas(folder.adapter_at(t0))
+    source = folder.config_dict()
     init = _deltas(source["init"]) if source.get("init") else {n: torch.zeros_like(d) for n, d in at_t0.items()}
     if basis == "early":
         right = top_singular_basis({n: at_t0[n] - init[n] for n in at_t0}, k)
     elif basis == "final":
-        final = _deltas(run_dir / "adapter")
+        final = _deltas(folder.adapter)
         right = top_singular_basis({n: final[n] - init[n] for n in at_t0}, k)
     else:
         right = random_orthonormal_basis({n: tuple(d.shape) for n, d in at_t0.items()}, k, seed=seed)
@@ -62,11 +63,16 @@ def locked_config(run_dir, basis: str = "early", k: int = 16, seed: int = 0) -> 
 
 def continuation_config(run_dir, basis: str = "early", k: int = 16, seed: int = 0) -> RunConfig:
     """The source run's config, with the locked adapter and first_step = t0."""
-    run_dir = Path(run_dir)
-    source = json.loads((run_dir / "config.json").read_text())
+    folder = RunFolder(run_dir)
+    source = folder.config_dict()
     source.pop("init", None)
     source["adapter"] = {"kind": "dense"}  # replaced below by the locked adapter
-    config = run_config_from_dict(source, str(run_dir / "config.json"))
-    config.adapter, t0 = locked_config(run_dir, basis, k, seed)
+    config = run_config_from_dict(source, str(folder.config_file))
+    config.adapter, t0 = locked_config(folder.path, basis, k, seed)
     config.train = dataclasses.replace(config.train, first_step=t0, save_adapter_at=None)
     return config
+
+
+def build_locked(spec: LockedSpec) -> LockedConfig:
+    """The LockedConfig a LockedSpec names (a continuation's config.json read back)."""
+    return locked_config(spec.source, spec.basis, spec.K, spec.seed)[0]

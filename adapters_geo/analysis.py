@@ -1,0 +1,92 @@
+"""Analysis drivers: read the update from disk, run the geometry (pure maths), hand it to report/.
+
+- `analyse(source, settings)`: the endpoint suite over a source, matrix by matrix: one (W0, ΔW)
+  pair and its decompositions in memory at a time; the reference's SVD from the disk cache.
+- `run_geometry(folder)`: endpoint geometry of a run against its own start.
+- `run_trajectory(folder)`: trajectory diagnostics of a run's snapshots, t0 from the RunFolder.
+- `geometry_command(...)`: `adapters-geo geometry` (checkpoints or an adapter on a base).
+"""
+
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.geometry.aggregate import aggregate
+from adapters_geo.geometry.suite import Settings, matrix_metrics
+from adapters_geo.geometry.trajectory import K_DEFAULT, model_trajectory
+from adapters_geo.report.geometry import write_result
+from adapters_geo.report.trajectory import write_trajectory
+from adapters_geo.runfolder import RunFolder
+from adapters_geo.sources import Source, adapter_source, checkpoint_source, run_source
+from adapters_geo.svd_cache import SVDCache
+from adapters_geo.trajectory import read_index, read_snapshots
+
+
+def analyse(source: Source, settings: Settings, cache: SVDCache | None = None, progress: bool = True) -> dict:
+    """{"meta", "matrices", "by_type", "by_layer", "by_block", "overall", "spectra"} for `source`."""
+    cache = cache or SVDCache(source.cache_key)
+    rows, spectra = {}, {}
+    start = time.perf_counter()
+    bar = tqdm(source.pairs(), total=len(source.names), desc="geometry", unit="matrix", disable=not progress)
+    for name, w0, delta in bar:
+        ref = cache.get(name, w0, settings.reference_columns(w0.shape))
+        rows[name], spectra[name] = matrix_metrics(w0, delta, ref, settings, with_spectra=True)
+    meta = dict(source.meta)
+    meta.update(settings.to_dict())
+    meta.update({"seconds": time.perf_counter() - start, "svd_cache": {"hits": cache.hits, "misses": cache.misses}})
+    return {"meta": meta, "matrices": rows, **aggregate(rows), "spectra": spectra}
+
+
+def run_geometry(folder, settings: Settings | None = None, progress: bool = True) -> Path:
+    """Write FOLDER/geometry/: the endpoint geometry of a finished run against its own start."""
+    folder = RunFolder(folder)
+    return write_result(analyse(run_source(folder), settings or Settings(), progress=progress), folder.geometry_dir,
+                        overwrite=True)
+
+
+def run_trajectory(folder, k: int = K_DEFAULT) -> dict:
+    """Trajectory diagnostics of a run's snapshots; early-step quantities at the run's t0."""
+    folder = RunFolder(folder)
+    if not (folder.trajectory_dir / "index.json").is_file():
+        raise AdaptersGeoError(f"{folder.path} has no trajectory ({folder.trajectory_dir / 'index.json'} is missing)",
+                               "pass a run folder written by adapters-geo train")
+    snapshots, spectra = read_snapshots(folder.trajectory_dir)
+    if len(snapshots) < 2:
+        raise AdaptersGeoError(f"{folder.path} has {len(snapshots)} tracked step(s)", "track at least two steps")
+    early = early_step(folder, read_index(folder.trajectory_dir))
+    result = model_trajectory(snapshots, k, early, spectra)
+    result["early_step"] = early
+    return result
+
+
+def early_step(folder: RunFolder, index: dict) -> int | None:
+    """The run's t0 when its trajectory holds it in full; older runs: the full snapshot nearest 20%."""
+    full = sorted(int(s) for s, entry in index.items() if entry["format"] == "bf16")
+    t0 = folder.t0
+    if t0 is not None and t0 in full:
+        return t0
+    last = max(int(s) for s in index)
+    return min(full, key=lambda s: abs(s - 0.2 * last)) if full else None
+
+
+def write_run_trajectory(folder, k: int = K_DEFAULT, out=None, overwrite: bool = False) -> Path:
+    """Write trajectory.json + trajectory.png into `out` (default FOLDER/trajectory_geometry)."""
+    result = run_trajectory(folder, k)
+    out = Path(out or RunFolder(folder).trajectory_geometry_dir)
+    if out.exists() and not overwrite:
+        raise AdaptersGeoError(f"{out} already exists", "pass --overwrite or choose another --out")
+    return write_trajectory(result, out, overwrite=overwrite)
+
+
+def geometry_command(base, tuned=None, adapter=None, quant=None, settings=None, out=None, overwrite=False) -> Path:
+    """`adapters-geo geometry`: check inputs, analyse, write the folder; returns it."""
+    if (tuned is None) == (adapter is None):
+        raise AdaptersGeoError("give either TUNED or --adapter, not both or neither", "see adapters-geo geometry --help")
+    out = Path(out or Path("runs") / "geometry" / Path(tuned or adapter).name)
+    if out.exists() and not overwrite:
+        raise AdaptersGeoError(f"{out} already exists", "pass --overwrite or choose another --out")
+    source = checkpoint_source(base, tuned) if tuned else adapter_source(base, adapter, quant)
+    result = analyse(source, settings or Settings())
+    return write_result(result, out, overwrite=overwrite)

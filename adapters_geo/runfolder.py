@@ -1,0 +1,122 @@
+"""A run folder: every file a run writes, by name, and typed reads of them.
+
+Every module that reads or writes a run goes through `RunFolder`, so the layout lives here only:
+
+    config.json            the resolved RunConfig (t0 included)     meta.json        git hash, dirty flag, versions
+    metrics.jsonl          one JSON line per logged group and step  tb/              TensorBoard events
+    checkpoint/            the resumable training state              trajectory/      ΔW_t snapshots (trajectory.py)
+    adapter/               the final adapter                         adapter_step_N/  the exact adapter at step N
+    train_summary.json     the loop's summary                        geometry/        endpoint geometry (report/)
+    trajectory_geometry/   trajectory diagnostics                    done.json        written last: the run is finished
+    experiment.json        which named experiment (and hash) made it
+"""
+
+import json
+from pathlib import Path
+
+from adapters_geo.atomic import atomic_write_text
+
+T0_FRACTION = 0.2  # the locking test's early step, as a fraction of the run, when a config does not set it
+
+
+def default_t0(steps: int) -> int:
+    """round(0.2 · steps), at least 1: the early step of a run of `steps` updates."""
+    return max(1, round(T0_FRACTION * steps))
+
+
+class RunFolder:
+    """Paths and typed reads of one run folder."""
+
+    def __init__(self, path):
+        self.path = path.path if isinstance(path, RunFolder) else Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # ---- paths
+    config_file = property(lambda self: self.path / "config.json")
+    meta_file = property(lambda self: self.path / "meta.json")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    tensorboard = property(lambda self: self.path / "tb")
+    checkpoint = property(lambda self: self.path / "checkpoint")
+    trajectory_dir = property(lambda self: self.path / "trajectory")
+    adapter = property(lambda self: self.path / "adapter")
+    summary_file = property(lambda self: self.path / "train_summary.json")
+    geometry_dir = property(lambda self: self.path / "geometry")
+    trajectory_geometry_dir = property(lambda self: self.path / "trajectory_geometry")
+    done_file = property(lambda self: self.path / "done.json")
+    experiment_file = property(lambda self: self.path / "experiment.json")
+
+    def adapter_at(self, step: int) -> Path:
+        """Folder of the exact adapter saved at `step`."""
+        return self.path / f"adapter_step_{step}"
+
+    def saved_adapter_steps(self) -> list[int]:
+        return sorted(int(p.name.rsplit("_", 1)[1]) for p in self.path.glob("adapter_step_*") if p.is_dir())
+
+    # ---- reads
+    def _json(self, path: Path):
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def config_dict(self) -> dict | None:
+        """config.json as written (None when absent)."""
+        return self._json(self.config_file)
+
+    def config(self):
+        """config.json as a RunConfig (locked continuations included)."""
+        from adapters_geo.config import run_config_from_dict
+
+        return run_config_from_dict(self.config_dict() or {}, str(self.config_file))
+
+    def meta(self) -> dict | None:
+        return self._json(self.meta_file)
+
+    def summary(self) -> dict | None:
+        return self._json(self.summary_file)
+
+    def done(self) -> dict | None:
+        """done.json: present only when the whole pipeline finished."""
+        return self._json(self.done_file)
+
+    def experiment(self) -> dict | None:
+        return self._json(self.experiment_file)
+
+    def geometry(self) -> dict | None:
+        return self._json(self.geometry_dir / "geometry.json")
+
+    def trajectory(self) -> dict | None:
+        """The trajectory diagnostics (trajectory_geometry/trajectory.json)."""
+        return self._json(self.trajectory_geometry_dir / "trajectory.json")
+
+    def metrics(self, group: str | None = None) -> list[dict]:
+        """Rows of metrics.jsonl, optionally of one group ('train', 'eval', 'tracking', ...)."""
+        if not self.metrics_file.is_file():
+            return []
+        rows = [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        return [r for r in rows if group is None or r.get("group") == group]
+
+    def evals(self) -> list[dict]:
+        """The held-out evaluations, in step order."""
+        return self.metrics("eval")
+
+    @property
+    def t0(self) -> int | None:
+        """The run's early step (the locking t0), as recorded in config.json when it was resolved.
+
+        Runs written before t0 was recorded: the first saved adapter step, else None.
+        """
+        recorded = ((self.config_dict() or {}).get("train") or {}).get("t0")
+        if recorded is not None:
+            return int(recorded)
+        saved = self.saved_adapter_steps()
+        return saved[0] if saved else None
+
+    # ---- writes
+    def write_json(self, path: Path, data) -> None:
+        atomic_write_text(path, json.dumps(data, indent=1))

@@ -1,0 +1,97 @@
+"""The one training loop: every method, same optimizer, schedule, data order, evaluation, checkpoints.
+
+Per step: draw the step's examples (seeded by step), let the method build its batch (rollouts,
+scores) and its loss, one optimizer update with gradient clipping, log, then let the tracker
+record the update. All randomness is seeded by (seed, step), so a resumed run reaches exactly
+the result of an uninterrupted run on the CPU. What is measured about the update lives in the
+tracker (tracker.py); what a method does, in methods/; evaluation is passed in as a callable.
+"""
+
+import math
+import random
+import time
+import warnings
+
+import torch
+
+from adapters_geo.adapters import trainable_parameters
+from adapters_geo.adapters.io import save_adapter
+from adapters_geo.models import base_info
+from adapters_geo.optim import build_optimizer
+from adapters_geo.runfolder import RunFolder
+from adapters_geo.training.checkpoint import resume as resume_from, save_checkpoint
+from adapters_geo.training.config import TrainConfig
+
+
+def lr_factor(config: TrainConfig):
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.schedule == "cosine":
+            progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return 1.0
+
+    return factor
+
+
+def draw(pool: list, size: int, seed: int, step: int) -> list:
+    """The examples of `step`: a seeded sample of the pool (same on resume and in every continuation)."""
+    return random.Random(seed * 7919 + step).sample(pool, min(size, len(pool)))
+
+
+def optimizer_step(optimizer, scheduler, grad_norm: torch.Tensor) -> bool:
+    """Step unless the batch carried no signal; the step-indexed schedule advances either way."""
+    # A batch without signal (e.g. every GRPO group with equal rewards) is skipped, not stepped:
+    # Adam would otherwise keep moving along its stale momentum, ~lr·sign(g_old) per coordinate.
+    stepped = float(grad_norm) != 0.0
+    if stepped:
+        optimizer.step()
+    with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return stepped
+
+
+def train(model, method, pool: list, config: TrainConfig, folder, tracker, evaluate, log, resume: bool = False) -> int:
+    """Train `model`'s adapter with `method` on `pool` up to config.steps; returns the last step.
+
+    `evaluate()` -> held-out metrics (logged at the start, every eval_every steps);
+    `tracker.on_step(step, log)` records the update; checkpoints go to folder/checkpoint.
+    """
+    folder = RunFolder(folder)
+    params = trainable_parameters(model)
+    optimizer = build_optimizer(params, config.optimizer, config.lr, config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
+    fingerprint = base_info(model).fingerprint
+    stateful = {"method": method, "tracker": tracker}
+    step = resume_from(folder.checkpoint, model, optimizer, scheduler, fingerprint, stateful, resume, config.first_step)
+    if step == config.first_step:
+        log.scalars(step, evaluate(), "eval")
+    while step < config.steps:
+        torch.manual_seed(config.seed * 1_000_003 + step)
+        started = time.perf_counter()
+        batch = method.batch(draw(pool, config.batch_size, config.seed, step), step)
+        rollout_seconds = time.perf_counter() - started
+        model.train()
+        loss, metrics = method.loss(model, batch)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
+        stepped = optimizer_step(optimizer, scheduler, grad_norm)
+        method.after_update(model)
+        step += 1
+        seconds = time.perf_counter() - started
+        log.scalars(step, {**metrics, "completion_tokens": float(batch.completion_tokens), "grad_norm": float(grad_norm),
+                           "skipped_update": float(not stepped), "lr": scheduler.get_last_lr()[0], "step_seconds": seconds,
+                           "tokens_per_s": batch.completion_tokens / seconds, "generation_share": rollout_seconds / seconds})
+        tracker.on_step(step, log)
+        if step in (config.save_adapter_at or []):
+            save_adapter(model, folder.adapter_at(step), overwrite=True)
+        if config.eval_every and step % config.eval_every == 0 and step < config.steps:
+            log.scalars(step, evaluate(), "eval")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            parts = {name: obj.state_dict() for name, obj in stateful.items()}
+            save_checkpoint(folder.checkpoint, step, model, optimizer, scheduler, fingerprint, parts)
+    return step
+

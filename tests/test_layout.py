@@ -1,0 +1,56 @@
+"""The direction of imports the README's layout section promises, checked on the source.
+
+Run: python -m pytest -q tests/test_layout.py
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "adapters_geo"
+UPPER = ("training", "report", "experiments", "runner", "analysis", "cli")
+RULES = {  # module prefix -> prefixes it must not import
+    "geometry": ("models", "adapters", "rollout", "tasks", "methods", "training", "report", "experiments", "runner",
+                 "analysis", "cli", "sources", "svd_cache", "runfolder", "trajectory", "continuation", "config"),
+    "models": UPPER + ("methods",), "adapters": UPPER + ("methods",), "rollout": UPPER + ("methods",),
+    "tasks": UPPER + ("methods",), "methods": UPPER,
+    "training.loop": ("geometry", "report", "experiments", "runner", "analysis", "cli"),
+    "training": ("report", "experiments", "runner", "analysis", "cli"),
+    "report": ("training", "runner", "experiments", "cli"),
+    "runner": ("experiments", "cli"),
+    "": ("cli",),
+}
+
+
+def internal_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("adapters_geo."):
+            found.add(node.module.removeprefix("adapters_geo."))
+        elif isinstance(node, ast.Import):
+            found |= {a.name.removeprefix("adapters_geo.") for a in node.names if a.name.startswith("adapters_geo.")}
+    return found
+
+
+MODULES = sorted(".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+                 for p in PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m not in ("cli", "__init__", "")])
+def test_imports_follow_the_layout(module):
+    path = PACKAGE / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = PACKAGE / module.replace(".", "/") / "__init__.py"
+    matches = lambda name, prefix: prefix == "" or name == prefix or name.startswith(prefix + ".")
+    forbidden = set()
+    for prefix, banned in RULES.items():
+        if matches(module, prefix):
+            forbidden |= set(banned)
+    bad = [dep for dep in internal_imports(path) for ban in forbidden if matches(dep, ban)]
+    assert not bad, f"{module} imports {bad}"
+
+
+def test_no_module_is_over_the_size_budget():
+    long = {p.name: n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long
