@@ -77,7 +77,10 @@ def cmd_train(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from adapters_geo import __version__
+
     parser = argparse.ArgumentParser(prog="adapters-geo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     prepare = sub.add_parser("prepare", help="convert the embedded model and build tiny-llama into the cache")
     prepare.add_argument("models", nargs="*", default=["smollm2-135m-instruct", "tiny-llama"])

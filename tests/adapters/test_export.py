@@ -1,4 +1,4 @@
-"""Merged export (base + ΔW as a plain checkpoint), the refused save_pretrained, `adapters-geo export`.
+"""Merged export (base + ΔW as a plain checkpoint), the refused save_pretrained, `adapters-geo export / --version`.
 
 Measured on CPU (tiny-llama, logits of magnitude ~6): quant=none 1e-5…2e-5 against the adapted
 model's eval forward (0 for dense / locked under inference_weights, which merges the same way);
@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from adapters_geo import AdaptersGeoError, load_base, merged_deltas, save_adapter
+from adapters_geo import __version__
 from adapters_geo.adapters.delta_linear import inference_weights
 from adapters_geo.adapters.export import export_merged
 from adapters_geo.cli import main
@@ -104,3 +105,8 @@ def test_save_pretrained_of_dense_or_locked_is_refused(tiny, tmp_path, kind):
     tiny("none").model.save_pretrained(tmp_path / "plain")  # other instances keep their save_pretrained
     assert (tmp_path / "plain" / "config.json").is_file()
 
+
+def test_version_flag_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"adapters-geo {__version__}"
