@@ -22,6 +22,13 @@ def cmd_adapter_info(args) -> None:
     print(json.dumps(read_adapter_meta(args.folder), indent=2))
 
 
+def cmd_export(args) -> None:
+    """Write base + ΔW of a saved adapter (or a run's adapter/) as a plain transformers checkpoint."""
+    from adapters_geo.adapters.export import export_merged
+
+    print(f"wrote {export_merged(args.source, args.merged)} (fp32 safetensors + tokenizer)")
+
+
 def cmd_geometry(args) -> None:
     """Endpoint geometry of TUNED (or --adapter) against BASE."""
     from adapters_geo.analysis import geometry_command
@@ -70,7 +77,10 @@ def cmd_train(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from adapters_geo import __version__
+
     parser = argparse.ArgumentParser(prog="adapters-geo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     prepare = sub.add_parser("prepare", help="convert the embedded model and build tiny-llama into the cache")
     prepare.add_argument("models", nargs="*", default=["smollm2-135m-instruct", "tiny-llama"])
@@ -112,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("adapter-info", help="show what a saved adapter was trained on")
     info.add_argument("folder")
     info.set_defaults(func=cmd_adapter_info)
+    exp = sub.add_parser("export", help="write base + ΔW of an adapter as a plain transformers checkpoint")
+    exp.add_argument("source", metavar="RUN_OR_ADAPTER", help="saved adapter folder, or a run folder holding adapter/")
+    exp.add_argument("--merged", required=True, metavar="OUT", help="new folder for the merged fp32 checkpoint")
+    exp.set_defaults(func=cmd_export)
     return parser
 
 

@@ -18,7 +18,6 @@ from safetensors import safe_open
 
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.specs import fingerprint, resolve_spec
-from adapters_geo.models.weights import canonical_name
 
 SKIP_WORDS = ("embed", "lm_head", "norm", "wte", "wpe")
 ARCH_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads")
@@ -140,25 +139,15 @@ def _check_base(base: str, saved_fingerprint: str, saved_spec: str, folder: Path
 
 
 def _peft_deltas(folder: Path):
-    """(iterator of (name, ΔW), r) from a peft LoRA folder."""
-    from safetensors.torch import load_file
+    """(iterator of (name, ΔW), largest r) from a peft LoRA folder, with peft's per-module scaling.
 
-    from adapters_geo.adapters.lora import compose, scaling_of
+    rank_pattern, alpha_pattern and use_rslora are honoured as peft applies them; options whose
+    merged update is not scaling · B A (DoRA, lora_bias, layer replication, trained
+    modules_to_save of block linears, other peft types...) are refused (adapters/peft_files.py).
+    """
+    from adapters_geo.adapters.peft_files import lora_deltas
 
-    config = json.loads((folder / "adapter_config.json").read_text())
-    if config.get("peft_type", "LORA") != "LORA" or config.get("use_dora"):
-        raise AdaptersGeoError(f"{folder} is a {config.get('peft_type')} adapter", "only plain LoRA is supported")
-    tensors = load_file(str(folder / "adapter_model.safetensors"))
-    r, alpha, rslora = config["r"], config["lora_alpha"], config.get("use_rslora", False)
-
-    def deltas():
-        for key in sorted(k for k in tensors if ".lora_A." in k):
-            module = key.split(".lora_A.")[0]
-            b = tensors[key.replace(".lora_A.", ".lora_B.")]
-            a = tensors[key]
-            yield canonical_name(module), compose(a, b, scaling_of(a.shape[0], alpha, rslora))
-
-    return deltas(), r
+    return lora_deltas(folder)
 
 
 class _QuantizedWeights:

@@ -6,6 +6,8 @@ For a plain (unquantized) torch base the forward is one matmul with W0 + ΔW, bu
 fly: the cost of full fine-tuning instead of two matmuls, the same gradient for ΔW.
 `inference_weights(model)` caches W0 + ΔW for the length of a block without gradients
 (sampling): decoding then reads one matrix per layer and token instead of two.
+`inject` also disables the model's `save_pretrained`: it would write base_layer/delta keys
+that transformers reloads as random weights; export_merged writes the merged checkpoint.
 """
 
 import contextlib
@@ -58,8 +60,8 @@ def layer_shape(layer: nn.Module) -> tuple[int, int]:
     return int(layer.out_features), int(layer.in_features)
 
 
-def inject(model: nn.Module, targets, make_delta) -> nn.Module:
-    """Wrap every target layer with DeltaLinear(layer, make_delta(name, layer))."""
+def inject(model: nn.Module, targets, make_delta, kind: str) -> nn.Module:
+    """Wrap every target layer with DeltaLinear(layer, make_delta(name, layer)); `kind` names the adapter."""
     if delta_layers(model) or hasattr(model, "peft_config"):
         raise AdaptersGeoError("this model already carries an adapter", "load a fresh base with load_base")
     model.requires_grad_(False)  # the base is always frozen; only the deltas created below train
@@ -68,7 +70,22 @@ def inject(model: nn.Module, targets, make_delta) -> nn.Module:
         delta = make_delta(name, layer)
         device = next(layer.parameters()).device
         replace_module(model, path, DeltaLinear(layer, delta.to(device)))
+    model.save_pretrained = refuse_save_pretrained(kind)  # this instance only; the class is untouched
     return model
+
+
+def refuse_save_pretrained(kind: str):
+    """A stand-in for `save_pretrained` on a model carrying a dense or locked adapter."""
+
+    def save_pretrained(*args, **kwargs):
+        raise AdaptersGeoError(
+            f"save_pretrained cannot save a model carrying a {kind} adapter "
+            "(transformers would reload its base_layer/delta weights as random weights)",
+            "save the adapter with save_adapter, or write base + ΔW as a plain checkpoint with "
+            "adapters_geo.adapters.export.export_merged / `adapters-geo export ADAPTER --merged OUT`",
+        )
+
+    return save_pretrained
 
 
 def delta_layers(model: nn.Module) -> dict[str, DeltaLinear]:

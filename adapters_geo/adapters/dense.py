@@ -49,7 +49,7 @@ def _dtype(name: str) -> torch.dtype:
 def attach(model: nn.Module, config: DenseConfig) -> nn.Module:
     """Wrap the target layers with zero-initialised dense deltas."""
     dtype = _dtype(config.dtype)
-    return inject(model, config.targets, lambda name, layer: DenseDelta(layer_shape(layer), dtype))
+    return inject(model, config.targets, lambda name, layer: DenseDelta(layer_shape(layer), dtype), "dense")
 
 
 def is_attached(model: nn.Module) -> bool:

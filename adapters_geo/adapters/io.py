@@ -1,24 +1,33 @@
-"""Save and load adapters: `adapter.safetensors` + `adapter.json`.
+"""Save and load adapters: the tensor file(s) + `adapter.json`.
 
-The JSON records the format version, the adapter kind and its config, the base it was
-trained on (spec, content fingerprint, quantization) and every target's shape. Loading
-onto another base, another quantization or other shapes is refused with a clear error.
+Format v2 (written now): a LoRA adapter is a standard peft folder (adapter_config.json +
+adapter_model.safetensors, written by peft's save_pretrained, loadable by
+`peft.PeftModel.from_pretrained`); dense and locked adapters, which peft has no format for,
+keep `adapter.safetensors` with keys `name:delta`, `name:coef|right|left|offset`.
+adapter.json records the format version, the adapter kind and its config, the base it was
+trained on (spec, content fingerprint, quantization), every target's shape and the sha256
+of every file the adapter relies on. Format v1 folders (adapter.safetensors for every kind,
+LoRA keys `name:lora_A|lora_B`, no hashes) still load.
+Loading onto another base, another quantization or other shapes, or from damaged files, is
+refused with a clear error.
 """
 
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from adapters_geo.adapters import KINDS, adapter_kind
+from adapters_geo.adapters import KINDS, adapter_kind, lora, peft_files
+from adapters_geo.adapters.files import check_hashes, corrupt, hash_files, read_tensors
 from adapters_geo.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.loader import base_info
 from adapters_geo.models.weights import base_linears
 
 FORMAT = "adapters_geo.adapter"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 META_FILE = "adapter.json"
 TENSOR_FILE = "adapter.safetensors"
 
@@ -41,7 +50,12 @@ def save_adapter(model: nn.Module, folder, overwrite: bool = False) -> Path:
     if folder.exists() and not overwrite:
         raise AdaptersGeoError(f"{folder} already exists", "choose a new folder or pass overwrite=True")
     with atomic_dir(folder, overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp / TENSOR_FILE))
+        if kind == "lora":
+            files = lora.save_peft(model, tmp)
+        else:
+            save_file(tensors, str(tmp / TENSOR_FILE))
+            files = [TENSOR_FILE]
+        meta["sha256"] = hash_files(tmp, files)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return folder
 
@@ -55,11 +69,24 @@ def read_adapter_meta(folder) -> dict:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise AdaptersGeoError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})", "re-save the adapter") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise AdaptersGeoError(f"{path} is not an adapters_geo v{VERSION} adapter", "re-save it with this version")
+    if meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
+        raise AdaptersGeoError(
+            f"{path} is not an adapters_geo adapter of format version {' or '.join(map(str, READABLE_VERSIONS))}",
+            "re-save it with this version",
+        )
     if meta.get("kind") not in KINDS:
         raise AdaptersGeoError(f"{path} names unknown adapter kind {meta.get('kind')!r}", f"use one of {', '.join(KINDS)}")
+    if meta["version"] >= 2 and not isinstance(meta.get("sha256"), dict):
+        raise corrupt(folder, f"{META_FILE} has no sha256 record of its files")
     return meta
+
+
+def saved_tensors(folder, meta: dict) -> dict:
+    """The adapter's tensors under the toolkit's keys (`name:part`), after checking the recorded hashes."""
+    check_hashes(folder, meta.get("sha256"))
+    if meta["version"] >= 2 and meta["kind"] == "lora":
+        return peft_files.factors(read_tensors(folder, peft_files.WEIGHTS_FILE))
+    return read_tensors(folder, TENSOR_FILE)
 
 
 def check_compatible(model: nn.Module, meta: dict, folder) -> None:
@@ -89,15 +116,14 @@ def check_compatible(model: nn.Module, meta: dict, folder) -> None:
 def load_saved_deltas(folder):
     """(meta, iterator of (name, fp32 ΔW)) of a saved adapter, computed from its files alone."""
     meta = read_adapter_meta(folder)
-    tensors = load_file(str(Path(folder) / TENSOR_FILE))
-    return meta, KINDS[meta["kind"]].saved_deltas(meta["config"], tensors)
+    return meta, KINDS[meta["kind"]].saved_deltas(meta["config"], saved_tensors(folder, meta))
 
 
 def load_adapter(model: nn.Module, folder) -> nn.Module:
     """Attach the adapter saved in `folder` to a fresh base; returns the model to use."""
     meta = read_adapter_meta(folder)
     check_compatible(model, meta, folder)
-    tensors = load_file(str(Path(folder) / TENSOR_FILE))
+    tensors = saved_tensors(folder, meta)
     device = next(model.parameters()).device
     tensors = {key: value.to(device) for key, value in tensors.items()}
     return KINDS[meta["kind"]].restore(model, meta["config"], tensors)

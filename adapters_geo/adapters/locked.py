@@ -78,7 +78,7 @@ def attach(model: nn.Module, config: LockedConfig) -> nn.Module:
         return LockedDelta(layer_shape(layer), config.right[name], offsets.get(name), lefts.get(name), dtype)
 
     paths = [name.removesuffix(".weight") for name in config.right]
-    return inject(model, paths, make)
+    return inject(model, paths, make, "locked")
 
 
 def is_attached(model: nn.Module) -> bool:

@@ -1,7 +1,8 @@
 """`lora`: the low-rank adapter, through peft. ΔW = scaling · B A, rank ≤ r.
 
 scaling = alpha / r (alpha / √r with rslora). ΔW is computed here from the factors in
-fp32, never by merging into a (possibly quantized) base layer.
+fp32, never by merging into a (possibly quantized) base layer. Saved as a standard peft
+folder (`save_peft`), which `peft.PeftModel.from_pretrained` loads as it is.
 """
 
 from dataclasses import dataclass
@@ -98,6 +99,14 @@ def export(model: nn.Module) -> tuple[dict, dict]:
         tensors[f"{name}:lora_A"] = layer.lora_A[ADAPTER_NAME].weight.detach().cpu().contiguous()
         tensors[f"{name}:lora_B"] = layer.lora_B[ADAPTER_NAME].weight.detach().cpu().contiguous()
     return config, tensors
+
+
+def save_peft(model: nn.Module, folder) -> list[str]:
+    """Write adapter_config.json + adapter_model.safetensors through peft's own save_pretrained; returns their names."""
+    from adapters_geo.adapters.peft_files import CONFIG_FILE, WEIGHTS_FILE
+
+    model.save_pretrained(str(folder), safe_serialization=True, save_embedding_layers=False)
+    return [WEIGHTS_FILE, CONFIG_FILE]
 
 
 def saved_deltas(config: dict, tensors: dict):
