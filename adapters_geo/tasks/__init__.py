@@ -5,6 +5,7 @@ its reward function. `arithmetic` is the embedded default (generated, seeded); `
 reads local JSON/JSONL or an HF dataset.
 """
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ class TaskConfig:
     train_size: int = 2000  # examples in the training pool (arithmetic)
     test_size: int = 48  # held-out examples
     seed: int = 0
+    pool: int = 0  # training prompts come from pool `pool` of `pools`: disjoint pools by a hash of the prompt
+    pools: int = 1  # (the anchor, the teacher and the continuations train on disjoint prompts); the test split is shared
     path: str | None = None  # file: .json/.jsonl path or HF dataset id
     subset: str | None = None  # file: HF dataset config name
     train_split: str = "train"
@@ -43,6 +46,11 @@ class Task:
     config: TaskConfig
 
 
+def in_pool(prompt: str, pool: int, pools: int) -> bool:
+    """Whether `prompt` belongs to training pool `pool` of `pools` (a fixed hash of its text)."""
+    return pools <= 1 or int(hashlib.sha1(prompt.encode()).hexdigest()[:12], 16) % pools == pool
+
+
 def load_task(config: TaskConfig) -> Task:
     """Build the task's train / test examples and its reward."""
     if config.reward not in REWARDS:
@@ -51,7 +59,8 @@ def load_task(config: TaskConfig) -> Task:
         bad = [level for level in config.levels if level not in arithmetic.GENERATORS]
         if bad:
             raise AdaptersGeoError(f"unknown arithmetic level {bad[0]}", "use levels among 0, 1, 2, 3")
-        train, test = arithmetic.splits(config.train_size, config.test_size, config.levels, config.seed)
+        keep = (lambda prompt: in_pool(prompt, config.pool, config.pools)) if config.pools > 1 else None
+        train, test = arithmetic.splits(config.train_size, config.test_size, config.levels, config.seed, keep)
     elif config.name == "file":
         if not config.path:
             raise AdaptersGeoError("task 'file' needs a path", "set task.path to a .jsonl file or a dataset id")
@@ -70,4 +79,4 @@ def _file_splits(config: TaskConfig) -> tuple[list[Example], list[Example]]:
         random.Random(config.seed).shuffle(rows)
         test, rows = rows[: config.test_size], rows[config.test_size:]
     held = {e.prompt for e in test}
-    return [e for e in rows if e.prompt not in held], test
+    return [e for e in rows if e.prompt not in held and in_pool(e.prompt, config.pool, config.pools)], test

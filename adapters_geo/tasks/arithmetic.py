@@ -62,8 +62,8 @@ GENERATORS = {
 }
 
 
-def generate(count: int, levels, seed: int, exclude: set | None = None) -> list[Example]:
-    """`count` distinct problems drawn evenly over `levels`, skipping prompts in `exclude`."""
+def generate(count: int, levels, seed: int, exclude: set | None = None, keep=None) -> list[Example]:
+    """`count` distinct problems drawn evenly over `levels`, skipping prompts in `exclude` or not `keep(prompt)`."""
     rng = random.Random(seed)
     levels = list(levels)
     exclude = exclude or set()
@@ -77,15 +77,15 @@ def generate(count: int, levels, seed: int, exclude: set | None = None) -> list[
                 "lower task.train_size / task.test_size or add harder levels (level 0 has 900 problems)",
             )
         example = GENERATORS[levels[len(examples) % len(levels)]](rng)
-        if example.prompt in seen or example.prompt in exclude:
+        if example.prompt in seen or example.prompt in exclude or (keep is not None and not keep(example.prompt)):
             continue
         seen.add(example.prompt)
         examples.append(example)
     return examples
 
 
-def splits(train_size: int, test_size: int, levels=(2,), seed: int = 0) -> tuple[list[Example], list[Example]]:
-    """(train, test): disjoint; the test split depends only on (test_size, levels, seed)."""
+def splits(train_size: int, test_size: int, levels=(2,), seed: int = 0, keep=None) -> tuple[list[Example], list[Example]]:
+    """(train, test): disjoint; the test split depends only on (test_size, levels, seed); `keep` filters train prompts."""
     test = generate(test_size, levels, seed=10_000 + seed)
-    train = generate(train_size, levels, seed=seed, exclude={e.prompt for e in test})
+    train = generate(train_size, levels, seed=seed, exclude={e.prompt for e in test}, keep=keep)
     return train, test

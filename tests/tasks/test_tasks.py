@@ -66,3 +66,12 @@ def test_wrong_field_names(tmp_path):
     path.write_text(json.dumps({"q": "x", "a": "1"}))
     with pytest.raises(AdaptersGeoError, match="record has no field 'question'"):
         load_task(TaskConfig(name="file", path=str(path), test_size=0))
+
+
+def test_training_pools_are_disjoint_and_share_the_test_split():
+    tasks = [load_task(TaskConfig(levels=[2], train_size=300, test_size=40, pool=p, pools=3)) for p in range(3)]
+    prompts = [{e.prompt for e in t.train} for t in tasks]
+    assert all(len(p) == 300 for p in prompts)
+    assert not (prompts[0] & prompts[1]) and not (prompts[0] & prompts[2]) and not (prompts[1] & prompts[2])
+    assert tasks[0].test == tasks[1].test == tasks[2].test
+    assert not prompts[0] & {e.prompt for e in tasks[0].test}
