@@ -39,7 +39,7 @@ class TensorBoardLogger:
 
     def scalars(self, step, values, prefix=""):
         for key, value in values.items():
-            if isinstance(value, (int, float)):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(f"{prefix or 'train'}/{key}", value, step)
 
     def histogram(self, step, name, values):
@@ -59,7 +59,9 @@ class ConsoleLogger:
 
     def scalars(self, step, values, prefix=""):
         if prefix == "eval":
-            self.bar.write(f"step {step}: held-out accuracy {values['accuracy']:.3f}, mean reward {values['mean_reward']:.3f}")
+            parts = [f"{values['outcome_kind']} {values['outcome']:.4g}"] if "outcome" in values else []
+            parts += [f"accuracy {values['accuracy']:.3f}"] if "accuracy" in values else []
+            self.bar.write(f"step {step}: held-out " + ", ".join(parts))
         elif not prefix:
             self.bar.n = step
             self.bar.set_postfix({k: f"{values[k]:.4g}" for k in self.KEYS if k in values}, refresh=True)

@@ -2,6 +2,13 @@
 
 `adamw8bit` keeps Adam's two moments in 8 bits (blockwise quantized), cutting optimizer
 memory for the dense adapter from 8 to about 2 bytes per parameter.
+
+`optimizer_for(model, ...)` also handles the locked adapter's `projected` mode: the optimizer
+runs unchanged in ΔW's full coordinates and each step is projected onto span(V) afterwards
+(LockedDelta.project_update). Written here rather than taken from a library because no
+optimizer library restricts an update to a per-matrix subspace after its own step; keeping
+the stock optimizer inside keeps its state dict identical to the unconstrained run's, so a
+locked continuation can start from that state.
 """
 
 import torch
@@ -37,3 +44,30 @@ def build_optimizer(params, name: str = "adamw", lr: float = 1e-4, weight_decay:
     if not params:
         raise AdaptersGeoError("no trainable parameters", "attach an adapter before building the optimizer")
     return OPTIMIZERS[name](params, lr, weight_decay)
+
+
+def project_locked(optimizer, layers: list):
+    """Make `optimizer.step()` project each locked layer's update onto span(V) right after the step."""
+    base = type(optimizer)
+
+    class Projected(base):
+        def step(self, closure=None):
+            loss = super().step(closure)
+            for layer in self.locked_layers:
+                layer.project_update()
+            return loss
+
+    Projected.__name__ = Projected.__qualname__ = f"Projected{base.__name__}"
+    optimizer.__class__ = Projected
+    optimizer.locked_layers = layers
+    return optimizer
+
+
+def optimizer_for(model, name: str = "adamw", lr: float = 1e-4, weight_decay: float = 0.0):
+    """The optimizer of `model`'s trainable parameters (projected for locked layers in projected mode)."""
+    from adapters_geo.adapters.delta_linear import delta_layers
+    from adapters_geo.adapters.locked import LockedDelta
+
+    optimizer = build_optimizer(model.parameters(), name, lr, weight_decay)
+    projected = [m.delta for m in delta_layers(model).values() if isinstance(m.delta, LockedDelta) and m.delta.mode == "projected"]
+    return project_locked(optimizer, projected) if projected else optimizer

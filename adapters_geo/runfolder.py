@@ -5,6 +5,8 @@ Every module that reads or writes a run goes through `RunFolder`, so the layout 
     config.json            the resolved RunConfig (t0 included)     meta.json        git hash, dirty flag, versions
     metrics.jsonl          one JSON line per logged group and step  tb/              TensorBoard events
     checkpoint/            the resumable training state              trajectory/      ΔW_t snapshots (trajectory.py)
+    t0_state/              the full training state at t0 (a locking test continues from it)
+    evals/                 per-prompt held-out outcomes at each evaluation (step_NNNNNN.json)
     adapter/               the final adapter                         adapter_step_N/  the exact adapter at step N
     train_summary.json     the loop's summary                        geometry/        endpoint geometry (report/)
     trajectory_geometry/   trajectory diagnostics                    done.json        written last: the run is finished
@@ -52,6 +54,8 @@ class RunFolder:
     trajectory_geometry_dir = property(lambda self: self.path / "trajectory_geometry")
     done_file = property(lambda self: self.path / "done.json")
     experiment_file = property(lambda self: self.path / "experiment.json")
+    evals_dir = property(lambda self: self.path / "evals")
+    t0_state = property(lambda self: self.path / "t0_state")
 
     def adapter_at(self, step: int) -> Path:
         """Folder of the exact adapter saved at `step`."""
@@ -104,6 +108,13 @@ class RunFolder:
     def evals(self) -> list[dict]:
         """The held-out evaluations, in step order."""
         return self.metrics("eval")
+
+    def prompt_evals(self) -> dict:
+        """{step: {"outcome": [per prompt], "outcome_kind", "greedy_reward"?: [...]}} from evals/."""
+        found = {}
+        for path in sorted(self.evals_dir.glob("step_*.json")):
+            found[int(path.stem.split("_")[1])] = json.loads(path.read_text())
+        return found
 
     @property
     def t0(self) -> int | None:

@@ -23,8 +23,9 @@ from adapters_geo.methods.teacher import load_teacher_for
 from adapters_geo.models import load_base
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.tasks import load_task
-from adapters_geo.tasks.evaluate import evaluate
+from adapters_geo.tasks.outcome import outcome_kind
 from adapters_geo.training.config import TrainConfig
+from adapters_geo.training.evaluation import HeldOut
 from adapters_geo.training.loop import train
 from adapters_geo.training.tracker import Tracker
 
@@ -72,17 +73,24 @@ def build_model(config: RunConfig):
 
 
 def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_new_tokens: int = 48,
-               system_prompt=None, resume: bool = False, progress: bool = True) -> dict:
-    """Train an adapted model into `folder`: loggers, tracker, evaluation, loop, final adapter; returns the summary."""
+               system_prompt=None, resume: bool = False, progress: bool = True, teacher=None,
+               teacher_hint: bool = False) -> dict:
+    """Train an adapted model into `folder`: loggers, tracker, evaluation, loop, final adapter; returns the summary.
+
+    `teacher` (a model) is what an OPD run's outcome (reverse KL) is measured against; without one, NLL.
+    """
     folder = RunFolder(folder)
     folder.path.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, config.resolved_t0())
     log = Loggers([JsonlLogger(folder.metrics_file), TensorBoardLogger(folder.tensorboard)]
                   + ([ConsoleLogger(config.steps, config.first_step, method.name)] if progress else []))
     examples = task.test[: config.eval_size] if config.eval_size else task.test
-    held_out = lambda: evaluate(model, tokenizer, task, examples, max_new_tokens, config.eval_batch, system_prompt)
+    kind = outcome_kind(method.name)
+    kind = "nll" if kind == "kl" and teacher is None else kind
+    held_out = HeldOut(model, tokenizer, task, examples, kind, folder, {config.first_step, config.steps}, teacher,
+                       teacher_hint, max_new_tokens, config.eval_batch, system_prompt)
     step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume)
-    final = held_out()
+    final = held_out(step)
     log.scalars(step, final, "eval")
     log.close()
     save_adapter(model, folder.adapter, overwrite=True)
@@ -109,7 +117,8 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     folder.config_file.write_text(json.dumps(config.to_dict(), indent=1))
     folder.meta_file.write_text(json.dumps(run_meta(), indent=1))
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
-                      config.system_prompt, resume, progress)
+                      config.system_prompt, resume, progress, teacher.model if teacher else None,
+                      config.method.teacher == "self_hint")
 
 
 def analyse_run(folder, progress: bool = True) -> None:

@@ -71,6 +71,17 @@ def saved_deltas(config: dict, tensors: dict):
         yield key.rsplit(":", 1)[0], value.float()
 
 
+def project_gradients(model: nn.Module, right: dict) -> None:
+    """From now on every dense delta's gradient is projected, g ← g V Vᵀ, before any optimizer sees it.
+
+    The published locking recipe (GEOMETRY.md, mode `gradient`): it restricts the gradient's
+    information to span(V); Adam's per-coordinate scaling then moves ΔW out of span(V).
+    """
+    for name, layer in delta_layers(model).items():
+        v = right[name].to(layer.delta.weight.device, torch.float32)
+        layer.delta.weight.register_hook(lambda g, v=v: ((g.float() @ v) @ v.T).to(g.dtype))
+
+
 def restore(model: nn.Module, config: dict, tensors: dict) -> nn.Module:
     """Attach a dense adapter holding the saved tensors."""
     names = [key.rsplit(":", 1)[0] for key in tensors]

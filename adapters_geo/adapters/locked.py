@@ -5,6 +5,17 @@ a frozen orthonormal right basis and B (m, K) trainable, zero-initialised. Two-s
 ΔW = ΔW_t0 + U M Vᵀ with U (m, K) frozen too and M (K, K) trainable. With plain SGD,
 training B equals full training with every weight gradient projected as g ← g V Vᵀ.
 Bases come from `adapters/bases.py` (early update, random, final update).
+
+How B is trained (`mode`):
+- `adapter`: B is the parameter; any optimizer acts on its m·K coordinates. With Adam this is not
+  the unconstrained optimizer restricted to span(V): Adam normalises per coordinate, so with a
+  gradient inside span(V) a first step makes ≈ √(K/n) of the full-coordinate step's first-order
+  progress (GEOMETRY.md).
+- `projected`: the parameter is ΔW itself (m, n), kept equal to offset + B Vᵀ; the optimizer runs
+  in ΔW's full coordinates (its state can carry over from an unconstrained run) and after each
+  step its update U is projected, B ← B + U V, ΔW ← offset + B Vᵀ (`project_update`,
+  optim.project_locked). ΔW − offset never leaves span(V); with the gradient inside span(V) the
+  first-order progress equals the unconstrained step's. One-sided bases only.
 """
 
 from dataclasses import dataclass, field
@@ -26,16 +37,23 @@ class LockedConfig:
     left: dict | None = None  # name -> U (m, K) for the two-sided variant
     dtype: str = "float32"
     extra: dict = field(default_factory=dict)  # free-form provenance (basis source, K, t0)
+    mode: str = "adapter"  # adapter (B is the parameter) | projected (ΔW is, updates projected onto span(V))
     kind = "locked"
+
+
+MODES = ("adapter", "projected")
 
 
 class LockedDelta(nn.Module):
     """ΔW = offset + B Vᵀ (or offset + U M Vᵀ); only B (or M) trains."""
 
-    def __init__(self, shape, right, offset=None, left=None, dtype=torch.float32):
+    def __init__(self, shape, right, offset=None, left=None, dtype=torch.float32, mode: str = "adapter"):
         super().__init__()
         m, n = shape
         k = right.shape[1]
+        if mode not in MODES or (mode == "projected" and left is not None):
+            raise AdaptersGeoError(f"locked mode '{mode}' (two-sided: {left is not None}) is not available",
+                                   f"use one of {', '.join(MODES)}; projected needs a one-sided basis")
         if right.shape[0] != n or (left is not None and left.shape != (m, k)):
             raise AdaptersGeoError(
                 f"locked basis shapes {tuple(right.shape)} / {None if left is None else tuple(left.shape)} "
@@ -47,9 +65,18 @@ class LockedDelta(nn.Module):
         self.register_buffer("right", right.to(dtype).contiguous())
         self.register_buffer("left", None if left is None else left.to(dtype).contiguous())
         self.register_buffer("offset", None if offset is None else offset.to(dtype).contiguous())
-        self.coef = nn.Parameter(torch.zeros((k if left is not None else m, k), dtype=dtype))
+        coef = torch.zeros((k if left is not None else m, k), dtype=dtype)
+        self.mode = mode
+        if mode == "adapter":
+            self.coef = nn.Parameter(coef)
+            self.full = None
+        else:  # B is derived state; the trainable tensor is ΔW = offset + B Vᵀ
+            self.register_buffer("coef", coef)
+            self.full = nn.Parameter(compose(coef, self.right, None, self.offset).contiguous())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.full is not None:
+            return F.linear(x.to(self.full.dtype), self.full)
         x = x.to(self.coef.dtype)
         h = F.linear(F.linear(x, self.right.T), self.coef)  # (…, K) -> (…, m or K)
         if self.left is not None:
@@ -57,7 +84,23 @@ class LockedDelta(nn.Module):
         return h if self.offset is None else h + F.linear(x, self.offset)
 
     def delta_weight(self) -> torch.Tensor:
+        if self.full is not None:
+            return self.full
         return compose(self.coef, self.right, self.left, self.offset)
+
+    @torch.no_grad()
+    def project_update(self) -> None:
+        """projected mode, after an optimizer step: B ← B + U V with U = ΔW_new − (offset + B Vᵀ); ΔW ← offset + B Vᵀ."""
+        before = compose(self.coef, self.right, None, self.offset)
+        self.coef.add_((self.full - before) @ self.right)
+        self.full.copy_(compose(self.coef, self.right, None, self.offset))
+
+    @torch.no_grad()
+    def set_coef(self, value: torch.Tensor) -> None:
+        """Load B (both modes)."""
+        self.coef.copy_(value)
+        if self.full is not None:
+            self.full.copy_(compose(self.coef, self.right, None, self.offset))
 
 
 def compose(coef, right, left=None, offset=None) -> torch.Tensor:
@@ -75,7 +118,7 @@ def attach(model: nn.Module, config: LockedConfig) -> nn.Module:
     def make(name, layer):
         if config.left is not None and name not in lefts:
             raise AdaptersGeoError(f"two-sided locked adapter has no left basis for {name}", "give U for every layer")
-        return LockedDelta(layer_shape(layer), config.right[name], offsets.get(name), lefts.get(name), dtype)
+        return LockedDelta(layer_shape(layer), config.right[name], offsets.get(name), lefts.get(name), dtype, config.mode)
 
     paths = [name.removesuffix(".weight") for name in config.right]
     return inject(model, paths, make, "locked")
@@ -94,6 +137,7 @@ def export(model: nn.Module) -> tuple[dict, dict]:
         "K": int(first.right.shape[1]),
         "two_sided": first.left is not None,
         "offset": first.offset is not None,
+        "mode": first.mode,
     }
     tensors = {}
     for name, layer in layers.items():

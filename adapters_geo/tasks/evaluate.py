@@ -1,4 +1,4 @@
-"""Held-out evaluation: greedy pass@1 accuracy and mean reward on a task's test split."""
+"""Held-out greedy evaluation: pass@1 accuracy and mean reward on a task's test split."""
 
 import torch
 
@@ -7,9 +7,9 @@ from adapters_geo.rollout.sampling import sample
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, task, examples=None, max_new_tokens: int = 48, batch_size: int = 16,
-             system_prompt=None) -> dict:
-    """{"accuracy", "mean_reward", "examples"}: a sample is correct when its reward is ≥ 1."""
+def greedy_rewards(model, tokenizer, task, examples=None, max_new_tokens: int = 48, batch_size: int = 16,
+                   system_prompt=None) -> list[float]:
+    """The reward of each example's greedy completion."""
     examples = task.test if examples is None else examples
     rewards = []
     for start in range(0, len(examples), batch_size):
@@ -18,9 +18,16 @@ def evaluate(model, tokenizer, task, examples=None, max_new_tokens: int = 48, ba
         completions = sample(model, tokenizer, prompts, 1, max_new_tokens, temperature=0)
         texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
         rewards += [task.reward(text, e.answer) for text, e in zip(texts, chunk)]
+    return rewards
+
+
+def summarize_rewards(rewards: list[float]) -> dict:
+    """{"accuracy", "mean_reward", "examples"}: a sample is correct when its reward is ≥ 1."""
     count = max(len(rewards), 1)
-    return {
-        "accuracy": sum(r >= 1.0 for r in rewards) / count,
-        "mean_reward": sum(rewards) / count,
-        "examples": len(rewards),
-    }
+    return {"accuracy": sum(r >= 1.0 for r in rewards) / count, "mean_reward": sum(rewards) / count, "examples": len(rewards)}
+
+
+def evaluate(model, tokenizer, task, examples=None, max_new_tokens: int = 48, batch_size: int = 16,
+             system_prompt=None) -> dict:
+    """{"accuracy", "mean_reward", "examples"} of greedy completions."""
+    return summarize_rewards(greedy_rewards(model, tokenizer, task, examples, max_new_tokens, batch_size, system_prompt))

@@ -17,8 +17,11 @@ from adapters_geo.errors import AdaptersGeoError
 STATE = "state.pt"
 
 
-def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, fingerprint: str, parts=None) -> None:
-    """Write the state after `step` updates; `parts` {name: state dict} of the method, tracker, ..."""
+def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, fingerprint: str, parts=None, also=None) -> None:
+    """Write the state after `step` updates; `parts` {name: state dict} of the method, tracker, ...
+
+    `also(tmp_folder)` writes more into the same atomic folder (e.g. the adapter itself).
+    """
     state = {
         "step": step,
         "fingerprint": fingerprint,
@@ -29,20 +32,27 @@ def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, finger
     }
     with atomic_dir(Path(folder), overwrite=True) as tmp:
         torch.save(state, tmp / STATE)
+        if also is not None:
+            also(tmp)
 
 
 def has_checkpoint(folder: Path) -> bool:
     return (Path(folder) / STATE).is_file()
 
 
-def load_checkpoint(folder: Path, model, optimizer, scheduler, fingerprint: str) -> tuple[int, dict]:
-    """Restore the training state into model / optimizer / scheduler; returns (step, parts)."""
+def _read(folder: Path, fingerprint: str) -> dict:
     state = torch.load(Path(folder) / STATE, map_location="cpu", weights_only=False)
     if state["fingerprint"] != fingerprint:
         raise AdaptersGeoError(
             f"checkpoint {folder} was written for base fingerprint {state['fingerprint']}, this base is {fingerprint}",
             "resume with the model the run was started with, or start a new run folder",
         )
+    return state
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler, fingerprint: str) -> tuple[int, dict]:
+    """Restore the training state into model / optimizer / scheduler; returns (step, parts)."""
+    state = _read(folder, fingerprint)
     params = trainable_named(model)
     if set(params) != set(state["params"]):
         raise AdaptersGeoError(f"checkpoint {folder} holds other adapter parameters", "resume with the same adapter config")
@@ -60,6 +70,30 @@ def _parts(extra: dict) -> dict:
         return extra
     return {"method": {"history": extra["history"]} if "history" in extra else {},
             "tracker": {"start_deltas": extra.get("start_deltas")}}
+
+
+def start_from(folder: Path, model, optimizer, scheduler, fingerprint: str, method) -> int:
+    """Start a new run from another run's saved state (a locking arm from its source's t0); returns its step.
+
+    Always taken: the step (data position, seeds), the schedule. Taken where they fit this run's
+    adapter: the trainable tensors and the method's state (same parameter names: a dense
+    continuation), the optimizer state (same parameter shapes in the same order: a dense
+    continuation, or a locked adapter in projected mode, whose optimizer runs in ΔW's coordinates).
+    A locked adapter in adapter mode starts a fresh optimizer on B.
+    """
+    state = _read(folder, fingerprint)
+    params = trainable_named(model)
+    same_names = set(params) == set(state["params"])
+    if same_names:
+        with torch.no_grad():
+            for name, value in state["params"].items():
+                params[name].copy_(value)
+        method.load_state_dict(_parts(state["extra"])["method"])
+    ours = [tuple(p.shape) for group in optimizer.param_groups for p in group["params"]]
+    if ours == [tuple(v.shape) for v in state["params"].values()]:
+        optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["step"]
 
 
 def resume(folder: Path, model, optimizer, scheduler, fingerprint: str, stateful: dict, allowed: bool, first_step: int) -> int:

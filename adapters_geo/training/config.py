@@ -24,6 +24,10 @@ class TrainConfig:
     checkpoint_every: int = 25  # steps between checkpoints (the last step always checkpoints)
     save_adapter_at: list | None = None  # steps at which the exact adapter is saved to adapter_step_N/
     first_step: int = 0  # start at this step (a continuation sees the same data as the run it continues)
+    start_state: str | None = None  # a saved training state (another run's t0_state/) to start from: its step, schedule,
+    #   method state, and the adapter / optimizer state where they fit this adapter (a locking arm's exact start)
+    save_t0_state: bool = False  # keep the full training state at t0 in t0_state/ (what a locking test continues from)
+    eval_at_start: bool = True  # evaluate before the first step (a locking arm's start is evaluated once, elsewhere)
     t0: int | None = None  # the early step (locking t0, stored in full by the trajectory); None: see resolved_t0
 
     def resolved_t0(self) -> int:

@@ -17,9 +17,9 @@ import torch
 from adapters_geo.adapters import trainable_parameters
 from adapters_geo.adapters.io import save_adapter
 from adapters_geo.models import base_info
-from adapters_geo.optim import build_optimizer
+from adapters_geo.optim import optimizer_for
 from adapters_geo.runfolder import RunFolder
-from adapters_geo.training.checkpoint import resume as resume_from, save_checkpoint
+from adapters_geo.training.checkpoint import has_checkpoint, resume as resume_from, save_checkpoint, start_from
 from adapters_geo.training.config import TrainConfig
 
 
@@ -57,18 +57,22 @@ def optimizer_step(optimizer, scheduler, grad_norm: torch.Tensor) -> bool:
 def train(model, method, pool: list, config: TrainConfig, folder, tracker, evaluate, log, resume: bool = False) -> int:
     """Train `model`'s adapter with `method` on `pool` up to config.steps; returns the last step.
 
-    `evaluate()` -> held-out metrics (logged at the start, every eval_every steps);
+    `evaluate(step)` -> held-out metrics (logged at the start, every eval_every steps);
     `tracker.on_step(step, log)` records the update; checkpoints go to folder/checkpoint.
     """
     folder = RunFolder(folder)
     params = trainable_parameters(model)
-    optimizer = build_optimizer(params, config.optimizer, config.lr, config.weight_decay)
+    optimizer = optimizer_for(model, config.optimizer, config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
     fingerprint = base_info(model).fingerprint
     stateful = {"method": method, "tracker": tracker}
-    step = resume_from(folder.checkpoint, model, optimizer, scheduler, fingerprint, stateful, resume, config.first_step)
-    if step == config.first_step:
-        log.scalars(step, evaluate(), "eval")
+    if config.start_state and not has_checkpoint(folder.checkpoint):
+        step = start_from(config.start_state, model, optimizer, scheduler, fingerprint, method)
+    else:
+        step = resume_from(folder.checkpoint, model, optimizer, scheduler, fingerprint, stateful, resume, config.first_step)
+    t0 = config.resolved_t0()
+    if step == config.first_step and config.eval_at_start:
+        log.scalars(step, evaluate(step), "eval")
     while step < config.steps:
         torch.manual_seed(config.seed * 1_000_003 + step)
         started = time.perf_counter()
@@ -88,10 +92,18 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
         tracker.on_step(step, log)
         if step in (config.save_adapter_at or []):
             save_adapter(model, folder.adapter_at(step), overwrite=True)
+        if step == t0 and config.save_t0_state:
+            save_state(folder.t0_state, step, model, optimizer, scheduler, fingerprint, stateful)
         if config.eval_every and step % config.eval_every == 0 and step < config.steps:
-            log.scalars(step, evaluate(), "eval")
+            log.scalars(step, evaluate(step), "eval")
         if step % config.checkpoint_every == 0 or step == config.steps:
             parts = {name: obj.state_dict() for name, obj in stateful.items()}
             save_checkpoint(folder.checkpoint, step, model, optimizer, scheduler, fingerprint, parts)
     return step
+
+
+def save_state(path, step, model, optimizer, scheduler, fingerprint, stateful) -> None:
+    """The full training state at `step` (checkpoint format) plus the adapter itself in path/adapter."""
+    parts = {name: obj.state_dict() for name, obj in stateful.items()}
+    save_checkpoint(path, step, model, optimizer, scheduler, fingerprint, parts, also=lambda tmp: save_adapter(model, tmp / "adapter"))
 

@@ -211,12 +211,17 @@ def test_teacher_from_a_saved_adapter_and_tokenizer_check(tmp_path):
 def test_a_batch_without_signal_does_not_move_the_adapter(tmp_path):
     """GRPO with every group's rewards equal: no update, although Adam holds momentum from step 1."""
     method, model, tok, task = make(MethodConfig(name="rlvr", **SHORT))
-    calls = []
+    batches = []
+    original = method.batch
 
-    def reward(text, answer):  # the step-0 evaluation (8 calls), then varies within groups at step 1 only
-        calls.append(text)
-        return float(len(text) % 2) if len(calls) <= 16 else 0.0
+    def batch(examples, step):  # counts the training batches drawn so far
+        batches.append(step)
+        return original(examples, step)
 
+    def reward(text, answer):  # varies within groups while the first training batch is the latest drawn
+        return float(len(text) % 2) if len(batches) == 1 else 0.0
+
+    method.batch = batch
     task.reward = reward
     train_into(tmp_path, model, tok, method, task, TrainConfig(steps=1, batch_size=4, lr=1e-2), max_new_tokens=10, progress=False)
     after_one = merged_deltas(model)

@@ -1,0 +1,95 @@
+"""The held-out outcome of each method, per prompt, with as little noise as the method allows.
+
+Lower is better for all three; each is a per-prompt value, so two models evaluated on the same
+prompts can be compared prompt by prompt (paired):
+- `nll` (sft): NLL of the reference solution, mean per token,
+  L(x) = −(1/T) Σ_t log π(y*_t | x, y*_<t). Teacher-forced: no sampling noise.
+- `kl` (opd): reverse KL to the teacher over the full vocabulary on the reference solution's
+  contexts, L(x) = (1/T) Σ_t KL(π_s(·|x, y*_<t) ‖ π_teacher(·|x, y*_<t)). Fixed contexts: no sampling noise.
+- `neg_reward` (rlvr): minus the mean verifiable reward of S samples per prompt at temperature 1;
+  every chunk of prompts is sampled with its own fixed seed, the same for every model evaluated
+  (common random numbers), so differences between models are not differences of luck.
+"""
+
+import torch
+
+from adapters_geo.rollout.prompts import HINT_TEMPLATE, chat_prompt, encode
+from adapters_geo.rollout.sampling import sample
+from adapters_geo.rollout.scoring import completion_logprobs, completion_mask, pack
+
+KINDS = {"sft": "nll", "opd": "kl", "rlvr": "neg_reward"}
+SAMPLE_SEED = 424_242  # base seed of the reward outcome's sampling (chunk i uses SAMPLE_SEED + i)
+
+
+def outcome_kind(method: str) -> str:
+    """The outcome that measures `method`'s objective (a mix of OPD and RLVR counts as OPD)."""
+    return KINDS[method]
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]
+
+
+def _solutions(tokenizer, examples, system_prompt, hint: bool = False):
+    """(prompt ids, reference completion ids) per example; `hint`: the self-hint teacher's prompt."""
+    texts = [HINT_TEMPLATE.format(prompt=e.prompt, solution=e.solution) if hint else e.prompt for e in examples]
+    prompts = encode(tokenizer, [chat_prompt(tokenizer, t, system_prompt) for t in texts])
+    completions = [ids + [tokenizer.eos_token_id] for ids in encode(tokenizer, [e.solution for e in examples])]
+    return prompts, completions
+
+
+@torch.no_grad()
+def reference_nll(model, tokenizer, examples, batch: int = 16, system_prompt=None) -> torch.Tensor:
+    """(N,) mean NLL per token of each reference solution."""
+    prompts, completions = _solutions(tokenizer, examples, system_prompt)
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for start, chunk in _chunks(list(range(len(examples))), batch):
+        packed = pack([prompts[i] for i in chunk], [completions[i] for i in chunk], tokenizer.pad_token_id, device)
+        logp = completion_logprobs(model, packed)
+        mask = completion_mask(packed.lengths, packed.width, device)
+        out.append((-(logp * mask).sum(1) / mask.sum(1)).cpu().double())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def reference_kl(model, teacher, tokenizer, examples, batch: int = 8, system_prompt=None, teacher_hint: bool = False):
+    """(N,) mean per-token KL(π_model ‖ π_teacher) over the full vocabulary on each reference solution's contexts."""
+    prompts, completions = _solutions(tokenizer, examples, system_prompt)
+    teacher_prompts = _solutions(tokenizer, examples, system_prompt, hint=True)[0] if teacher_hint else prompts
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for start, chunk in _chunks(list(range(len(examples))), batch):
+        rows = [completions[i] for i in chunk]
+        packed = pack([prompts[i] for i in chunk], rows, tokenizer.pad_token_id, device)
+        _, student = completion_logprobs(model, packed, full=True)  # (B, L, V)
+        packed_t = pack([teacher_prompts[i] for i in chunk], rows, tokenizer.pad_token_id, teacher_device(teacher))
+        _, taught = completion_logprobs(teacher, packed_t, full=True)
+        kl = (student.exp() * (student - taught.to(device))).sum(-1)  # (B, L), zero beyond each length
+        mask = completion_mask(packed.lengths, packed.width, device)
+        out.append(((kl * mask).sum(1) / mask.sum(1)).cpu().double())
+    return torch.cat(out)
+
+
+def teacher_device(teacher) -> torch.device:
+    return next(teacher.parameters()).device
+
+
+@torch.no_grad()
+def negative_reward(model, tokenizer, examples, reward, samples: int = 4, max_new_tokens: int = 48, batch: int = 16,
+                    system_prompt=None) -> torch.Tensor:
+    """(N,) minus the mean reward of `samples` temperature-1 samples per prompt (fixed seeds per chunk)."""
+    prompts = encode(tokenizer, [chat_prompt(tokenizer, e.prompt, system_prompt) for e in examples])
+    out = []
+    with torch.random.fork_rng():
+        for index, (start, chunk) in enumerate(_chunks(list(range(len(examples))), batch)):
+            torch.manual_seed(SAMPLE_SEED + index)
+            completions = sample(model, tokenizer, [prompts[i] for i in chunk], samples, max_new_tokens, temperature=1.0)
+            texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+            rewards = torch.tensor([reward(t, examples[i].answer) for t, i in zip(texts, [i for i in chunk for _ in range(samples)])],
+                                   dtype=torch.float64)
+            out.append(-rewards.view(len(chunk), samples).mean(1))
+    return torch.cat(out)

@@ -1,0 +1,51 @@
+"""Held-out evaluation during a run: the method's outcome per prompt, greedy accuracy at the ends.
+
+At every evaluation the outcome of tasks/outcome.py (sft: reference NLL, opd: full-vocabulary
+reverse KL to the teacher, rlvr: −mean reward of S samples) is computed per held-out prompt;
+at the run's first and last step greedy accuracy is added. The mean goes to the loggers
+(group "eval"); the per-prompt values go to evals/step_NNNNNN.json, so two runs evaluated on
+the same prompts can be compared prompt by prompt (paired bootstrap, stats.py).
+"""
+
+import json
+
+from adapters_geo.atomic import atomic_write_text
+from adapters_geo.tasks.evaluate import greedy_rewards, summarize_rewards
+from adapters_geo.tasks.outcome import negative_reward, reference_kl, reference_nll
+
+
+class HeldOut:
+    """evaluate(step) -> {"outcome", "outcome_kind", ...}: the callable the loop is given."""
+
+    def __init__(self, model, tokenizer, task, examples: list, outcome: str, folder, accuracy_steps=(),
+                 teacher=None, teacher_hint: bool = False, max_new_tokens: int = 48, batch: int = 16,
+                 system_prompt=None, samples: int = 4):
+        self.model, self.tokenizer, self.task, self.examples = model, tokenizer, task, examples
+        self.kind, self.folder, self.accuracy_steps = outcome, folder, set(accuracy_steps)
+        self.teacher, self.teacher_hint = teacher, teacher_hint
+        self.max_new_tokens, self.batch, self.system_prompt, self.samples = max_new_tokens, batch, system_prompt, samples
+
+    def outcome(self, model=None):
+        """(N,) per-prompt outcome of `model` (default: the run's model); lower is better."""
+        model = model or self.model
+        if self.kind == "nll":
+            return reference_nll(model, self.tokenizer, self.examples, self.batch, self.system_prompt)
+        if self.kind == "kl":
+            return reference_kl(model, self.teacher, self.tokenizer, self.examples, max(1, self.batch // 2),
+                                self.system_prompt, self.teacher_hint)
+        return negative_reward(model, self.tokenizer, self.examples, self.task.reward, self.samples, self.max_new_tokens,
+                               self.batch, self.system_prompt)
+
+    def __call__(self, step: int) -> dict:
+        was_training = self.model.training
+        values = self.outcome()
+        record = {"outcome": float(values.mean()), "outcome_kind": self.kind, "examples": len(self.examples)}
+        per_prompt = {"step": step, "outcome_kind": self.kind, "outcome": values.tolist()}
+        if step in self.accuracy_steps:
+            rewards = greedy_rewards(self.model, self.tokenizer, self.task, self.examples, self.max_new_tokens, self.batch,
+                                     self.system_prompt)
+            record.update(summarize_rewards(rewards))
+            per_prompt["greedy_reward"] = rewards
+        self.model.train(was_training)
+        atomic_write_text(self.folder.evals_dir / f"step_{step:06d}.json", json.dumps(per_prompt))
+        return record
