@@ -33,6 +33,7 @@ class LockedSpec:
     K: int = 16  # basis size per matrix
     t0: int | None = None  # the source's t0 (None: the source's recorded t0)
     seed: int = 0  # seed of the random basis
+    mode: str = "projected"  # projected | gradient | adapter (continuation.py)
     kind = "locked"
 
 

@@ -1,78 +1,122 @@
-"""Continuing a run from its t0 inside a subspace: the locked adapter of the locking test (GEOMETRY.md).
+"""Continuing a run from its exact t0 state: the arms of the subspace-locking test (GEOMETRY.md).
 
-From an unconstrained run that saved its exact adapter at t0 (`train.save_adapter_at`):
-- ΔW_t0 is the full update at t0 (including any init the run started from), the frozen offset;
-- V is the top-K right singular vectors of the run's own cumulative update ΔW_t0 − ΔW_init
-  (`early`), a random orthonormal basis (`random`) or the top-K of the final update
-  ΔW_T − ΔW_init (`final`, an upper bound);
-- the continuation trains only B in ΔW = ΔW_t0 + B Vᵀ from step t0 to T, with the run's method,
-  data order and optimizer settings, and is compared with the unconstrained run over the same
-  window. With Adam (not plain SGD) this differs from projected-gradient training only in the
-  optimizer's coordinates.
-The experiment kind that runs these continuations is experiments/lock.py.
+A source run that kept its full training state at t0 (`train.save_t0_state`: adapter, optimizer
+and scheduler state, method state, step) is continued from that state over the same steps and
+batches by every arm; they differ in one thing only, how the update may move:
+- `unconstrained`: the source's own adapter, re-run from t0 (treated exactly like the others);
+- `frozen`: no update after t0 (the floor; evaluation only);
+- `early` / `random` / `final`: inside span(V), V the top-K right singular vectors of the source's
+  own update at t0, ΔW_t0 − ΔW_init (`early`), a random orthonormal basis (`random`), or the top-K
+  of the final update ΔW_T − ΔW_init (`final`, an upper bound).
+The locked arms' `mode` (adapters/locked.py, dense.project_gradients):
+- `projected` (default, fair): ΔW = ΔW_t0 + B Vᵀ, the optimizer in ΔW's full coordinates with its
+  state carried over from t0, each step projected onto span(V);
+- `gradient` (the published recipe): g ← g V Vᵀ, then the optimizer; ΔW leaves span(V);
+- `adapter`: plain optimizer on B, fresh state (≈ √(K/n) of the first-order progress under Adam).
+The experiment kind that runs the arms is experiments/lock.py.
 """
 
 import dataclasses
+import functools
 
 import torch
 
-from adapters_geo.adapters import LockedConfig, random_orthonormal_basis, top_singular_basis
-from adapters_geo.adapters.io import load_saved_deltas
+from adapters_geo.adapters import LockedConfig, attach_adapter, random_orthonormal_basis, top_singular_basis
+from adapters_geo.adapters.dense import project_gradients
+from adapters_geo.adapters.io import load_adapter, load_saved_deltas
 from adapters_geo.config import LockedSpec, RunConfig, run_config_from_dict
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.runfolder import RunFolder
 
 BASES = ("early", "random", "final")
+ARMS = ("unconstrained", "frozen") + BASES
+MODES = ("projected", "gradient", "adapter")
 
 
 def _deltas(folder) -> dict:
     return dict(load_saved_deltas(folder)[1])
 
 
-def source_t0(run_dir) -> int:
-    """The step whose exact adapter the source run saved (the locking t0)."""
-    folder = RunFolder(run_dir)
-    t0 = folder.t0
-    if t0 is None or not folder.adapter_at(t0).is_dir():
+def t0_adapter(source) -> str:
+    """The source's adapter at t0 (inside its t0 state); one line when the source kept none."""
+    folder = RunFolder(source)
+    if not (folder.t0_state / "adapter").is_dir():
         raise AdaptersGeoError(
-            f"run {folder.path} saved no adapter at an early step",
-            "train it with train.save_adapter_at: [t0] (about 20% of the steps)",
+            f"run {folder.path} kept no training state at t0 ({folder.t0_state} is missing), which a locking test continues from",
+            "train the source with train.save_t0_state: true (re-run its experiment with FORCE=1)",
         )
-    return t0
+    return str(folder.t0_state / "adapter")
 
 
-def locked_config(run_dir, basis: str = "early", k: int = 16, seed: int = 0) -> tuple[LockedConfig, int]:
-    """(LockedConfig for the continuation, t0) from a finished unconstrained run."""
-    if basis not in BASES:
-        raise AdaptersGeoError(f"unknown locking basis '{basis}'", f"use one of {', '.join(BASES)}")
-    folder = RunFolder(run_dir)
-    t0 = source_t0(folder)
-    at_t0 = _deltas(folder.adapter_at(t0))
-    source = folder.config_dict()
-    init = _deltas(source["init"]) if source.get("init") else {n: torch.zeros_like(d) for n, d in at_t0.items()}
-    if basis == "early":
-        right = top_singular_basis({n: at_t0[n] - init[n] for n in at_t0}, k)
-    elif basis == "final":
-        final = _deltas(folder.adapter)
-        right = top_singular_basis({n: final[n] - init[n] for n in at_t0}, k)
-    else:
-        right = random_orthonormal_basis({n: tuple(d.shape) for n, d in at_t0.items()}, k, seed=seed)
-    extra = {"source": str(run_dir), "basis": basis, "K": k, "t0": t0}
-    return LockedConfig(right=right, offset=at_t0, extra=extra), t0
+def start_deltas(source) -> tuple[dict, dict]:
+    """(ΔW_t0, ΔW_init) of the source: its update at t0 and the adapter it started from (zeros if none)."""
+    folder = RunFolder(source)
+    at_t0 = _deltas(t0_adapter(folder))
+    init = (folder.config_dict() or {}).get("init")
+    start = _deltas(init) if init else {n: torch.zeros_like(d) for n, d in at_t0.items()}
+    return at_t0, start
 
 
-def continuation_config(run_dir, basis: str = "early", k: int = 16, seed: int = 0) -> RunConfig:
-    """The source run's config, with the locked adapter and first_step = t0."""
-    folder = RunFolder(run_dir)
-    source = folder.config_dict()
-    source.pop("init", None)
-    source["adapter"] = {"kind": "dense"}  # replaced below by the locked adapter
-    config = run_config_from_dict(source, str(folder.config_file))
-    config.adapter, t0 = locked_config(folder.path, basis, k, seed)
-    config.train = dataclasses.replace(config.train, first_step=t0, save_adapter_at=None)
-    return config
+@functools.lru_cache(maxsize=8)
+def basis(source: str, name: str, k: int, seed: int = 0) -> dict:
+    """{matrix: V (n, K)} of a locked arm: the early or final update's top-K right singular vectors, or random."""
+    if name not in BASES:
+        raise AdaptersGeoError(f"unknown locking basis '{name}'", f"use one of {', '.join(BASES)}")
+    at_t0, start = start_deltas(source)
+    if name == "early":
+        return top_singular_basis({n: at_t0[n] - start[n] for n in at_t0}, k)
+    if name == "final":
+        final = _deltas(RunFolder(source).adapter)
+        return top_singular_basis({n: final[n] - start[n] for n in at_t0}, k)
+    return random_orthonormal_basis({n: tuple(d.shape) for n, d in at_t0.items()}, k, seed=seed)
 
 
-def build_locked(spec: LockedSpec) -> LockedConfig:
-    """The LockedConfig a LockedSpec names (a continuation's config.json read back)."""
-    return locked_config(spec.source, spec.basis, spec.K, spec.seed)[0]
+def locked_model(base_model, spec: LockedSpec):
+    """The model of a locked arm: the frozen-basis adapter (projected / adapter mode), or the source's
+    dense adapter at t0 with projected gradients (gradient mode)."""
+    source = str(RunFolder(spec.source).path)
+    right = basis(source, spec.basis, spec.K, spec.seed)
+    if spec.mode == "gradient":
+        model = load_adapter(base_model, t0_adapter(source))
+        project_gradients(model, right)
+        return model
+    extra = {"source": source, "basis": spec.basis, "K": spec.K, "mode": spec.mode}
+    offset = _deltas(t0_adapter(source))
+    return attach_adapter(base_model, LockedConfig(right=dict(right), offset=offset, extra=extra, mode=spec.mode))
+
+
+def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int = 0) -> RunConfig:
+    """The RunConfig of one arm: the source's, continuing from its t0 state to its last step."""
+    if arm not in ARMS:
+        raise AdaptersGeoError(f"unknown locking arm '{arm}'", f"use some of {', '.join(ARMS)}")
+    if mode not in MODES:
+        raise AdaptersGeoError(f"unknown locking mode '{mode}'", f"use one of {', '.join(MODES)}")
+    folder = RunFolder(source)
+    data = folder.config_dict()
+    t0 = folder.t0
+    t0_adapter(folder)  # refuses a source without a t0 state, before anything loads
+    data["init"] = None
+    config = run_config_from_dict(data, str(folder.config_file))
+    steps = t0 if arm == "frozen" else config.train.steps
+    train = dataclasses.replace(config.train, steps=steps, first_step=t0, t0=t0, start_state=str(folder.t0_state),
+                                save_t0_state=False, save_adapter_at=None, track_steps=[], eval_at_start=False)
+    if arm in BASES:
+        adapter = LockedSpec(source=str(folder.path), basis=arm, K=k, t0=t0, seed=seed, mode=mode)
+        return dataclasses.replace(config, adapter=adapter, train=train)
+    return dataclasses.replace(config, init=t0_adapter(folder), train=train)
+
+
+def increment(source, arm_adapter, right: dict) -> dict:
+    """How far an arm moved after t0: ‖ΔW_T − ΔW_t0‖²_F summed over matrices, the part inside span(V),
+    its share, and the share a random K-dimensional subspace would hold (K/n, parameter-weighted)."""
+    at_t0 = _deltas(t0_adapter(source))
+    total = inside = baseline = 0.0
+    for name, final in _deltas(arm_adapter).items():
+        moved = (final - at_t0[name]).double()
+        v = right[name].double()
+        energy = moved.square().sum().item()
+        total += energy
+        inside += (moved @ v).square().sum().item()
+        baseline += energy * v.shape[1] / v.shape[0]
+    return {"increment_sq": total, "inside_sq": inside, "inside_share": inside / total if total else float("nan"),
+            "random_share": baseline / total if total else float("nan")}

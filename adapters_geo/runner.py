@@ -62,19 +62,18 @@ def resolved(config: RunConfig) -> RunConfig:
 def build_model(config: RunConfig):
     """(model with its adapter, tokenizer) for `config`."""
     base = load_base(config.model, config.quant)
+    if isinstance(config.adapter, LockedSpec):
+        from adapters_geo.continuation import locked_model
+
+        return locked_model(base.model, config.adapter), base.tokenizer
     if config.init:
         return load_adapter(base.model, config.init), base.tokenizer
-    adapter = config.adapter
-    if isinstance(adapter, LockedSpec):
-        from adapters_geo.continuation import build_locked
-
-        adapter = build_locked(adapter)
-    return attach_adapter(base.model, adapter), base.tokenizer
+    return attach_adapter(base.model, config.adapter), base.tokenizer
 
 
 def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_new_tokens: int = 48,
                system_prompt=None, resume: bool = False, progress: bool = True, teacher=None,
-               teacher_hint: bool = False) -> dict:
+               teacher_hint: bool = False, label: str | None = None) -> dict:
     """Train an adapted model into `folder`: loggers, tracker, evaluation, loop, final adapter; returns the summary.
 
     `teacher` (a model) is what an OPD run's outcome (reverse KL) is measured against; without one, NLL.
@@ -83,7 +82,7 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     folder.path.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, config.resolved_t0())
     log = Loggers([JsonlLogger(folder.metrics_file), TensorBoardLogger(folder.tensorboard)]
-                  + ([ConsoleLogger(config.steps, config.first_step, method.name)] if progress else []))
+                  + ([ConsoleLogger(config.steps, config.first_step, label or method.name)] if progress else []))
     examples = task.test[: config.eval_size] if config.eval_size else task.test
     kind = outcome_kind(method.name)
     kind = "nll" if kind == "kl" and teacher is None else kind
@@ -100,7 +99,7 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     return summary
 
 
-def run_training(config: RunConfig, out, resume: bool = False, progress: bool = True) -> dict:
+def run_training(config: RunConfig, out, resume: bool = False, progress: bool = True, label: str | None = None) -> dict:
     """Train one run into `out` (config.json, meta.json, the loop's outputs); returns the summary."""
     validate(config.method)
     config = resolved(config)
@@ -118,7 +117,7 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     folder.meta_file.write_text(json.dumps(run_meta(), indent=1))
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
-                      config.method.teacher == "self_hint")
+                      config.method.teacher == "self_hint", label)
 
 
 def analyse_run(folder, progress: bool = True) -> None:
@@ -133,9 +132,9 @@ def analyse_run(folder, progress: bool = True) -> None:
 
 
 def run(config: RunConfig, out, resume: bool = False, progress: bool = True, analyse: bool = True,
-        identity: str | None = None) -> dict:
+        identity: str | None = None, label: str | None = None) -> dict:
     """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval})."""
-    summary = run_training(config, out, resume, progress)
+    summary = run_training(config, out, resume, progress, label)
     if analyse:
         analyse_run(out, progress)
     folder = RunFolder(out)

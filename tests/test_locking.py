@@ -1,6 +1,9 @@
-"""The subspace-locking continuation on tiny-llama: bases, offsets, and the continued run."""
+"""The subspace-locking arms on tiny-llama: one exact start, the same steps and batches, one difference.
 
-import json
+Run: python -m pytest -q tests/test_locking.py
+"""
+
+import dataclasses
 
 import pytest
 import torch
@@ -8,10 +11,12 @@ import torch
 from adapters_geo import AdaptersGeoError
 from adapters_geo.adapters.io import load_saved_deltas
 from adapters_geo.config import run_config_from_dict
-from adapters_geo.continuation import continuation_config, locked_config
+from adapters_geo.continuation import arm_config, basis, start_deltas
+from adapters_geo.runfolder import RunFolder
 from adapters_geo.runner import run_training
 
 K = 4
+T0 = 3
 
 
 @pytest.fixture(scope="module")
@@ -20,42 +25,90 @@ def source_run(tmp_path_factory):
     config = run_config_from_dict({
         "model": "tiny-llama", "task": {"levels": [0], "train_size": 200, "test_size": 8},
         "method": {"name": "sft", "max_new_tokens": 10},
-        "train": {"steps": 10, "batch_size": 8, "lr": 3e-3, "save_adapter_at": [2], "track_steps": [2, 5, 10]},
+        "train": {"steps": 8, "batch_size": 8, "lr": 3e-3, "t0": T0, "save_t0_state": True, "track_steps": [3, 8]},
     })
     run_training(config, out, progress=False)
     return out
 
 
-@pytest.mark.parametrize("basis", ["early", "random", "final"])
-def test_continuation_stays_in_the_locked_subspace(source_run, tmp_path, basis):
-    config = continuation_config(source_run, basis, K)
-    assert config.train.first_step == 2 and config.adapter.extra["basis"] == basis
-    summary = run_training(config, tmp_path / basis, progress=False)
-    assert summary["steps"] == 10
-    at_t0 = dict(load_saved_deltas(source_run / "adapter_step_2")[1])
-    final = dict(load_saved_deltas(tmp_path / basis / "adapter")[1])
-    for name, v in config.adapter.right.items():
-        moved = (final[name] - at_t0[name]).double()
+def deltas(folder) -> dict:
+    return dict(load_saved_deltas(folder)[1])
+
+
+def run_arm(source, tmp_path, arm, steps=None, **options):
+    config = arm_config(source, arm, K, **options)
+    if steps is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
+    folder = tmp_path / f"{arm}-{options.get('mode', 'projected')}-{steps}"
+    run_training(config, folder, progress=False)
+    return RunFolder(folder)
+
+
+def test_unconstrained_arm_reproduces_the_source_run_exactly(source_run, tmp_path):
+    """Same t0 state (weights, Adam moments, schedule, step), same batches: the same run, to the bit."""
+    arm = run_arm(source_run, tmp_path, "unconstrained")
+    source, again = deltas(RunFolder(source_run).adapter), deltas(arm.adapter)
+    assert all(torch.equal(source[n], again[n]) for n in source)
+    assert [r["step"] for r in arm.metrics("train")] == list(range(T0 + 1, 9))
+
+
+def test_first_locked_step_is_the_unconstrained_step_projected(source_run, tmp_path):
+    """From the same state and batch, the projected arm's first update is exactly U V Vᵀ of the unconstrained U."""
+    at_t0 = deltas(RunFolder(source_run).t0_state / "adapter")
+    free = deltas(run_arm(source_run, tmp_path, "unconstrained", steps=T0 + 1).adapter)
+    locked = deltas(run_arm(source_run, tmp_path, "early", steps=T0 + 1).adapter)
+    v = basis(str(source_run), "early", K)
+    for name in at_t0:
+        u = (free[name] - at_t0[name]).double()
+        projected = u @ v[name].double() @ v[name].double().T
+        assert u.norm() > 0
+        torch.testing.assert_close((locked[name] - at_t0[name]).double(), projected, atol=1e-6 * u.abs().max().item(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["early", "random", "final"])
+def test_locked_arms_never_leave_their_subspace(source_run, tmp_path, name):
+    arm = run_arm(source_run, tmp_path, name)
+    at_t0, final, v = deltas(RunFolder(source_run).t0_state / "adapter"), deltas(arm.adapter), basis(str(source_run), name, K)
+    for matrix, delta in final.items():
+        moved = (delta - at_t0[matrix]).double()
         assert moved.norm() > 0
-        assert (moved - moved @ v.double() @ v.double().T).norm() < 1e-4 * moved.norm()
-    saved = json.loads((tmp_path / basis / "config.json").read_text())
-    assert saved["adapter"] == {"kind": "locked", "source": str(source_run), "basis": basis, "K": K, "t0": 2}
-    rows = [json.loads(l) for l in open(tmp_path / basis / "metrics.jsonl")]
-    assert [r["step"] for r in rows if r["group"] == "train"] == list(range(3, 11))
+        outside = moved - moved @ v[matrix].double() @ v[matrix].double().T
+        assert outside.norm() < 1e-5 * moved.norm(), matrix
+    assert arm.config_dict()["adapter"] == {"kind": "locked", "source": str(source_run), "basis": name, "K": K, "t0": T0,
+                                            "seed": 0, "mode": "projected"}
 
 
-def test_early_basis_is_the_top_of_the_early_update(source_run):
-    config, t0 = locked_config(source_run, "early", K)
-    early = dict(load_saved_deltas(source_run / f"adapter_step_{t0}")[1])
-    for name, delta in early.items():
-        v = config.right[name].double()
-        captured = (delta.double() @ v).norm() ** 2 / delta.double().norm() ** 2
-        s = torch.linalg.svdvals(delta.double())
-        assert captured == pytest.approx(((s[:K] ** 2).sum() / (s**2).sum()).item(), rel=1e-6)
-        torch.testing.assert_close(config.offset[name], delta)
+def test_gradient_mode_leaves_the_subspace_under_adam(source_run, tmp_path):
+    """The published recipe projects the gradient, not the step: Adam's per-coordinate scaling leaves span(V)."""
+    arm = run_arm(source_run, tmp_path, "early", mode="gradient")
+    at_t0, final, v = deltas(RunFolder(source_run).t0_state / "adapter"), deltas(arm.adapter), basis(str(source_run), "early", K)
+    shares = []
+    for matrix, delta in final.items():
+        moved = (delta - at_t0[matrix]).double()
+        shares.append(((moved @ v[matrix].double()).norm() / moved.norm()).item())
+    assert min(shares) < 0.99
 
 
-def test_a_run_without_an_early_adapter_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(AdaptersGeoError, match="saved no adapter at an early step"):
-        locked_config(tmp_path)
+def test_frozen_arm_keeps_the_t0_state_and_is_evaluated_once_at_t0(source_run, tmp_path):
+    arm = run_arm(source_run, tmp_path, "frozen")
+    at_t0, final = deltas(RunFolder(source_run).t0_state / "adapter"), deltas(arm.adapter)
+    assert all(torch.equal(at_t0[n], final[n]) for n in at_t0)
+    evals = arm.evals()
+    assert [e["step"] for e in evals] == [T0] and "accuracy" in evals[0] and arm.metrics("train") == []
+
+
+def test_early_basis_is_the_top_of_the_run_s_own_early_update(source_run):
+    at_t0, start = start_deltas(source_run)
+    v = basis(str(source_run), "early", K)
+    for name, delta in at_t0.items():
+        own = (delta - start[name]).double()
+        captured = (own @ v[name].double()).norm() ** 2 / own.norm() ** 2
+        s = torch.linalg.svdvals(own)
+        assert captured.item() == pytest.approx(((s[:K] ** 2).sum() / (s**2).sum()).item(), rel=1e-6)
+
+
+def test_a_source_without_a_t0_state_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "config.json").write_text('{"train": {"t0": 2}}')
+    with pytest.raises(AdaptersGeoError, match="kept no training state at t0") as err:
+        arm_config(tmp_path, "early", K)
+    assert "FORCE=1" in str(err.value)

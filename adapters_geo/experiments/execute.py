@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from adapters_geo.config import run_config_from_dict
-from adapters_geo.continuation import BASES
+from adapters_geo.continuation import ARMS
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.experiments.lock import lock_steps, run_lock
 from adapters_geo.experiments.resolve import experiment_hash, load_resolved, references, substitute
@@ -61,7 +61,7 @@ def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
 def _steps(data: dict, smoke: bool) -> str:
     """'N steps' for a training experiment, 'B × N steps' for a locking test (from t0 to the end)."""
     if data.get("kind") == "lock":
-        return lock_steps(load_resolved(references(data)[0], smoke), data.get("bases", BASES))
+        return lock_steps(load_resolved(references(data)[0], smoke), data.get("bases", ARMS))
     return f"{data.get('train', {}).get('steps', '?')} steps"
 
 
@@ -108,11 +108,11 @@ def run_experiment(name: str, force: bool = False, smoke: bool = False, progress
                    "source": str(root / dep)} for dep in references(data)}
     resolved = substitute(data, paths)
     if data.get("kind") == "lock":
-        summary = run_lock(resolved, folder, progress)
+        summary = run_lock(resolved, folder, progress, name)
         run_folder.write_json(run_folder.done_file, {"hash": wanted, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **summary})
     else:
         config = run_config_from_dict({k: v for k, v in resolved.items() if k not in META_KEYS}, str(run_folder.experiment_file))
-        run(config, folder, resume=True, progress=progress, identity=wanted)
+        run(config, folder, resume=True, progress=progress, identity=wanted, label=name)
     if _top:
         from adapters_geo.report.runs import write_report
 
