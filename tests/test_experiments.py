@@ -66,22 +66,28 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
     todo = plan("lock_opd", smoke=True)
     assert [item.split(" ")[0] for item in todo] == ["sft_init", "teacher", "opd_dense", "lock_opd"]
     steps = load_resolved("opd_dense", True)["train"]
-    t0 = steps["save_adapter_at"][0]
-    assert todo[-1] == f"lock_opd (3 × {steps['steps'] - t0} steps)" and todo[2] == f"opd_dense ({steps['steps']} steps)"
+    t0 = steps["t0"]
+    assert todo[-1] == f"lock_opd (4 × {steps['steps'] - t0} steps)" and todo[2] == f"opd_dense ({steps['steps']} steps)"
     folder = run_experiment("lock_opd", smoke=True, progress=False)
     assert plan("lock_opd", smoke=True) == [] and plan("lock_opd", smoke=True, force=True) == [todo[-1]]
     runs = tmp_path / "runs" / "smoke"
     for dep in ("teacher", "sft_init", "opd_dense", "lock_opd"):
         assert (runs / dep / "done.json").is_file(), dep
-    for item in ("adapter", "adapter_step_2", "geometry/geometry.json", "geometry/heatmaps.png",
-                 "trajectory_geometry/trajectory.json", "metrics.jsonl", "config.json", "meta.json", "tb"):
+    for item in ("adapter", "t0_state/adapter", "t0_state/state.pt", "geometry/geometry.json", "geometry/heatmaps.png",
+                 "trajectory_geometry/trajectory.json", "metrics.jsonl", "config.json", "meta.json", "tb", "evals"):
         assert (runs / "opd_dense" / item).exists(), item
     done = json.loads((folder / "done.json").read_text())
-    assert set(done["final_eval"]) == {"early", "random", "final", "unconstrained"}
+    arms = done["seeds"]["0"]["arms"]
+    assert set(arms) == {"unconstrained", "frozen", "early", "random", "final"} and done["t0"] == t0
     for basis in ("early", "random", "final"):
-        assert json.loads((folder / basis / "config.json").read_text())["adapter"]["basis"] == basis
+        saved = json.loads((folder / "seed_0" / basis / "config.json").read_text())
+        assert saved["adapter"]["basis"] == basis and saved["adapter"]["mode"] == "projected"
+        assert saved["train"]["start_state"] == str(runs / "opd_dense" / "t0_state")
+    assert 0 <= arms["unconstrained"]["increment"]["inside_share"] <= 1
     geometry = json.loads((runs / "opd_dense" / "geometry" / "geometry.json").read_text())
     assert "+" in geometry["meta"]["reference"]  # measured against the SFT anchor, not the base
+    teacher, anchor = (json.loads((runs / r / "config.json").read_text()) for r in ("teacher", "sft_init"))
+    assert teacher["train"]["seed"] != anchor["train"]["seed"] and teacher["task"]["pool"] != anchor["task"]["pool"]
 
     capsys.readouterr()
     run_experiment("lock_opd", smoke=True, progress=False)
@@ -103,23 +109,21 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
 
 def test_report_from_smoke_runs(tmp_path):
     from adapters_geo.report.runs import write_report
+    from adapters_geo.runfolder import RunFolder
 
     run_experiment("lock_sft", smoke=True, progress=False)
-    report = write_report(tmp_path / "runs" / "smoke")
+    runs = tmp_path / "runs" / "smoke"
+    report = write_report(runs)
     text = report.read_text()
     assert "| sft_dense | sft | dense | none |" in text and "## Subspace locking" in text
-    from adapters_geo.report.runs import _fmt
-    from adapters_geo.continuation import source_t0
-
-    runs = tmp_path / "runs" / "smoke"
-    t0 = source_t0(runs / "sft_dense")
-    first_eval = next(json.loads(line) for line in (runs / "lock_sft" / "early" / "metrics.jsonl").read_text().splitlines()
-                      if '"eval"' in line)
-    final = json.loads((runs / "lock_sft" / "done.json").read_text())["final_eval"]
-    assert first_eval["step"] == t0
-    row = f"| lock_sft | sft | 16 | {t0} | {_fmt(first_eval['accuracy'])} | " + " | ".join(
-        _fmt(final[b]["accuracy"]) for b in ("unconstrained", "early", "random", "final")) + " |"
-    assert row in text
+    assert text.index("**Verdicts**") < text.index("| run |")  # the report opens with the verdicts
+    assert "SFT: " in text and ("retains" in text or "undecided at this budget" in text)
+    done = json.loads((runs / "lock_sft" / "done.json").read_text())
+    t0 = done["t0"]
+    frozen = RunFolder(runs / "lock_sft" / "seed_0" / "frozen").prompt_evals()
+    assert list(frozen) == [t0] and len(frozen[t0]["outcome"]) == 8  # the start, evaluated once, per prompt
+    for arm in ("frozen", "unconstrained", "early", "random", "final"):
+        assert f"| {arm} |" in text
     assert (report.parent / "report_locking.png").stat().st_size > 5000
     assert (report.parent / "report_trajectories.png").stat().st_size > 5000
 

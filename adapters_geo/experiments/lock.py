@@ -1,12 +1,14 @@
-"""The `lock` experiment kind: the subspace-locking test (GEOMETRY.md) on a finished source run.
+"""The `lock` experiment kind: the subspace-locking test (GEOMETRY.md) on finished source runs.
 
 `source: experiment:RUN` (a run that kept its training state at t0), `K` (basis size, default 16),
 `bases` (the arms: unconstrained, frozen, early, random, final; default all), `mode` (projected,
-gradient, adapter; default projected), `seed` (of the random basis). Every arm is one run through
-the same pipeline as every run (continuation.py builds its config), in FOLDER/<arm>/, starting
-from the source's exact t0 state over the same steps and batches. done.json gathers each arm's
-final evaluation and how far it moved after t0 (‖ΔW_T − ΔW_t0‖² and its share inside span(V);
-for the unconstrained arm inside the early basis: the future capture the locking test bets on).
+gradient, adapter; default projected), `seed` (of the random basis). For every training seed's
+source run, every arm is one run through the same pipeline as every run (continuation.py builds
+its config), in FOLDER/seed_<s>/<arm>/, starting from that source's exact t0 state over the same
+steps and batches. done.json gathers, per seed and arm, the final evaluation and how far the arm
+moved after t0 (‖ΔW_T − ΔW_t0‖² and its share inside span(V); for the unconstrained arm inside
+the early basis: the future capture the locking test bets on). report/locking.py turns the
+per-prompt outcomes into retentions with intervals.
 """
 
 from pathlib import Path
@@ -16,26 +18,36 @@ from adapters_geo.runfolder import RunFolder
 from adapters_geo.runner import run
 
 
-def run_lock(resolved: dict, folder: Path, progress: bool, name: str = "lock") -> dict:
-    """Train every arm into FOLDER/<arm>; returns done.json's content (without the hash)."""
-    source = RunFolder(resolved["source"])
+def arm_folder(folder: Path, seed: int, arm: str) -> Path:
+    return Path(folder) / f"seed_{seed}" / arm
+
+
+def run_lock(resolved: dict, folder: Path, progress: bool, name: str = "lock", sources: dict | None = None) -> dict:
+    """Train every arm of every seed's source; returns done.json's content (without the hash).
+
+    `sources` {training seed: source run folder}; default: the one `source` of the file.
+    """
+    sources = sources or {RunFolder(resolved["source"]).config().train.seed: resolved["source"]}
     k, mode, seed = int(resolved.get("K", 16)), resolved.get("mode", "projected"), int(resolved.get("seed", 0))
     arms = list(resolved.get("bases") or ARMS)
-    configs = {arm: arm_config(source, arm, k, mode, seed) for arm in arms}  # every arm checked before any trains
-    results = {}
-    for arm, config in configs.items():
-        summary = run(config, folder / arm, resume=True, progress=progress, analyse=False, label=f"{name} {arm}")
-        results[arm] = {"final_eval": summary["final_eval"]}
+    configs = {(s, arm): arm_config(src, arm, k, mode, seed) for s, src in sources.items() for arm in arms}  # all checked first
+    by_seed = {}
+    for (s, arm), config in configs.items():
+        source, out = RunFolder(sources[s]), arm_folder(folder, s, arm)
+        summary = run(config, out, resume=True, progress=progress, analyse=False, label=f"{name} seed {s} {arm}")
+        entry = by_seed.setdefault(str(s), {"source": str(source.path), "arms": {}})
+        entry["arms"][arm] = {"final_eval": summary["final_eval"]}
         if arm != "frozen":
             right = basis(str(source.path), arm if arm in BASES else "early", k, seed)
-            results[arm]["increment"] = increment(source, RunFolder(folder / arm).adapter, right)
-    return {"arms": results, "source": str(source.path), "K": k, "mode": mode, "t0": source.t0, "steps": source.config().train.steps}
+            entry["arms"][arm]["increment"] = increment(source, RunFolder(out).adapter, right)
+    first = RunFolder(next(iter(sources.values())))
+    return {"seeds": by_seed, "K": k, "mode": mode, "arms": arms, "t0": first.t0, "steps": first.config().train.steps}
 
 
-def lock_steps(source: dict, arms) -> str:
+def lock_steps(source: dict, arms, seeds: int = 1) -> str:
     """'A × N steps' of a locking test whose source resolves to `source` (trained arms, from t0 to the end)."""
     train = source.get("train", {})
     total = int(train.get("steps", 0))
     t0 = train.get("t0") or min(train.get("save_adapter_at") or [max(1, round(0.2 * total))])
     trained = [a for a in (arms or ARMS) if a != "frozen"]
-    return f"{len(trained)} × {total - t0} steps"
+    return f"{seeds * len(trained)} × {total - t0} steps"

@@ -21,7 +21,8 @@ SMOKE = {
     "train": {"steps": 10, "batch_size": 4, "lr": 3.0e-3, "eval_every": 0, "checkpoint_every": 5},
     "method": {"group_size": 2, "max_new_tokens": 10},
 }
-SMOKE_STEPS = {"save_adapter_at": [2], "track_steps": [1, 2, 4, 6, 8, 10]}
+SMOKE_STEPS = {"save_adapter_at": [2], "t0": 2, "track_steps": [1, 2, 4, 6, 8, 10]}
+SMOKE_KEEP_TASK = ("pool", "pools")  # teacher, anchor and continuations stay on disjoint prompts in the SMOKE form too
 
 
 def references(data) -> list[str]:
@@ -44,8 +45,8 @@ def smoke_form(data: dict) -> dict:
     for key, value in SMOKE.items():
         if isinstance(value, dict):
             section = dict(out.get(key) or {})
-            if key == "task":
-                section = dict(value)  # the tiny model uses the easy arithmetic task only
+            if key == "task":  # the tiny model uses the easy arithmetic task only
+                section = {**value, **{k: section[k] for k in SMOKE_KEEP_TASK if k in section}}
             else:
                 section.update(value)
             out[key] = section

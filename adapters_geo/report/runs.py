@@ -7,6 +7,7 @@ trajectory_geometry/trajectory.json); nothing is typed in.
 from pathlib import Path
 
 from adapters_geo.atomic import atomic_write_text
+from adapters_geo.report.locking import lock_section, lock_summary, verdicts
 from adapters_geo.report.plots import figure
 from adapters_geo.runfolder import RunFolder
 
@@ -23,7 +24,7 @@ def train_row(folder: Path) -> dict | None:
     config = run.config_dict()
     if config is None or not run.metrics_file.is_file() or run.done() is None:
         return None
-    evals = run.evals()
+    evals = [e for e in run.evals() if "accuracy" in e]
     overall = (run.geometry() or {}).get("overall", {})
     trajectory = run.trajectory() or {}
     mean = lambda key: (overall.get(key) or {}).get("mean")
@@ -37,24 +38,6 @@ def train_row(folder: Path) -> dict | None:
         "locking_step": (trajectory.get("summary", {}).get("attention") or {}).get("locking_step"),
         "trajectory": trajectory.get("summary", {}).get("all", {}).get("steps", []),
     }
-
-
-def lock_row(folder: Path) -> dict | None:
-    run = RunFolder(folder)
-    done, experiment = run.done(), run.experiment()
-    if done is None or experiment is None or experiment["file"].get("kind") != "lock":
-        return None
-    source = RunFolder(done["source"])
-    accuracy = {basis: result["accuracy"] for basis, result in done["final_eval"].items()}
-    t0 = source.t0
-    at_t0 = None  # every continuation evaluates its start, ΔW_t0, at t0 before its first step
-    for basis in ("early", "random", "final"):
-        first = next(iter(RunFolder(folder / basis).evals()), None)
-        if first is not None:
-            at_t0 = first["accuracy"]
-            break
-    return {"run": folder.name, "method": (source.config_dict() or {}).get("method", {}).get("name"), "K": done["K"],
-            "accuracy": accuracy, "t0": t0, "acc_t0": at_t0}
 
 
 def _fmt(value) -> str:
@@ -81,25 +64,15 @@ def plot_trajectories(rows: list, path: Path) -> None:
         axes[0, 0].legend(fontsize=6)
 
 
-def plot_locking(rows: list, path: Path) -> None:
-    order = ["unconstrained", "early", "random", "final"]
-    with figure(path, size=(2.2 + 2.2 * len(rows), 3.4)) as (fig, ax):
-        width = 0.8 / len(order)
-        for i, basis in enumerate(order):
-            ax.bar([j + i * width for j in range(len(rows))], [row["accuracy"].get(basis, 0) for row in rows], width, label=basis)
-        ax.set_xticks([j + 1.5 * width for j in range(len(rows))], [f"{row['run']}\n({row['method']})" for row in rows], fontsize=8)
-        ax.set_ylabel("held-out accuracy")
-        ax.set_title("subspace locking: continuation from t0", fontsize=9)
-        ax.legend(fontsize=7)
-
-
 def write_report(root) -> Path:
     """Write ROOT/report.md (+ report_trajectories.png, report_locking.png) from the finished runs."""
     root = Path(root)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
     trains = [r for r in (train_row(f) for f in folders) if r]
-    locks = [r for r in (lock_row(f) for f in folders) if r]
+    locks = [r for r in (lock_summary(f) for f in folders) if r]
     lines = [f"# adapters_geo report ({root})", ""]
+    if locks:
+        lines += ["**Verdicts** (subspace locking, details below):", ""] + [f"- {line}" for line in verdicts(locks)] + [""]
     lines += ["| run | " + " | ".join(label for _, label in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     lines += [f"| {r['run']} | " + " | ".join(_fmt(r[key]) for key, _ in COLUMNS) + " |" for r in trains]
     lines += ["", "Geometry: overall means over all target matrices, each run against its own start (OPD / RLVR from",
@@ -108,16 +81,6 @@ def write_report(root) -> Path:
     if trains:
         plot_trajectories(trains, root / "report_trajectories.png")
         lines += ["![trajectories](report_trajectories.png)", ""]
-    if locks:
-        lines += ["## Subspace locking", "", "Held-out accuracy at the end of the budget, continuing from t0 unconstrained or locked.", "",
-                  "| run | method | K | t0 | acc at t0 | unconstrained | early basis | random basis | final basis |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in locks:
-            acc = r["accuracy"]
-            lines.append(f"| {r['run']} | {r['method']} | {r['K']} | {_fmt(r['t0'])} | {_fmt(r['acc_t0'])} | " + " | ".join(
-                _fmt(acc.get(b)) for b in ("unconstrained", "early", "random", "final")) + " |")
-        lines += ["", "Continuations train ΔW = ΔW_t0 + B Vᵀ with Adam; with plain SGD this equals projected-gradient",
-                  "training, with Adam it differs in the optimizer's coordinates.", "", "![locking](report_locking.png)", ""]
-        plot_locking(locks, root / "report_locking.png")
+    lines += lock_section(locks, root)
     atomic_write_text(root / "report.md", "\n".join(lines))
     return root / "report.md"
