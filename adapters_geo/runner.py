@@ -114,7 +114,8 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     ctx = Context(model, tokenizer, task, config.method, teacher, reference, config.system_prompt, config.train.seed)
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.config_file.write_text(json.dumps(config.to_dict(), indent=1))
-    folder.meta_file.write_text(json.dumps(run_meta(), indent=1))
+    meta = {**run_meta(), "rollout_correction": config.method.rollout_correction() if config.method.name != "sft" else None}
+    folder.meta_file.write_text(json.dumps(meta, indent=1))
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
                       config.method.teacher == "self_hint", label)

@@ -3,8 +3,12 @@
 - subspace_similarity Sim_K(t, T) = ‖V_K(t)ᵀ V_K(T)‖²_F / K, V_K the top-K right singular
   vectors of ΔW (left version: U_K, ours), against the final checkpoint T.
 - early_energy_capture(t0) = ‖ΔW_T V_K(t0)‖²_F / ‖ΔW_T‖²_F (ours): the share of the final
-  update inside the early update's top-K right subspace.
-- locking_step = first t after which Sim_K(t, T) stays ≥ 0.9 (ours).
+  update inside the early update's top-K right subspace (it counts ΔW_t0 itself).
+- future_capture(t) = ‖(ΔW_T − ΔW_t) V_K(t)‖²_F / ‖ΔW_T − ΔW_t‖²_F (ours): the share of the
+  update still to come inside ΔW_t's top-K right subspace, what the locking test bets on; a random
+  K-dimensional subspace holds K/n of it on average. Undefined at T.
+- locking_step = first t before T after which Sim_K(t, T) stays ≥ 0.9 (ours); None: not reached
+  before T (Sim(T, T) = 1 always, so T itself does not count).
 - rank dynamics: stable_rank, update_norm and hill_alpha of ΔW_t against t.
 """
 
@@ -34,15 +38,26 @@ def early_energy_capture(delta_t0: torch.Tensor, delta_final: torch.Tensor, k: i
     return ((final @ v) ** 2).sum().item() / (final**2).sum().item()
 
 
+def future_capture(delta_t: torch.Tensor, delta_final: torch.Tensor, k: int = K_DEFAULT) -> tuple[float, float]:
+    """(share of ‖ΔW_T − ΔW_t‖²_F inside ΔW_t's top-K right subspace, the random baseline K/n)."""
+    rest = (delta_final.to(torch.float64) - delta_t.to(torch.float64))
+    total = (rest**2).sum().item()
+    k = min(k, min(delta_t.shape))
+    if total == 0:
+        return float("nan"), k / delta_t.shape[1]
+    v = top_vectors(delta_t, k)
+    return ((rest @ v) ** 2).sum().item() / total, k / delta_t.shape[1]
+
+
 def locking_step(steps: list, similarities: list, threshold: float = LOCK_THRESHOLD):
-    """First step from which every later similarity is ≥ threshold; None if it never locks."""
+    """First step before T from which every later similarity is ≥ threshold; None: not reached before T."""
     locked_from = None
     for step, sim in zip(steps, similarities):
         if sim >= threshold:
             locked_from = step if locked_from is None else locked_from
         else:
             locked_from = None
-    return locked_from
+    return None if locked_from is None or locked_from == steps[-1] else locked_from
 
 
 def _rank_metrics(s) -> dict:
@@ -70,10 +85,14 @@ def matrix_trajectory(deltas: dict, k: int = K_DEFAULT, spectra: dict | None = N
     for step in steps:
         delta = deltas[step]
         s = spectra[step] if step in spectra else svdvals64(delta)
+        right = top_vectors(delta, k)
+        capture, baseline = future_capture(delta, final, k) if step != steps[-1] else (float("nan"), k / delta.shape[1])
         rows.append({
             "step": step,
-            "sim_right": subspace_similarity(top_vectors(delta, k), final_right),
+            "sim_right": subspace_similarity(right, final_right),
             "sim_left": subspace_similarity(top_vectors(delta, k, "left"), final_left),
+            "future_capture": capture,
+            "future_capture_random": baseline,
             **_rank_metrics(s),
         })
     return {
@@ -108,7 +127,8 @@ def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None, spect
         curve = []
         for index, step in enumerate(steps):
             rows = [matrices[name]["steps"][index] for name in members]
-            keys = ("sim_right", "sim_left", "stable_rank", "effective_rank", "update_norm", "hill_alpha")
+            keys = ("sim_right", "sim_left", "future_capture", "future_capture_random", "stable_rank", "effective_rank",
+                    "update_norm", "hill_alpha")
             curve.append({"step": step, **{key: _mean([row[key] for row in rows]) for key in keys}})
         entry = {"steps": curve, "locking_step": locking_step(steps, [row["sim_right"] for row in curve])}
         if early_step is not None:
@@ -116,6 +136,9 @@ def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None, spect
             entry["early_energy_capture"] = _mean(
                 [early_energy_capture(snapshots[early_step][n], snapshots[final][n], k) for n in members]
             )
+            at_t0 = next(row for row in curve if row["step"] == early_step)
+            entry["early_future_capture"], entry["early_future_capture_random"] = (
+                at_t0["future_capture"], at_t0["future_capture_random"])
         summary[group] = entry
     return {"K": k, "steps": steps, "matrices": matrices, "summary": summary}
 

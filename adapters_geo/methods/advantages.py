@@ -6,7 +6,8 @@ RLVR (GRPO): binary verifiable reward per sample, advantage (r − mean_group) /
 broadcast to every token; groups whose rewards are all equal carry no signal and are skipped.
 Mixing: A = α·A_OPD + (1 − α)·A_RLVR, raw, without re-normalisation.
 Token selection: keep a ρ fraction of each sample's completion tokens, at random or those with
-the largest r_t, and rescale kept tokens by T / kept so the loss scale is unchanged.
+the largest |r_t| (where student and teacher disagree most, in either direction), and rescale
+kept tokens by T / kept so the loss scale is unchanged.
 """
 
 import math
@@ -51,6 +52,6 @@ def token_selection(mask: torch.Tensor, fraction: float, mode: str = "random", g
         if mode == "random":
             chosen = torch.randperm(length, generator=generator)[:kept]
         else:
-            chosen = torch.topk(gaps[row, :length], kept).indices
+            chosen = torch.topk(gaps[row, :length].abs(), kept).indices
         weights[row, chosen] = length / kept
     return weights

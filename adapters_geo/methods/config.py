@@ -19,7 +19,7 @@ class MethodConfig:
     eps_high: float = 0.28  # ratio clip 1 + ε_high
     kl_coef: float = 0.0  # rlvr: weight of k3 KL to the initial policy (0: off)
     token_fraction: float = 1.0  # ρ: fraction of completion tokens kept in the loss
-    token_select: str = "random"  # random | top_gap (largest r_t = log π_s − log π_t)
+    token_select: str = "random"  # random | top_gap (largest |r_t|, r_t = log π_s − log π_t)
     rollout_source: str = "student"  # student | teacher (off-policy) | stale:N (policy N updates old)
     mix_alpha: float | None = None  # A = α·A_OPD + (1 − α)·A_RLVR (needs a teacher and a reward)
     sft_source: str = "reference"  # sft: reference solutions, or teacher (greedy teacher completions)
@@ -27,6 +27,14 @@ class MethodConfig:
     def stale_lag(self) -> int:
         """N of rollout_source 'stale:N' (0 otherwise)."""
         return int(self.rollout_source.split(":", 1)[1]) if self.rollout_source.startswith("stale:") else 0
+
+    def rollout_correction(self) -> str:
+        """What corrects for rollouts not drawn from the current policy (recorded in the run)."""
+        if self.rollout_source == "teacher":
+            return "none: teacher samples, loss evaluated as if on-policy (off-policy distillation, no importance ratio)"
+        if self.stale_lag():
+            return f"clipped importance ratio pi_current / pi_behaviour, behaviour = the policy {self.stale_lag()} updates old"
+        return "none needed: on-policy samples from the current policy (ratio 1)"
 
     def needs_teacher(self) -> bool:
         return self.name == "opd" or self.mix_alpha is not None or self.sft_source == "teacher" or (

@@ -6,6 +6,12 @@ minimise the clipped token-level policy-gradient loss (losses.py) with the advan
 advantages.py. How this GRPO differs from the textbook one: no KL to a reference unless
 kl_coef > 0, no entropy bonus, asymmetric clip (0.2 / 0.28), token-level aggregation, zero-variance
 groups dropped from the loss. OPD uses the same loss with A_t = −coef·r_t, no KL, no entropy bonus.
+
+The importance ratio ρ_t = π(y_t) / π_behaviour(y_t) uses the log-probs of the policy that drew the
+samples: the current student (ρ = 1 at the one update per batch), or the stale policy N updates
+old (`rollout_source: stale:N`, scored when sampling). Teacher-drawn rollouts get no correction
+(MethodConfig.rollout_correction says so in the run). A mix of OPD and RLVR logs each
+component's gradient norm and the OPD share of their sum.
 """
 
 import torch
@@ -60,12 +66,20 @@ class PolicyGradient:
                 return sample(model, tok, student_prompts, *args)
         return sample(model, tok, student_prompts, *args)
 
+    def _behaviour(self, model, prompts, completions):
+        """(B, L) log-probs under the stale policy that drew the samples (None: drawn by the current one)."""
+        if self.history is None or self.cfg.rollout_source == "teacher":
+            return None
+        with self.history.policy(model):
+            return self._score(model, prompts, completions, full=False)
+
     def batch(self, examples: list, step: int) -> Batch:
         model, tok, group = self.ctx.model, self.ctx.tokenizer, self.cfg.group_size
         student_prompts, teacher_prompts = self._prompts(examples)
         completions = self._rollouts(model, student_prompts, teacher_prompts)
         repeat = lambda items: [x for x in items for _ in range(group)]
         batch = Batch(step, repeat(student_prompts), completions)
+        batch.behaviour = self._behaviour(model, batch.prompts, completions)
         if self.uses_reward:
             texts = tok.batch_decode(completions, skip_special_tokens=True)
             rewards = [self.ctx.task.reward(t, e.answer) for t, e in zip(texts, repeat(examples))]
@@ -77,10 +91,10 @@ class PolicyGradient:
         return batch
 
     @torch.no_grad()
-    def _score(self, model, prompts, completions):
+    def _score(self, model, prompts, completions, full=None):
         device = next(model.parameters()).device
         packed = pack(prompts, completions, self.ctx.tokenizer.pad_token_id, device)
-        return completion_logprobs(model, packed, full=self.cfg.full_vocab_kl)
+        return completion_logprobs(model, packed, full=self.cfg.full_vocab_kl if full is None else full)
 
     def advantages(self, old_logp: torch.Tensor, mask: torch.Tensor, batch: Batch):
         """(A (B, L), per-sample keep (B,)) for this method and its mix."""
@@ -102,7 +116,8 @@ class PolicyGradient:
         scored = completion_logprobs(model, packed, full=self.cfg.full_vocab_kl)
         logp, logp_all = scored if self.cfg.full_vocab_kl else (scored, None)
         mask = completion_mask(packed.lengths, packed.width, device)
-        old = logp.detach()  # the behaviour log-probs, recomputed by the current student
+        old = logp.detach()  # the current student's log-probs: the advantages' r_t
+        behaviour = batch.behaviour.to(device) if batch.behaviour is not None else old  # the ratio's denominator
         advantages, keep = self.advantages(old, mask, batch)
         token_mask = mask * keep[:, None]
         teacher = batch.teacher
@@ -114,7 +129,7 @@ class PolicyGradient:
         if self.cfg.full_vocab_kl:
             loss = (reverse_kl_full(logp_all, teacher[1]) * weights).sum() / max(denominator, 1.0)
         else:
-            loss = clipped_pg(logp, old, advantages, weights, denominator, self.cfg.eps_low, self.cfg.eps_high)
+            loss = clipped_pg(logp, behaviour, advantages, weights, denominator, self.cfg.eps_low, self.cfg.eps_high)
         if self.cfg.kl_coef:
             loss = loss + self.cfg.kl_coef * (k3_kl(logp, batch.reference) * token_mask).sum() / max(denominator, 1.0)
         metrics = {"loss": loss.item(), "completion_len": float(mask.sum(1).mean().item()), "kept_samples": float(keep.mean().item())}
@@ -122,4 +137,25 @@ class PolicyGradient:
             metrics["teacher_gap"] = float((gaps * mask).sum().item() / mask.sum().clamp_min(1).item())
         if batch.rewards is not None:
             metrics["reward"] = float(batch.rewards.mean().item())
+        if batch.behaviour is not None:
+            metrics["behaviour_gap"] = float(((old - behaviour).abs() * mask).sum().item() / mask.sum().clamp_min(1).item())
+        if self.cfg.mix_alpha is not None and 0 < self.cfg.mix_alpha < 1 and not self.cfg.full_vocab_kl:
+            metrics.update(self._mix_shares(model, logp, behaviour, old, mask, keep, batch, weights, denominator))
         return loss, metrics
+
+    def _mix_shares(self, model, logp, behaviour, old, mask, keep, batch, weights, denominator) -> dict:
+        """‖∇‖ of the OPD part α·A_OPD and of the RLVR part (1 − α)·A_RLVR of the mixed loss, and the OPD share."""
+        from adapters_geo.adapters import trainable_parameters
+
+        teacher = batch.teacher[0] if isinstance(batch.teacher, tuple) else batch.teacher
+        alpha, params = self.cfg.mix_alpha, trainable_parameters(model)
+        parts = {"opd": alpha * opd_advantages(old, teacher, self.cfg.opd_coef),
+                 "rlvr": (1 - alpha) * grpo_advantages(batch.rewards.to(mask.device), self.cfg.group_size)[0][:, None] * mask}
+        norms = {}
+        for name, adv in parts.items():
+            part = clipped_pg(logp, behaviour, adv, weights, denominator, self.cfg.eps_low, self.cfg.eps_high)
+            grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+            norms[name] = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)).item()
+        total = norms["opd"] + norms["rlvr"]
+        return {"grad_norm_opd": norms["opd"], "grad_norm_rlvr": norms["rlvr"],
+                "grad_share_opd": norms["opd"] / total if total else float("nan")}

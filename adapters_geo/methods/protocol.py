@@ -21,6 +21,7 @@ class Batch:
     rewards: torch.Tensor | None = None  # (B,) verifiable rewards (rlvr, mixes)
     teacher: object = None  # (B, L) teacher log-probs on the completion tokens, or ((B, L), (B, L, V)) for the full KL
     reference: torch.Tensor | None = None  # (B, L) log-probs under the initial policy (rlvr's optional KL)
+    behaviour: torch.Tensor | None = None  # (B, L) log-probs under the policy that sampled (None: the current one)
 
     @property
     def completion_tokens(self) -> int:

@@ -35,9 +35,17 @@ def train_row(folder: Path) -> dict | None:
         "sparsity_bf16": mean("sparsity_bf16"), "rotation": mean("rotation_right_max_deg"),
         "spectral_drift": mean("spectral_drift"), "principal_energy": mean("principal_energy"),
         "stable_rank": mean("stable_rank"), "rank_at_90": mean("rank_at_90"),
-        "locking_step": (trajectory.get("summary", {}).get("attention") or {}).get("locking_step"),
+        "locking_step": _locking(trajectory),
         "trajectory": trajectory.get("summary", {}).get("all", {}).get("steps", []),
     }
+
+
+def _locking(trajectory: dict):
+    """The attention matrices' locking step, or 'not before T' when the trajectory never locked before its end."""
+    attention = trajectory.get("summary", {}).get("attention")
+    if not attention:
+        return None
+    return attention.get("locking_step") if attention.get("locking_step") is not None else "not before T"
 
 
 def _fmt(value) -> str:

@@ -4,6 +4,7 @@ import torch
 
 from adapters_geo.geometry.trajectory import (
     early_energy_capture,
+    future_capture,
     locking_step,
     matrix_trajectory,
     model_trajectory,
@@ -21,6 +22,21 @@ def test_subspace_similarity_extremes():
 def test_locking_step_is_first_step_after_which_it_stays_high():
     assert locking_step([1, 2, 3, 4, 5], [0.95, 0.5, 0.92, 0.97, 1.0]) == 3
     assert locking_step([1, 2, 3], [0.2, 0.95, 0.3]) is None
+    assert locking_step([1, 2, 3], [0.2, 0.5, 1.0]) is None  # Sim(T, T) = 1 is not locking
+
+
+def test_future_capture_counts_only_the_update_still_to_come():
+    """ΔW_T = ΔW_t + R: the capture of R by ΔW_t's top-K subspace, not of ΔW_T (which holds ΔW_t itself)."""
+    m, n, k = 30, 50, 3
+    v = orthonormal(n, 2 * k, seed=7)
+    u = orthonormal(m, k, seed=8)
+    early = u @ v[:, :k].T * 5
+    inside, outside = u @ v[:, :k].T, u @ v[:, k:].T
+    assert abs(future_capture(early, early + inside, k)[0] - 1) < 1e-9
+    assert future_capture(early, early + outside, k)[0] < 1e-9
+    share, baseline = future_capture(early, early + inside + outside, k)
+    assert abs(share - 0.5) < 1e-9 and baseline == k / n
+    assert early_energy_capture(early, early + outside, k) > 0.9  # the old measure counts ΔW_t itself
 
 
 def test_synthetic_trajectory_locks_at_the_known_step():
@@ -59,7 +75,7 @@ def test_model_trajectory_summarises_attention_and_mlp():
         }
     out = model_trajectory(snapshots, k, early_step=1)
     assert out["summary"]["attention"]["locking_step"] == 1
-    assert out["summary"]["mlp"]["locking_step"] == 4
+    assert out["summary"]["mlp"]["locking_step"] is None  # only T itself qualifies: not reached before T
     assert abs(out["summary"]["attention"]["early_energy_capture"] - 1) < 1e-9
     assert out["summary"]["mlp"]["early_energy_capture"] < 0.5
     assert [row["step"] for row in out["summary"]["all"]["steps"]] == [1, 2, 3, 4]

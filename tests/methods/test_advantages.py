@@ -21,11 +21,11 @@ def test_grpo_advantages_sum_to_zero_per_group_and_skip_flat_groups():
     assert keep.view(3, 4)[0].eq(1).all() and (groups[0][[0, 3]] > 0).all() and (groups[0][[1, 2]] < 0).all()
 
 
-def test_top_gap_keeps_exactly_the_largest_gaps_and_rescales():
+def test_top_gap_keeps_exactly_the_largest_absolute_gaps_and_rescales():
     mask = torch.tensor([[1.0, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
     gaps = torch.tensor([[0.1, 0.9, -0.5, 0.4, 9.0, 9.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
     weights = token_selection(mask, 0.5, "top_gap", gaps)
-    assert torch.equal(weights[0], torch.tensor([0.0, 2, 0, 2, 0, 0]))  # 2 of 4 kept, padding never chosen
+    assert torch.equal(weights[0], torch.tensor([0.0, 2, 2, 0, 0, 0]))  # |−0.5| > 0.4: negative gaps count; no padding
     assert torch.equal(weights[1], torch.tensor([0.0, 0, 0, 2, 2, 2]))
     assert torch.equal(weights.sum(1), mask.sum(1))  # loss scale unchanged
 
@@ -67,3 +67,11 @@ def test_mix_endpoints_and_full_vocab_kl():
     assert torch.allclose(reverse_kl_full(s, s), torch.zeros(2, 3), atol=1e-7)
     assert (reverse_kl_full(s, torch.log_softmax(torch.randn(2, 3, 7), -1)) > 0).all()
     assert nll(torch.tensor([[-1.0, -3.0]]), torch.tensor([[1.0, 0.0]])) == 1.0
+
+
+def test_top_gap_keeps_negative_gaps_as_often_as_positive_ones():
+    """Selection by |r_t| keeps tokens of both signs (ranking by signed r_t kept almost only one sign)."""
+    gaps = torch.cat([-torch.rand(1, 50), torch.rand(1, 50)], 1)
+    weights = token_selection(torch.ones(1, 100), 0.5, "top_gap", gaps)
+    kept = weights[0] > 0
+    assert 15 < int(kept[:50].sum()) < 35 and 15 < int(kept[50:].sum()) < 35

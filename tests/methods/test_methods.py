@@ -259,3 +259,39 @@ def test_one_rlvr_step_raises_rewarded_samples_and_lowers_the_others():
     assert kept.sum() >= 4
     assert torch.corrcoef(torch.stack([advantage[kept], change[kept]]))[0, 1] > 0.8
     assert (change[kept][advantage[kept] > 0] > 0).all() and (change[kept][advantage[kept] < 0] < 0).all()
+
+
+def test_stale_rollouts_are_importance_corrected_with_the_policy_that_drew_them():
+    config = MethodConfig(name="opd", teacher="tiny-llama", rollout_source="stale:1", **SHORT)
+    method, model, tok, task = make(config, teacher=load_base("tiny-llama"), perturb=0.02)
+    method.after_update(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.05 * torch.randn_like(p))
+    method.after_update(model)  # the history now holds the policy before this change
+    batch = method.batch(task.train[:2], step=0)
+    with method.history.policy(model):
+        want = method._score(model, batch.prompts, batch.completions, full=False)
+    assert torch.equal(batch.behaviour, want)
+    current = method._score(model, batch.prompts, batch.completions, full=False)
+    assert (batch.behaviour - current).abs().max() > 1e-3
+    _, metrics = method.loss(model, batch)
+    assert metrics["behaviour_gap"] > 0 and "correction" not in metrics
+    assert "importance ratio" in config.rollout_correction() and "none" in MethodConfig(rollout_source="teacher").rollout_correction()
+
+
+def test_a_mix_logs_each_component_s_gradient_norm():
+    """At ρ = 1 the mixed gradient is α·g_OPD + (1 − α)·g_RLVR: its parts' norms are α‖g_OPD‖ and (1 − α)‖g_RLVR‖."""
+    teacher = load_base("tiny-llama")
+    mixed, model, _, task = make(MethodConfig(name="opd", teacher="tiny-llama", mix_alpha=0.25, **SHORT),
+                                 teacher=teacher, perturb=0.05)
+    batch = mixed.batch(task.train[:4], step=0)
+    _, metrics = mixed.loss(model, batch)
+    pure = build_method(Context(model, mixed.ctx.tokenizer, task, MethodConfig(name="opd", teacher="tiny-llama", **SHORT),
+                                teacher=teacher))
+    loss, _ = pure.loss(model, batch)
+    loss.backward()
+    norm = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters() if p.requires_grad)).item()
+    assert metrics["grad_norm_opd"] == pytest.approx(0.25 * norm, rel=1e-4)
+    assert 0 < metrics["grad_share_opd"] < 1 and metrics["grad_norm_rlvr"] > 0
