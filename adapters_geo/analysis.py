@@ -15,11 +15,14 @@ from tqdm import tqdm
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.geometry.aggregate import aggregate
 from adapters_geo.geometry.suite import Settings, matrix_metrics
-from adapters_geo.geometry.trajectory import K_DEFAULT, model_trajectory
+from adapters_geo.geometry.aggregate import layer_index
+from adapters_geo.geometry.reference import reference_svd
+from adapters_geo.geometry.rotation import default_k
+from adapters_geo.geometry.trajectory import K_DEFAULT, endpoint_along, model_trajectory
 from adapters_geo.report.geometry import write_result
 from adapters_geo.report.trajectory import write_trajectory
 from adapters_geo.runfolder import RunFolder
-from adapters_geo.sources import Source, adapter_source, checkpoint_source, run_source
+from adapters_geo.sources import Source, adapter_source, checkpoint_source, run_source, run_start
 from adapters_geo.svd_cache import SVDCache
 from adapters_geo.trajectory import read_index, read_snapshots
 
@@ -58,7 +61,35 @@ def run_trajectory(folder, k: int = K_DEFAULT) -> dict:
     early = early_step(folder, read_index(folder.trajectory_dir))
     result = model_trajectory(snapshots, k, early, spectra)
     result["early_step"] = early
+    if folder.adapter.is_dir():
+        result["along"] = along_trajectory(folder, snapshots)
     return result
+
+
+LAYER_STRIDE = 8  # endpoint metrics along the trajectory: every matrix of about 8 evenly spaced layers
+
+
+def along_trajectory(folder: RunFolder, snapshots: dict) -> dict:
+    """Mean rotation, principal energy and relative norm of ΔW_t at every tracked step, over a layer subset.
+
+    Subset: every matrix of layers 0, s, 2s, … with s = ceil(layers / 8) (all layers of a small model),
+    measured against the run's start; factor snapshots are top-r reconstructions (trajectory.py).
+    """
+    names = list(snapshots[max(snapshots)])
+    layers = sorted({layer_index(n) for n in names if layer_index(n) is not None})
+    stride = max(1, -(-len(layers) // LAYER_STRIDE))
+    chosen = [n for n in names if layer_index(n) is None or layers.index(layer_index(n)) % stride == 0]
+    start = run_start(folder)
+    rows = {step: [] for step in sorted(snapshots)}
+    for name in chosen:
+        w0 = start[name].double()
+        ref = reference_svd(w0, default_k(w0.shape))
+        for step in rows:
+            rows[step].append(endpoint_along(w0, ref.u, ref.v, snapshots[step][name]))
+    keys = ("rotation_right_max_deg", "principal_energy", "update_norm_rel")
+    mean = lambda values: (sum(v for v in values if v == v) / max(1, sum(v == v for v in values)))  # NaN-free mean
+    curve = [{"step": step, **{key: mean([r[key] for r in found]) for key in keys}} for step, found in rows.items()]
+    return {"matrices": chosen, "steps": curve}
 
 
 def early_step(folder: RunFolder, index: dict) -> int | None:
@@ -78,6 +109,32 @@ def write_run_trajectory(folder, k: int = K_DEFAULT, out=None, overwrite: bool =
     if out.exists() and not overwrite:
         raise AdaptersGeoError(f"{out} already exists", "pass --overwrite or choose another --out")
     return write_trajectory(result, out, overwrite=overwrite)
+
+
+def run_movement(folder, batch: int = 8) -> dict:
+    """Write FOLDER/behaviour.json: mean per-token KL(π_T ‖ π_start) on the held-out reference contexts.
+
+    How far the policy moved, in behaviour rather than weights: with ‖ΔW‖/‖W0‖ it lets methods be
+    compared at matched movement instead of at equal learning rate.
+    """
+    from adapters_geo.adapters.io import load_adapter
+    from adapters_geo.models import load_base
+    from adapters_geo.tasks import load_task
+    from adapters_geo.tasks.outcome import reference_kl
+
+    folder = RunFolder(folder)
+    config = folder.config()
+    examples = load_task(config.task).test
+    examples = examples[: config.train.eval_size] if config.train.eval_size else examples
+    tuned = load_base(config.model, config.quant)
+    start = load_base(config.model, config.quant)
+    start_model = load_adapter(start.model, config.init) if config.init else start.model
+    values = reference_kl(load_adapter(tuned.model, folder.adapter), start_model, tuned.tokenizer, examples, batch,
+                          config.system_prompt)
+    result = {"movement_kl": float(values.mean()), "prompts": len(examples),
+              "reference": f"{config.model} + {config.init}" if config.init else config.model}
+    folder.write_json(folder.behaviour_file, result)
+    return result
 
 
 def geometry_command(base, tuned=None, adapter=None, quant=None, settings=None, out=None, overwrite=False) -> Path:

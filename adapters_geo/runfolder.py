@@ -10,6 +10,7 @@ Every module that reads or writes a run goes through `RunFolder`, so the layout 
     adapter/               the final adapter                         adapter_step_N/  the exact adapter at step N
     train_summary.json     the loop's summary                        geometry/        endpoint geometry (report/)
     trajectory_geometry/   trajectory diagnostics                    done.json        written last: the run is finished
+    behaviour.json         behavioural movement KL(π_T ‖ π_start)
     experiment.json        which named experiment (and hash) made it
 """
 
@@ -55,6 +56,7 @@ class RunFolder:
     done_file = property(lambda self: self.path / "done.json")
     experiment_file = property(lambda self: self.path / "experiment.json")
     evals_dir = property(lambda self: self.path / "evals")
+    behaviour_file = property(lambda self: self.path / "behaviour.json")
     t0_state = property(lambda self: self.path / "t0_state")
 
     def adapter_at(self, step: int) -> Path:
@@ -90,6 +92,10 @@ class RunFolder:
 
     def experiment(self) -> dict | None:
         return self._json(self.experiment_file)
+
+    def behaviour(self) -> dict | None:
+        """behaviour.json: how far the policy moved, KL(π_T ‖ π_start) on the held-out contexts."""
+        return self._json(self.behaviour_file)
 
     def geometry(self) -> dict | None:
         return self._json(self.geometry_dir / "geometry.json")

@@ -122,11 +122,12 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
 
 
 def analyse_run(folder, progress: bool = True) -> None:
-    """Endpoint geometry against the run's start, and trajectory diagnostics when ≥ 2 steps were tracked."""
-    from adapters_geo.analysis import run_geometry, write_run_trajectory
+    """Endpoint geometry and behavioural movement against the run's start, trajectory diagnostics when ≥ 2 steps were tracked."""
+    from adapters_geo.analysis import run_geometry, run_movement, write_run_trajectory
 
     folder = RunFolder(folder)
     run_geometry(folder, progress=progress)
+    run_movement(folder)
     index = folder.trajectory_dir / "index.json"
     if index.is_file() and len(json.loads(index.read_text())) >= 2:
         write_run_trajectory(folder, overwrite=True)

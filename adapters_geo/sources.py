@@ -194,6 +194,34 @@ def run_source(run_dir) -> Source:
     OPD and RLVR runs started from the SFT anchor are thus measured against the anchor, SFT
     runs from the base against the base, as in the published protocol.
     """
+    run_dir, config, meta, final, start = _run_parts(run_dir)
+
+    def pairs():
+        for name, delta in final.items():
+            offset = start.offsets.get(name)
+            yield name, start[name], delta if offset is None else delta - offset
+
+    quant, base = meta["base"]["quant"], meta["base"]["spec"]
+    kind = config["adapter"]["kind"]
+    rank = config["adapter"].get("r", config["adapter"].get("K"))
+    reference = f"{base} + {config['init']}" if config.get("init") else base
+    meta_out = {"reference": reference, "tuned": str(run_dir.path), "quant": quant, "adapter_kind": kind, "adapter_rank": rank}
+    key = None if config.get("init") else f"{fingerprint(resolve_spec(base))}-{quant}"  # cache only plain bases
+    return Source(list(final), pairs, meta_out, cache_key=key)
+
+
+class StartWeights:
+    """W_start of a run by name: the (dequantized) base weight plus the run's init adapter, one matrix at a time."""
+
+    def __init__(self, weights, offsets: dict):
+        self.weights, self.offsets = weights, offsets
+
+    def __getitem__(self, name: str):
+        w0 = self.weights.get(name)
+        return w0 if name not in self.offsets else w0 + self.offsets[name]
+
+
+def _run_parts(run_dir):
     from adapters_geo.adapters.io import load_saved_deltas
     from adapters_geo.runfolder import RunFolder
 
@@ -202,19 +230,10 @@ def run_source(run_dir) -> Source:
     meta, final = load_saved_deltas(run_dir.adapter)
     final = dict(final)
     init = dict(load_saved_deltas(config["init"])[1]) if config.get("init") else {}
-    quant = meta["base"]["quant"]
-    base = meta["base"]["spec"]
-    weights = _reference_weights(base, quant, list(final))
+    weights = _reference_weights(meta["base"]["spec"], meta["base"]["quant"], list(final))
+    return run_dir, config, meta, final, StartWeights(weights, init)
 
-    def pairs():
-        for name, delta in final.items():
-            offset = init.get(name)
-            w0 = weights.get(name) if offset is None else weights.get(name) + offset
-            yield name, w0, delta if offset is None else delta - offset
 
-    kind = config["adapter"]["kind"]
-    rank = config["adapter"].get("r", config["adapter"].get("K"))
-    reference = f"{base} + {config['init']}" if config.get("init") else base
-    meta_out = {"reference": reference, "tuned": str(run_dir.path), "quant": quant, "adapter_kind": kind, "adapter_rank": rank}
-    key = None if config.get("init") else f"{fingerprint(resolve_spec(base))}-{quant}"  # cache only plain bases
-    return Source(list(final), pairs, meta_out, cache_key=key)
+def run_start(run_dir) -> StartWeights:
+    """The weights a run started from (what its trajectory ΔW_t is measured against)."""
+    return _run_parts(run_dir)[4]

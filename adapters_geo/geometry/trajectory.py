@@ -10,12 +10,16 @@
 - locking_step = first t before T after which Sim_K(t, T) stays ≥ 0.9 (ours); None: not reached
   before T (Sim(T, T) = 1 always, so T itself does not count).
 - rank dynamics: stable_rank, update_norm and hill_alpha of ΔW_t against t.
+- endpoint metrics along the way (`endpoint_along`): rotation of W_t's top-k right singular
+  subspace from W0's (max angle, degrees) and principal energy of ΔW_t, with ‖ΔW_t‖/‖W0‖, so
+  methods can be compared at equal update size rather than at equal learning rate.
 """
 
 import torch
 
-from adapters_geo.geometry.linalg import svdvals64, top_right_vectors
-from adapters_geo.geometry.spectrum import effective_rank, hill_alpha, stable_rank
+from adapters_geo.geometry.linalg import svd64, svdvals64, top_right_vectors
+from adapters_geo.geometry.rotation import default_k, rotation_deg
+from adapters_geo.geometry.spectrum import effective_rank, hill_alpha, principal_energy, stable_rank
 
 K_DEFAULT = 16
 LOCK_THRESHOLD = 0.9
@@ -141,6 +145,18 @@ def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None, spect
                 at_t0["future_capture"], at_t0["future_capture_random"])
         summary[group] = entry
     return {"K": k, "steps": steps, "matrices": matrices, "summary": summary}
+
+
+def endpoint_along(w0: torch.Tensor, ref_u: torch.Tensor, ref_v: torch.Tensor, delta: torch.Tensor, k: int | None = None) -> dict:
+    """Rotation (max right angle, degrees), principal energy and relative norm of one snapshot ΔW_t.
+
+    ref_u, ref_v: W0's top singular vectors (at least k columns); k default min(m, n) // 8.
+    """
+    k = min(k or default_k(w0.shape), ref_v.shape[1], min(w0.shape))
+    _, _, v1 = svd64(w0.double() + delta.double(), k)
+    energy, _ = principal_energy(delta, ref_u[:, :k], ref_v[:, :k])
+    rel = delta.double().norm().item() / max(w0.double().norm().item(), 1e-300)
+    return {"rotation_right_max_deg": rotation_deg(ref_v, v1, k)[0], "principal_energy": energy, "update_norm_rel": rel}
 
 
 def _mean(values: list) -> float:

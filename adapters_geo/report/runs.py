@@ -8,14 +8,15 @@ from pathlib import Path
 
 from adapters_geo.atomic import atomic_write_text
 from adapters_geo.report.locking import lock_section, lock_summary, verdicts
-from adapters_geo.report.plots import figure
+from adapters_geo.report.plots import figure, method_colour
 from adapters_geo.runfolder import RunFolder
 
 COLUMNS = [
     ("method", "method"), ("adapter", "adapter"), ("quant", "quant"), ("acc_before", "acc before"),
     ("acc_after", "acc after"), ("sparsity_bf16", "bf16 sparsity"), ("rotation", "rotation V max (°)"),
     ("spectral_drift", "spectral drift"), ("principal_energy", "principal energy"), ("stable_rank", "stable rank"),
-    ("rank_at_90", "rank@90"), ("locking_step", "locking step"),
+    ("rank_at_90", "rank@90"), ("update_norm_rel", "‖ΔW‖/‖W0‖"), ("movement_kl", "KL(π_T‖π_start)"),
+    ("locking_step", "locking step"),
 ]
 
 
@@ -34,9 +35,10 @@ def train_row(folder: Path) -> dict | None:
         "acc_before": evals[0]["accuracy"] if evals else None, "acc_after": evals[-1]["accuracy"] if evals else None,
         "sparsity_bf16": mean("sparsity_bf16"), "rotation": mean("rotation_right_max_deg"),
         "spectral_drift": mean("spectral_drift"), "principal_energy": mean("principal_energy"),
-        "stable_rank": mean("stable_rank"), "rank_at_90": mean("rank_at_90"),
-        "locking_step": _locking(trajectory),
+        "stable_rank": mean("stable_rank"), "rank_at_90": mean("rank_at_90"), "update_norm_rel": mean("update_norm_rel"),
+        "movement_kl": (run.behaviour() or {}).get("movement_kl"), "locking_step": _locking(trajectory),
         "trajectory": trajectory.get("summary", {}).get("all", {}).get("steps", []),
+        "online": [r for r in run.metrics("geometry/overall")], "along": (trajectory.get("along") or {}).get("steps", []),
     }
 
 
@@ -56,20 +58,59 @@ def _fmt(value) -> str:
     return f"{value:.3g}"
 
 
-TRAJECTORY_PANELS = [("sim_right", "subspace overlap with the final update, Sim_16(t, T)"),
-                     ("effective_rank", "effective rank of ΔW_t"), ("stable_rank", "stable rank of ΔW_t"),
-                     ("update_norm", "mean ‖ΔW_t‖_F")]
+TRAJECTORY_PANELS = [("sim_right", "Sim_16(t, T): overlap with the final update's subspace (0–1)"),
+                     ("effective_rank", "effective rank of ΔW_t (dimensions)"), ("stable_rank", "stable rank of ΔW_t (dimensions)"),
+                     ("update_norm", "mean ‖ΔW_t‖_F (weight units)")]
+STYLES = ("-", "--", ":", "-.")
+
+
+def _style(rows: list) -> dict:
+    """{run: (colour, line style)}: one colour per method (as in every figure), a line style per run of it."""
+    seen, out = {}, {}
+    for row in rows:
+        index = seen[row["method"]] = seen.get(row["method"], -1) + 1
+        out[row["run"]] = (method_colour(row["method"], len(seen)), STYLES[index % len(STYLES)])
+    return out
 
 
 def plot_trajectories(rows: list, path: Path) -> None:
-    with figure(path, 2, 2, size=(10, 6.4)) as (fig, axes):
-        for ax, (key, title) in zip(axes.flat, TRAJECTORY_PANELS):
+    styles = _style(rows)
+    with figure(path, 2, 2, size=(11, 6.8)) as (fig, axes):
+        for ax, (key, label) in zip(axes.flat, TRAJECTORY_PANELS):
             for row in rows:
                 points = [r for r in row["trajectory"] if r.get(key) is not None]
-                ax.plot([r["step"] for r in points], [r[key] for r in points], marker="o", ms=3, label=row["run"])
-            ax.set_title(title, fontsize=9)
-            ax.set_xlabel("step")
-        axes[0, 0].legend(fontsize=6)
+                colour, style = styles[row["run"]]
+                ax.plot([r["step"] for r in points], [r[key] for r in points], style, color=colour, marker="o", ms=3,
+                        label=f"{row['run']} ({row['method']})")
+            ax.set_ylabel(label, fontsize=8)
+            ax.set_xlabel("training step")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, -0.01))
+        fig.subplots_adjust(bottom=0.18)
+
+
+MATCHED_PANELS = [("online", "sparsity_bf16", "bf16 sparsity (fraction unchanged)"),
+                  ("along", "rotation_right_max_deg", "rotation of W0's top-k right subspace (max °)"),
+                  ("along", "principal_energy", "principal energy (share of ‖ΔW‖²)"),
+                  ("online", "stable_rank", "stable rank of ΔW_t (dimensions)")]
+
+
+def plot_matched(rows: list, path: Path) -> None:
+    """Every endpoint metric against ‖ΔW_t‖/‖W0‖ along each run's trajectory: methods read at equal update size."""
+    styles = _style(rows)
+    with figure(path, 2, 2, size=(11, 6.8)) as (fig, axes):
+        for ax, (source, key, label) in zip(axes.flat, MATCHED_PANELS):
+            for row in rows:
+                points = [r for r in row[source] if r.get(key) is not None and r.get("update_norm_rel")]
+                colour, style = styles[row["run"]]
+                ax.plot([r["update_norm_rel"] for r in points], [r[key] for r in points], style, color=colour, marker="o",
+                        ms=3, label=f"{row['run']} ({row['method']})")
+            ax.set_xscale("log")
+            ax.set_ylabel(label, fontsize=8)
+            ax.set_xlabel("relative update size ‖ΔW_t‖_F / ‖W0‖_F (mean over matrices)", fontsize=8)
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, -0.01))
+        fig.subplots_adjust(bottom=0.2)
 
 
 def write_report(root) -> Path:
@@ -89,6 +130,11 @@ def write_report(root) -> Path:
     if trains:
         plot_trajectories(trains, root / "report_trajectories.png")
         lines += ["![trajectories](report_trajectories.png)", ""]
+        plot_matched(trains, root / "report_matched.png")
+        lines += ["Endpoint metrics along each run's trajectory against its relative update size (bf16 sparsity and stable",
+                  "rank over all matrices at every tracked step; rotation and principal energy over every matrix of about",
+                  "8 evenly spaced layers): compare methods at equal update size, not at equal learning rate.", "",
+                  "![matched](report_matched.png)", ""]
     lines += lock_section(locks, root)
     atomic_write_text(root / "report.md", "\n".join(lines))
     return root / "report.md"

@@ -4,6 +4,7 @@ import torch
 
 from adapters_geo.geometry.trajectory import (
     early_energy_capture,
+    endpoint_along,
     future_capture,
     locking_step,
     matrix_trajectory,
@@ -79,3 +80,17 @@ def test_model_trajectory_summarises_attention_and_mlp():
     assert abs(out["summary"]["attention"]["early_energy_capture"] - 1) < 1e-9
     assert out["summary"]["mlp"]["early_energy_capture"] < 0.5
     assert [row["step"] for row in out["summary"]["all"]["steps"]] == [1, 2, 3, 4]
+
+
+def test_endpoint_metrics_along_the_way_closed_form():
+    """ΔW = c·u₁v₁ᵀ (W0's own top direction): no rotation, all energy principal, ‖ΔW‖/‖W0‖ = c/‖S‖."""
+    m, n = 40, 32
+    u, v = orthonormal(m, n, seed=11), orthonormal(n, n, seed=12)
+    s = torch.linspace(10, 1, n, dtype=torch.float64)
+    w0 = u @ torch.diag(s) @ v.T
+    delta = 0.5 * u[:, :1] @ v[:, :1].T
+    out = endpoint_along(w0, u, v, delta, k=4)
+    assert out["rotation_right_max_deg"] < 1e-5 and abs(out["principal_energy"] - 1) < 1e-12
+    assert abs(out["update_norm_rel"] - 0.5 / s.norm().item()) < 1e-12
+    swap = 3.0 * u[:, :1] @ (v[:, 4:5] - v[:, :1]).T  # moves weight from the 1st right direction to the 5th
+    assert endpoint_along(w0, u, v, swap, k=4)["rotation_right_max_deg"] > 1.0
