@@ -3,8 +3,8 @@
 import os
 from pathlib import Path
 
-from adapters_geo.config import read_yaml
 from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.yamlfile import read_mapping
 
 DIR_ENV = "ADAPTERS_GEO_EXPERIMENTS"
 
@@ -26,7 +26,4 @@ def read_experiment(name: str) -> dict:
             f"unknown experiment '{name}'",
             f"use one of: {', '.join(available()) or '(none found in ' + str(experiments_dir()) + ')'}",
         )
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise AdaptersGeoError(f"{path} does not hold a mapping", "see the other files in experiments/ for the format")
-    return data
+    return read_mapping(path)
