@@ -12,7 +12,7 @@ class TrainConfig:
     lr: float = 2e-5
     optimizer: str = "adamw"  # adamw | adamw8bit | sgd
     weight_decay: float = 0.0
-    schedule: str = "constant"  # constant | cosine (to 10% of lr)
+    schedule: str = "constant"  # constant | cosine (to 10% of lr) | linear (to 0), after warmup
     warmup_steps: int = 0
     grad_clip: float = 1.0  # max global gradient norm (0: off)
     seed: int = 0
