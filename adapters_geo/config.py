@@ -1,4 +1,4 @@
-"""Typed run configuration from YAML: unknown keys are errors naming the key and the file.
+"""Typed run configuration from YAML: every bad value is one line naming the file, the key and what is allowed.
 
 A run file has the sections
     model: smollm2-135m-instruct      # model spec (see README)
@@ -9,91 +9,83 @@ A run file has the sections
     train: {steps: 100, ...}          # TrainConfig fields
     init: null                        # a saved adapter folder to start from (same kind), or null
     system_prompt: null
+Values are validated by pydantic (schema.py).
 """
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, Union
 
-from adapters_geo.adapters import DenseConfig, LoraConfig
+from pydantic import Discriminator, Field, Tag, WrapValidator, field_validator
+
+from adapters_geo.adapters import DenseConfig, LockedConfig, LoraConfig
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.methods.config import MethodConfig
+from adapters_geo.models.quant import Quant
+from adapters_geo.schema import Section, validated
 from adapters_geo.tasks import TaskConfig
 from adapters_geo.training.config import TrainConfig
-from adapters_geo.yamlfile import read_mapping, read_yaml  # noqa: F401  (read_yaml: this module's name for it)
+from adapters_geo.yamlfile import read_mapping, read_yaml
+
+Basis = Literal["early", "random", "final"]  # the locking test's bases (continuation.py)
 
 
-@dataclass
-class LockedSpec:
+class LockedSpec(Section):
     """The frozen-basis adapter of a locking continuation, as a config names it (continuation.py builds it)."""
 
+    kind: Literal["locked"] = "locked"
     source: str  # the unconstrained run folder it continues from t0
-    basis: str = "early"  # early | random | final
-    K: int = 16  # basis size per matrix
-    t0: int | None = None  # the source's t0 (None: the source's recorded t0)
+    basis: Basis = "early"
+    K: int = Field(16, ge=1)  # basis size per matrix (≤ min(m, n), checked once the base is loaded)
+    t0: int | None = Field(None, ge=1)  # the source's t0 (None: the source's recorded t0)
     seed: int = 0  # seed of the random basis
-    kind = "locked"
 
 
 ADAPTER_CONFIGS = {"dense": DenseConfig, "lora": LoraConfig, "locked": LockedSpec}
 
 
-@dataclass
-class RunConfig:
-    model: str = "smollm2-135m-instruct"
-    quant: str = "none"
-    adapter: object = field(default_factory=DenseConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    init: str | None = None
-    system_prompt: str | None = None
+def _adapter_kind(value):
+    return value.get("kind", "dense") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+def _built_locked_passes(value, handler):
+    # continuation.py puts a built LockedConfig (tensors) in place of its spec: it passes as it is.
+    return value if isinstance(value, LockedConfig) else handler(value)
+
+
+Adapter = Annotated[
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in ADAPTER_CONFIGS.items())],
+    Discriminator(_adapter_kind),  # `kind` picks the section's class; without it, dense
+    WrapValidator(_built_locked_passes),
+]
+
+
+class RunConfig(Section):
+    model: str = "smollm2-135m-instruct"  # model spec (README: Model specs)
+    quant: Quant = "none"
+    adapter: Adapter = Field(default_factory=DenseConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    init: str | None = None  # a saved adapter folder to start from (same kind)
+    system_prompt: str | None = None  # the system message of every prompt (training and evaluation)
+
+    @field_validator("adapter", "method", "task", "train", mode="before")
+    @classmethod
+    def _empty_section(cls, value):
+        return {} if value is None else value  # `train:` with nothing under it: the defaults
 
     def to_dict(self) -> dict:
         adapter = self.adapter
-        if adapter.kind == "locked" and not isinstance(adapter, LockedSpec):  # tensors: record their provenance
+        if isinstance(adapter, LockedConfig):  # tensors: record their provenance
             adapter_dict = {"kind": "locked", **adapter.extra}
         else:
-            adapter_dict = {"kind": adapter.kind, **dataclasses.asdict(adapter)}
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "adapter"}
-        out = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in out.items()}
-        return {"adapter": adapter_dict, **out}
-
-
-def _build(cls, values, where: str):
-    if values is None:
-        return cls()
-    if not isinstance(values, dict):
-        raise AdaptersGeoError(f"{where} must be a mapping, got {type(values).__name__}", f"write {where}: {{key: value}}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise AdaptersGeoError(f"unknown key '{unknown[0]}' in {where}", f"use some of: {', '.join(sorted(known))}")
-    return cls(**values)
+            adapter_dict = adapter.model_dump()
+        return {"adapter": adapter_dict, **self.model_dump(exclude={"adapter"})}
 
 
 def run_config_from_dict(data: dict, source: str = "<dict>") -> RunConfig:
     """A RunConfig from plain data (as read from YAML)."""
-    if not isinstance(data, dict):
-        raise AdaptersGeoError(f"{source} does not hold a mapping of sections", "see experiments/*.yaml for the format")
-    top = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(data) - top)
-    if unknown:
-        raise AdaptersGeoError(f"unknown key '{unknown[0]}' in {source}", f"use some of: {', '.join(sorted(top))}")
-    adapter = dict(data.get("adapter") or {"kind": "dense"})
-    kind = adapter.pop("kind", "dense")
-    if kind not in ADAPTER_CONFIGS:
-        raise AdaptersGeoError(f"unknown adapter kind '{kind}' in {source}", "use dense, lora or locked")
-    return RunConfig(
-        model=data.get("model", RunConfig.model),
-        quant=data.get("quant", RunConfig.quant),
-        adapter=_build(ADAPTER_CONFIGS[kind], adapter, f"{source}: adapter"),
-        method=_build(MethodConfig, data.get("method"), f"{source}: method"),
-        task=_build(TaskConfig, data.get("task"), f"{source}: task"),
-        train=_build(TrainConfig, data.get("train"), f"{source}: train"),
-        init=data.get("init"),
-        system_prompt=data.get("system_prompt"),
-    )
+    return validated(RunConfig, data, source)
 
 
 def load_run_config(path) -> RunConfig:
@@ -103,3 +95,13 @@ def load_run_config(path) -> RunConfig:
         raise AdaptersGeoError(f"config file {path} does not exist", "check the path")
     return run_config_from_dict(read_mapping(path), str(path))
 
+
+def saved_run_config(data: dict, source: str) -> RunConfig:
+    """A run folder's config.json as a RunConfig; keys that older versions wrote and no longer read are dropped."""
+    data = {**data, "task": {k: v for k, v in (data.get("task") or {}).items() if k != "system_prompt"}}
+    return run_config_from_dict(data, source)
+
+
+
+__all__ = ["ADAPTER_CONFIGS", "LockedSpec", "RunConfig", "load_run_config", "read_yaml", "run_config_from_dict",
+           "saved_run_config"]

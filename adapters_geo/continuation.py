@@ -12,17 +12,17 @@ From an unconstrained run that saved its exact adapter at t0 (`train.save_adapte
 The experiment kind that runs these continuations is experiments/lock.py.
 """
 
-import dataclasses
+from typing import get_args
 
 import torch
 
 from adapters_geo.adapters import LockedConfig, random_orthonormal_basis, top_singular_basis
 from adapters_geo.adapters.io import load_saved_deltas
-from adapters_geo.config import LockedSpec, RunConfig, run_config_from_dict
+from adapters_geo.config import Basis, LockedSpec, RunConfig, saved_run_config
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.runfolder import RunFolder
 
-BASES = ("early", "random", "final")
+BASES = get_args(Basis)  # early, random, final
 
 
 def _deltas(folder) -> dict:
@@ -67,10 +67,10 @@ def continuation_config(run_dir, basis: str = "early", k: int = 16, seed: int = 
     source = folder.config_dict()
     source.pop("init", None)
     source["adapter"] = {"kind": "dense"}  # replaced below by the locked adapter
-    config = run_config_from_dict(source, str(folder.config_file))
-    config.adapter, t0 = locked_config(folder.path, basis, k, seed)
-    config.train = dataclasses.replace(config.train, first_step=t0, save_adapter_at=None)
-    return config
+    config = saved_run_config(source, str(folder.config_file))
+    adapter, t0 = locked_config(folder.path, basis, k, seed)
+    train = config.train.model_copy(update={"first_step": t0, "save_adapter_at": None})
+    return config.model_copy(update={"adapter": adapter, "train": train})
 
 
 def build_locked(spec: LockedSpec) -> LockedConfig:

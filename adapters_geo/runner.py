@@ -7,7 +7,6 @@ checkpoint/, trajectory/, adapter/, train_summary.json, geometry/, trajectory_ge
 last, done.json with the run's identity hash.
 """
 
-import dataclasses
 import hashlib
 import json
 import subprocess
@@ -55,7 +54,7 @@ def config_hash(config: RunConfig) -> str:
 
 def resolved(config: RunConfig) -> RunConfig:
     """The config as it runs: t0 decided."""
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, t0=config.train.resolved_t0()))
+    return config.model_copy(update={"train": config.train.model_copy(update={"t0": config.train.resolved_t0()})})
 
 
 def build_model(config: RunConfig):
@@ -87,7 +86,7 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     log.close()
     save_adapter(model, folder.adapter, overwrite=True)
     summary = {"final_eval": final, "steps": step, "trajectory_mb": tracker.disk_bytes() / 2**20,
-               "config": dataclasses.asdict(config)}
+               "config": config.model_dump()}
     folder.summary_file.write_text(json.dumps(summary, indent=1))
     return summary
 

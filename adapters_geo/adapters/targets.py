@@ -4,10 +4,16 @@
 of module-name suffixes (`q_proj`, `self_attn.o_proj`) or full module paths.
 """
 
+from typing import Annotated
+
+from pydantic import Field
 from torch import nn
 
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.weights import base_linears
+
+# the type of an adapter config's `targets` field
+Targets = Annotated[str | list[str], Field(description="all-linear, or a list of module-name suffixes such as [q_proj, v_proj]")]
 
 
 def resolve_targets(model: nn.Module, targets) -> dict[str, str]:
@@ -35,3 +41,4 @@ def replace_module(model: nn.Module, path: str, new: nn.Module) -> None:
     """Put `new` at dotted `path` inside `model`."""
     parent, _, child = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
+
