@@ -9,7 +9,8 @@ A run file has the sections
     train: {steps: 100, ...}          # TrainConfig fields
     init: null                        # a saved adapter folder to start from (same kind), or null
     system_prompt: null
-Values are validated by pydantic (schema.py).
+Values are validated by pydantic (schema.py). Ranks that depend on the model's shapes
+(adapter.r, adapter.K ≤ min(m, n)) are checked by `check_adapter_fits` once the base is loaded.
 """
 
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Discriminator, Field, Tag, WrapValidator, field_validator
 
 from adapters_geo.adapters import DenseConfig, LockedConfig, LoraConfig
+from adapters_geo.adapters.targets import check_rank
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.methods.config import MethodConfig
 from adapters_geo.models.quant import Quant
@@ -102,6 +104,15 @@ def saved_run_config(data: dict, source: str) -> RunConfig:
     return run_config_from_dict(data, source)
 
 
+def check_adapter_fits(adapter, model) -> None:
+    """adapter.r (lora) or K (locked) ≤ min(m, n) of every target matrix of `model` (a loaded base)."""
+    if isinstance(adapter, LoraConfig):
+        check_rank(model, adapter.targets, "adapter.r", adapter.r)
+    elif isinstance(adapter, LockedSpec):
+        check_rank(model, "all-linear", "adapter.K", adapter.K)
+    elif isinstance(adapter, LockedConfig) and "K" in adapter.extra:
+        check_rank(model, [name.removesuffix(".weight") for name in adapter.right], "K", adapter.extra["K"])
 
-__all__ = ["ADAPTER_CONFIGS", "LockedSpec", "RunConfig", "load_run_config", "read_yaml", "run_config_from_dict",
-           "saved_run_config"]
+
+__all__ = ["ADAPTER_CONFIGS", "LockedSpec", "RunConfig", "check_adapter_fits", "load_run_config", "read_yaml",
+           "run_config_from_dict", "saved_run_config"]

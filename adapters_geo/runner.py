@@ -15,7 +15,7 @@ from pathlib import Path
 
 from adapters_geo.adapters import attach_adapter
 from adapters_geo.adapters.io import load_adapter, save_adapter
-from adapters_geo.config import LockedSpec, RunConfig
+from adapters_geo.config import LockedSpec, RunConfig, check_adapter_fits
 from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.methods import Context, build_method, validate
 from adapters_geo.methods.teacher import load_teacher_for
@@ -63,6 +63,7 @@ def build_model(config: RunConfig):
     if config.init:
         return load_adapter(base.model, config.init), base.tokenizer
     adapter = config.adapter
+    check_adapter_fits(adapter, base.model)  # r / K against the shapes, before anything trains
     if isinstance(adapter, LockedSpec):
         from adapters_geo.continuation import build_locked
 

@@ -42,3 +42,12 @@ def replace_module(model: nn.Module, path: str, new: nn.Module) -> None:
     parent, _, child = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
+
+def check_rank(model: nn.Module, targets, key: str, rank: int) -> None:
+    """Refuse a rank (LoRA r, locked K) above min(m, n) of a target matrix: one line with the largest allowed."""
+    layers = base_linears(model)
+    shapes = {name: (int(layers[name].out_features), int(layers[name].in_features)) for name in resolve_targets(model, targets)}
+    name, (m, n) = min(shapes.items(), key=lambda item: min(item[1]))
+    if rank > min(m, n):
+        raise AdaptersGeoError(f"{key} = {rank} is larger than this model allows: {name.removesuffix('.weight')} is {m}×{n}",
+                               f"set {key} to at most {min(m, n)}")
