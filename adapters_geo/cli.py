@@ -64,8 +64,10 @@ def cmd_train(args) -> None:
     """Train one run from a YAML file into a folder."""
     from adapters_geo.config import load_run_config
     from adapters_geo.runner import run
+    from adapters_geo.yamlfile import parse_overrides
 
-    summary = run(load_run_config(args.config), args.out, resume=args.resume, analyse=not args.no_analysis)
+    config = load_run_config(args.config, parse_overrides(args.set))
+    summary = run(config, args.out, resume=args.resume, analyse=not args.no_analysis)
     print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
 
 
@@ -108,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="run folder")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     tr.add_argument("--no-analysis", action="store_true", help="skip the endpoint and trajectory geometry after training")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the file, e.g. train.lr=1e-5 (a YAML value, validated like the file); repeatable")
     tr.set_defaults(func=cmd_train)
     info = sub.add_parser("adapter-info", help="show what a saved adapter was trained on")
     info.add_argument("folder")

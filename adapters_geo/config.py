@@ -9,8 +9,9 @@ A run file has the sections
     train: {steps: 100, ...}          # TrainConfig fields
     init: null                        # a saved adapter folder to start from (same kind), or null
     system_prompt: null
-Values are validated by pydantic (schema.py). Ranks that depend on the model's shapes
-(adapter.r, adapter.K ≤ min(m, n)) are checked by `check_adapter_fits` once the base is loaded.
+Values are validated by pydantic (schema.py); `--set train.lr=1e-5` overrides are applied to the
+file's mapping first (yamlfile.py) and validated with it. Ranks that depend on the model's
+shapes (adapter.r, adapter.K ≤ min(m, n)) are checked by `check_adapter_fits` once the base is loaded.
 """
 
 from pathlib import Path
@@ -26,7 +27,7 @@ from adapters_geo.models.quant import Quant
 from adapters_geo.schema import Section, validated
 from adapters_geo.tasks import TaskConfig
 from adapters_geo.training.config import TrainConfig
-from adapters_geo.yamlfile import read_mapping, read_yaml
+from adapters_geo.yamlfile import apply_overrides, read_mapping, read_yaml
 
 Basis = Literal["early", "random", "final"]  # the locking test's bases (continuation.py)
 
@@ -85,17 +86,19 @@ class RunConfig(Section):
         return {"adapter": adapter_dict, **self.model_dump(exclude={"adapter"})}
 
 
-def run_config_from_dict(data: dict, source: str = "<dict>") -> RunConfig:
-    """A RunConfig from plain data (as read from YAML)."""
-    return validated(RunConfig, data, source)
+def run_config_from_dict(data: dict, source: str = "<dict>", overrides: dict | None = None) -> RunConfig:
+    """A RunConfig from plain data (as read from YAML), with `--set` overrides {dotted key: YAML text} applied."""
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return validated(RunConfig, data, source, overrides)
 
 
-def load_run_config(path) -> RunConfig:
-    """Read and validate a run YAML file."""
+def load_run_config(path, overrides: dict | None = None) -> RunConfig:
+    """Read and validate a run YAML file (and its overrides)."""
     path = Path(path)
     if not path.is_file():
         raise AdaptersGeoError(f"config file {path} does not exist", "check the path")
-    return run_config_from_dict(read_mapping(path), str(path))
+    return run_config_from_dict(read_mapping(path), str(path), overrides)
 
 
 def saved_run_config(data: dict, source: str) -> RunConfig:

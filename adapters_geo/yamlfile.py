@@ -1,4 +1,4 @@
-"""YAML of run and experiment files: one line per problem.
+"""YAML of run and experiment files, and `--set KEY=VALUE` overrides: one line per problem.
 
 The loader is PyYAML's SafeLoader with three changes:
 - numbers as YAML 1.2 reads them: `1e-4` and `3e-3` are floats (YAML 1.1 wants a dot: `1.0e-4`);
@@ -6,6 +6,7 @@ The loader is PyYAML's SafeLoader with three changes:
 - a tag that names a Python object (`!!python/object:...`) is refused by name, not as a syntax error.
 """
 
+import copy
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from adapters_geo.errors import AdaptersGeoError
 YAML_TAG = "tag:yaml.org,2002:"
 FLOAT_12 = re.compile(r"""^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+
                         |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$""", re.X)  # what YAML 1.1's float pattern misses
+KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 class Refused(yaml.YAMLError):
@@ -76,3 +78,36 @@ def read_mapping(path) -> dict:
                                "write its sections as `key: value` lines (see examples/ and experiments/)")
     return data
 
+
+def parse_overrides(items) -> dict[str, str]:
+    """{dotted key: value text} from ['train.lr=1e-5', ...]; a malformed item is one line."""
+    out = {}
+    for item in items or ():
+        key, eq, text = item.partition("=")
+        if not eq or not KEY.match(key.strip()):
+            raise AdaptersGeoError(f"--set {item!r} is not KEY=VALUE", "write e.g. --set train.lr=1e-5 (a dotted key, =, a YAML value)")
+        out[key.strip()] = text.strip()
+    return out
+
+
+def apply_overrides(data, overrides: dict[str, str]):
+    """A copy of `data` with each dotted key set to its value, read as YAML (`1e-5`, `[0, 1]`, `null`)."""
+    if not isinstance(data, dict):
+        return data  # not a mapping: validation says so, naming the file
+    out = copy.deepcopy(data)
+    for key, text in overrides.items():
+        *parents, last = key.split(".")
+        node = out
+        for depth, part in enumerate(parents):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                section = ".".join(parents[: depth + 1])
+                raise AdaptersGeoError(f"--set {key}={text}: {section} is {child!r}, not a section", f"set {section} itself")
+            node = child
+        try:
+            node[last] = yaml.load(text, Loader=StrictLoader)
+        except yaml.YAMLError:
+            raise AdaptersGeoError(f"--set {key}={text}: the value is not valid YAML", "quote it, e.g. --set 'task.path=my file.jsonl'") from None
+    return out
