@@ -59,3 +59,10 @@ def test_a_run_without_an_early_adapter_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(AdaptersGeoError, match="saved no adapter at an early step"):
         locked_config(tmp_path)
+
+
+def test_frozen_arm_evaluates_the_adapter_at_t0(source_run):
+    from adapters_geo.experiments.lock import frozen_eval
+
+    metrics = frozen_eval(source_run)
+    assert metrics["examples"] == 8 and 0.0 <= metrics["accuracy"] <= 1.0
