@@ -50,12 +50,17 @@ def cmd_trajectory(args) -> None:
 def cmd_experiment(args) -> None:
     """Run a named experiment (and its missing dependencies)."""
     from adapters_geo.experiments.execute import run_experiment
-    from adapters_geo.experiments.registry import available
+    from adapters_geo.experiments.registry import available, description, experiments_dir
+    from adapters_geo.yamlfile import parse_overrides
 
+    overrides = parse_overrides(args.set)
     if not args.name:
-        print("available experiments: " + ", ".join(available()))
+        names = available()
+        print(f"experiments in {experiments_dir()} (make experiment NAME=...):")
+        for name in names:
+            print(f"  {name:<{max(map(len, names))}}  {description(name)}")
         return
-    folder = run_experiment(args.name, force=args.force, smoke=args.smoke)
+    folder = run_experiment(args.name, force=args.force, smoke=args.smoke, overrides=overrides)
     print(f"{args.name}: done in {folder}")
 
 
@@ -71,8 +76,10 @@ def cmd_train(args) -> None:
     """Train one run from a YAML file into a folder."""
     from adapters_geo.config import load_run_config
     from adapters_geo.runner import run
+    from adapters_geo.yamlfile import parse_overrides
 
-    summary = run(load_run_config(args.config), args.out, resume=args.resume, analyse=not args.no_analysis)
+    config = load_run_config(args.config, parse_overrides(args.set))
+    summary = run(config, args.out, resume=args.resume, analyse=not args.no_analysis)
     print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
 
 
@@ -108,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("name", nargs="?", help="experiment name (omit to list them)")
     ex.add_argument("--force", action="store_true", help="re-run a finished experiment (the old run is archived)")
     ex.add_argument("--smoke", action="store_true", help="the tiny, few-step form (runs/smoke/)")
+    ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of this experiment (not its dependencies), e.g. train.steps=200; repeatable")
     ex.set_defaults(func=cmd_experiment)
     rp = sub.add_parser("report", help="write runs/report.md from the finished runs")
     rp.add_argument("--runs", help="runs folder (default runs/, or runs/smoke with --smoke)")
@@ -118,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="run folder")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     tr.add_argument("--no-analysis", action="store_true", help="skip the endpoint and trajectory geometry after training")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the file, e.g. train.lr=1e-5 (a YAML value, validated like the file); repeatable")
     tr.set_defaults(func=cmd_train)
     info = sub.add_parser("adapter-info", help="show what a saved adapter was trained on")
     info.add_argument("folder")

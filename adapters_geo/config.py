@@ -1,4 +1,4 @@
-"""Typed run configuration from YAML: unknown keys are errors naming the key and the file.
+"""Typed run configuration from YAML: every bad value is one line naming the file, the key and what is allowed.
 
 A run file has the sections
     model: smollm2-135m-instruct      # model spec (see README)
@@ -9,108 +9,114 @@ A run file has the sections
     train: {steps: 100, ...}          # TrainConfig fields
     init: null                        # a saved adapter folder to start from (same kind), or null
     system_prompt: null
+Values are validated by pydantic (schema.py); `--set train.lr=1e-5` overrides are applied to the
+file's mapping first (yamlfile.py) and validated with it. Ranks that depend on the model's
+shapes (adapter.r, adapter.K ≤ min(m, n)) are checked by `check_adapter_fits` once the base is loaded.
 """
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, Union
 
-import yaml
+from pydantic import Discriminator, Field, Tag, WrapValidator, field_validator
 
-from adapters_geo.adapters import DenseConfig, LoraConfig
+from adapters_geo.adapters import DenseConfig, LockedConfig, LoraConfig
+from adapters_geo.adapters.targets import check_rank
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.methods.config import MethodConfig
+from adapters_geo.models.quant import Quant
+from adapters_geo.schema import Section, validated
 from adapters_geo.tasks import TaskConfig
 from adapters_geo.training.config import TrainConfig
+from adapters_geo.yamlfile import apply_overrides, read_mapping, read_yaml
+
+Basis = Literal["early", "random", "final"]  # the locking test's bases (continuation.py)
 
 
-@dataclass
-class LockedSpec:
+class LockedSpec(Section):
     """The frozen-basis adapter of a locking continuation, as a config names it (continuation.py builds it)."""
 
+    kind: Literal["locked"] = "locked"
     source: str  # the unconstrained run folder it continues from t0
-    basis: str = "early"  # early | random | final
-    K: int = 16  # basis size per matrix
-    t0: int | None = None  # the source's t0 (None: the source's recorded t0)
+    basis: Basis = "early"
+    K: int = Field(16, ge=1)  # basis size per matrix (≤ min(m, n), checked once the base is loaded)
+    t0: int | None = Field(None, ge=1)  # the source's t0 (None: the source's recorded t0)
     seed: int = 0  # seed of the random basis
-    mode: str = "projected"  # projected | gradient | adapter (continuation.py)
-    kind = "locked"
+    mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the arm trains (continuation.py)
 
 
 ADAPTER_CONFIGS = {"dense": DenseConfig, "lora": LoraConfig, "locked": LockedSpec}
 
 
-@dataclass
-class RunConfig:
-    model: str = "smollm2-135m-instruct"
-    quant: str = "none"
-    adapter: object = field(default_factory=DenseConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    init: str | None = None
-    system_prompt: str | None = None
+def _adapter_kind(value):
+    return value.get("kind", "dense") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+def _built_locked_passes(value, handler):
+    # continuation.py puts a built LockedConfig (tensors) in place of its spec: it passes as it is.
+    return value if isinstance(value, LockedConfig) else handler(value)
+
+
+Adapter = Annotated[
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in ADAPTER_CONFIGS.items())],
+    Discriminator(_adapter_kind),  # `kind` picks the section's class; without it, dense
+    WrapValidator(_built_locked_passes),
+]
+
+
+class RunConfig(Section):
+    model: str = "smollm2-135m-instruct"  # model spec (README: Model specs)
+    quant: Quant = "none"
+    adapter: Adapter = Field(default_factory=DenseConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    init: str | None = None  # a saved adapter folder to start from (same kind)
+    system_prompt: str | None = None  # the system message of every prompt (training and evaluation)
+
+    @field_validator("adapter", "method", "task", "train", mode="before")
+    @classmethod
+    def _empty_section(cls, value):
+        return {} if value is None else value  # `train:` with nothing under it: the defaults
 
     def to_dict(self) -> dict:
         adapter = self.adapter
-        if adapter.kind == "locked" and not isinstance(adapter, LockedSpec):  # tensors: record their provenance
+        if isinstance(adapter, LockedConfig):  # tensors: record their provenance
             adapter_dict = {"kind": "locked", **adapter.extra}
         else:
-            adapter_dict = {"kind": adapter.kind, **dataclasses.asdict(adapter)}
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "adapter"}
-        out = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in out.items()}
-        return {"adapter": adapter_dict, **out}
+            adapter_dict = adapter.model_dump()
+        return {"adapter": adapter_dict, **self.model_dump(exclude={"adapter"})}
 
 
-def _build(cls, values, where: str):
-    if values is None:
-        return cls()
-    if not isinstance(values, dict):
-        raise AdaptersGeoError(f"{where} must be a mapping, got {type(values).__name__}", f"write {where}: {{key: value}}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise AdaptersGeoError(f"unknown key '{unknown[0]}' in {where}", f"use some of: {', '.join(sorted(known))}")
-    return cls(**values)
+def run_config_from_dict(data: dict, source: str = "<dict>", overrides: dict | None = None) -> RunConfig:
+    """A RunConfig from plain data (as read from YAML), with `--set` overrides {dotted key: YAML text} applied."""
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return validated(RunConfig, data, source, overrides)
 
 
-def run_config_from_dict(data: dict, source: str = "<dict>") -> RunConfig:
-    """A RunConfig from plain data (as read from YAML)."""
-    if not isinstance(data, dict):
-        raise AdaptersGeoError(f"{source} does not hold a mapping of sections", "see experiments/*.yaml for the format")
-    top = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(data) - top)
-    if unknown:
-        raise AdaptersGeoError(f"unknown key '{unknown[0]}' in {source}", f"use some of: {', '.join(sorted(top))}")
-    adapter = dict(data.get("adapter") or {"kind": "dense"})
-    kind = adapter.pop("kind", "dense")
-    if kind not in ADAPTER_CONFIGS:
-        raise AdaptersGeoError(f"unknown adapter kind '{kind}' in {source}", "use dense, lora or locked")
-    return RunConfig(
-        model=data.get("model", RunConfig.model),
-        quant=data.get("quant", RunConfig.quant),
-        adapter=_build(ADAPTER_CONFIGS[kind], adapter, f"{source}: adapter"),
-        method=_build(MethodConfig, data.get("method"), f"{source}: method"),
-        task=_build(TaskConfig, data.get("task"), f"{source}: task"),
-        train=_build(TrainConfig, data.get("train"), f"{source}: train"),
-        init=data.get("init"),
-        system_prompt=data.get("system_prompt"),
-    )
-
-
-def load_run_config(path) -> RunConfig:
-    """Read and validate a run YAML file."""
+def load_run_config(path, overrides: dict | None = None) -> RunConfig:
+    """Read and validate a run YAML file (and its overrides)."""
     path = Path(path)
     if not path.is_file():
         raise AdaptersGeoError(f"config file {path} does not exist", "check the path")
-    return run_config_from_dict(read_yaml(path), str(path))
+    return run_config_from_dict(read_mapping(path), str(path), overrides)
 
 
-def read_yaml(path: Path):
-    """Parse a YAML file; a syntax error is one line naming the file and the line."""
-    try:
-        return yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise AdaptersGeoError(f"{path} is not valid YAML{where}", "fix the syntax (indentation, colons, quotes)") from None
+def saved_run_config(data: dict, source: str) -> RunConfig:
+    """A run folder's config.json as a RunConfig; keys that older versions wrote and no longer read are dropped."""
+    data = {**data, "task": {k: v for k, v in (data.get("task") or {}).items() if k != "system_prompt"}}
+    return run_config_from_dict(data, source)
+
+
+def check_adapter_fits(adapter, model) -> None:
+    """adapter.r (lora) or K (locked) ≤ min(m, n) of every target matrix of `model` (a loaded base)."""
+    if isinstance(adapter, LoraConfig):
+        check_rank(model, adapter.targets, "adapter.r", adapter.r)
+    elif isinstance(adapter, LockedSpec):
+        check_rank(model, "all-linear", "adapter.K", adapter.K)
+    elif isinstance(adapter, LockedConfig) and "K" in adapter.extra:
+        check_rank(model, [name.removesuffix(".weight") for name in adapter.right], "K", adapter.extra["K"])
+
+
+__all__ = ["ADAPTER_CONFIGS", "LockedSpec", "RunConfig", "check_adapter_fits", "load_run_config", "read_yaml",
+           "run_config_from_dict", "saved_run_config"]

@@ -16,21 +16,21 @@ The locked arms' `mode` (adapters/locked.py, dense.project_gradients):
 The experiment kind that runs the arms is experiments/lock.py.
 """
 
-import dataclasses
 import functools
+from typing import get_args
 
 import torch
 
 from adapters_geo.adapters import LockedConfig, attach_adapter, random_orthonormal_basis, top_singular_basis
 from adapters_geo.adapters.dense import project_gradients
 from adapters_geo.adapters.io import load_adapter, load_saved_deltas
-from adapters_geo.config import LockedSpec, RunConfig, run_config_from_dict
+from adapters_geo.config import Basis, LockedSpec, RunConfig, saved_run_config
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.runfolder import RunFolder
 
-BASES = ("early", "random", "final")
+BASES = get_args(Basis)  # early, random, final
 ARMS = ("unconstrained", "frozen") + BASES
-MODES = ("projected", "gradient", "adapter")
+MODES = get_args(LockedSpec.model_fields["mode"].annotation)  # projected, gradient, adapter
 
 
 def _deltas(folder) -> dict:
@@ -96,14 +96,14 @@ def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int
     t0 = folder.t0
     t0_adapter(folder)  # refuses a source without a t0 state, before anything loads
     data["init"] = None
-    config = run_config_from_dict(data, str(folder.config_file))
+    config = saved_run_config(data, str(folder.config_file))
     steps = t0 if arm == "frozen" else config.train.steps
-    train = dataclasses.replace(config.train, steps=steps, first_step=t0, t0=t0, start_state=str(folder.t0_state),
-                                save_t0_state=False, save_adapter_at=None, track_steps=[], eval_at_start=False)
+    train = config.train.model_copy(update=dict(steps=steps, first_step=t0, t0=t0, start_state=str(folder.t0_state),
+                                                save_t0_state=False, save_adapter_at=None, track_steps=[], eval_at_start=False))
     if arm in BASES:
         adapter = LockedSpec(source=str(folder.path), basis=arm, K=k, t0=t0, seed=seed, mode=mode)
-        return dataclasses.replace(config, adapter=adapter, train=train)
-    return dataclasses.replace(config, init=t0_adapter(folder), train=train)
+        return config.model_copy(update={"adapter": adapter, "train": train})
+    return config.model_copy(update={"init": t0_adapter(folder), "train": train})
 
 
 def increment(source, arm_adapter, right: dict) -> dict:

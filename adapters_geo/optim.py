@@ -1,7 +1,9 @@
-"""Optimizers for adapter parameters: AdamW, bitsandbytes' 8-bit AdamW, plain SGD.
+"""Optimizers for adapter parameters (AdamW, bitsandbytes' 8-bit AdamW, plain SGD) and learning-rate schedules.
 
 `adamw8bit` keeps Adam's two moments in 8 bits (blockwise quantized), cutting optimizer
-memory for the dense adapter from 8 to about 2 bytes per parameter.
+memory for the dense adapter from 8 to about 2 bytes per parameter. Schedules are
+transformers' (`get_scheduler`), after `warmup_steps` of linear warm-up from 0:
+constant, cosine down to 10% of lr at the last step, linear down to 0.
 
 `optimizer_for(model, ...)` also handles the locked adapter's `projected` mode: the optimizer
 runs unchanged in ΔW's full coordinates and each step is projected onto span(V) afterwards
@@ -44,6 +46,23 @@ def build_optimizer(params, name: str = "adamw", lr: float = 1e-4, weight_decay:
     if not params:
         raise AdaptersGeoError("no trainable parameters", "attach an adapter before building the optimizer")
     return OPTIMIZERS[name](params, lr, weight_decay)
+
+
+# name -> (transformers scheduler, its extra arguments)
+SCHEDULES = {
+    "constant": ("constant_with_warmup", {}),
+    "cosine": ("cosine_with_min_lr", {"min_lr_rate": 0.1}),
+    "linear": ("linear", {}),
+}
+
+
+def build_scheduler(optimizer, name: str, warmup_steps: int, steps: int):
+    """The LambdaLR of schedule `name` over `steps` updates (one scheduler step per update)."""
+    from transformers import get_scheduler
+
+    kind, kwargs = SCHEDULES[name]
+    return get_scheduler(kind, optimizer, num_warmup_steps=warmup_steps, num_training_steps=steps,
+                         scheduler_specific_kwargs=kwargs or None)
 
 
 def project_locked(optimizer, layers: list):

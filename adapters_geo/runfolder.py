@@ -76,9 +76,9 @@ class RunFolder:
 
     def config(self):
         """config.json as a RunConfig (locked continuations included)."""
-        from adapters_geo.config import run_config_from_dict
+        from adapters_geo.config import saved_run_config
 
-        return run_config_from_dict(self.config_dict() or {}, str(self.config_file))
+        return saved_run_config(self.config_dict() or {}, str(self.config_file))
 
     def meta(self) -> dict | None:
         return self._json(self.meta_file)

@@ -7,7 +7,6 @@ checkpoint/, trajectory/, adapter/, train_summary.json, geometry/, trajectory_ge
 last, done.json with the run's identity hash.
 """
 
-import dataclasses
 import hashlib
 import json
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from adapters_geo.adapters import attach_adapter
 from adapters_geo.adapters.io import load_adapter, save_adapter
-from adapters_geo.config import LockedSpec, RunConfig
+from adapters_geo.config import LockedSpec, RunConfig, check_adapter_fits
 from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.methods import Context, build_method, validate
 from adapters_geo.methods.teacher import load_teacher_for
@@ -56,12 +55,13 @@ def config_hash(config: RunConfig) -> str:
 
 def resolved(config: RunConfig) -> RunConfig:
     """The config as it runs: t0 decided."""
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, t0=config.train.resolved_t0()))
+    return config.model_copy(update={"train": config.train.model_copy(update={"t0": config.train.resolved_t0()})})
 
 
 def build_model(config: RunConfig):
     """(model with its adapter, tokenizer) for `config`."""
     base = load_base(config.model, config.quant)
+    check_adapter_fits(config.adapter, base.model)  # r / K against the shapes, before anything trains
     if isinstance(config.adapter, LockedSpec):
         from adapters_geo.continuation import locked_model
 
@@ -94,7 +94,7 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     log.close()
     save_adapter(model, folder.adapter, overwrite=True)
     summary = {"final_eval": final, "steps": step, "trajectory_mb": tracker.disk_bytes() / 2**20,
-               "config": dataclasses.asdict(config)}
+               "config": config.model_dump()}
     folder.summary_file.write_text(json.dumps(summary, indent=1))
     return summary
 

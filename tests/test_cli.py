@@ -24,3 +24,13 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert main(["adapter-info", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("adapters-geo: error:") and "fix:" in err and "\n" not in err
+
+
+def test_train_set_overrides_are_recorded_in_config_json(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("model: tiny-llama\nmethod: {name: sft, max_new_tokens: 4}\n"
+                      "task: {levels: [0], train_size: 20, test_size: 2}\ntrain: {steps: 3, batch_size: 2, track_steps: []}\n")
+    out = tmp_path / "out"
+    assert main(["train", str(config), "--out", str(out), "--no-analysis", "--set", "train.steps=1", "--set", "train.lr=1e-3"]) == 0
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert saved["steps"] == 1 and saved["lr"] == 1e-3

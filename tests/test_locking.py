@@ -3,8 +3,6 @@
 Run: python -m pytest -q tests/test_locking.py
 """
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -38,7 +36,7 @@ def deltas(folder) -> dict:
 def run_arm(source, tmp_path, arm, steps=None, **options):
     config = arm_config(source, arm, K, **options)
     if steps is not None:
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
+        config = config.model_copy(update={"train": config.train.model_copy(update={"steps": steps})})
     folder = tmp_path / f"{arm}-{options.get('mode', 'projected')}-{steps}"
     run_training(config, folder, progress=False)
     return RunFolder(folder)

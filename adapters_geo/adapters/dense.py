@@ -5,25 +5,25 @@ quantized) base in the forward pass: y = base(x) + x ΔWᵀ. Training it is full
 of the target matrices, with the update kept apart from the base so it can be measured.
 """
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from adapters_geo.adapters.delta_linear import delta_layers, inject, layer_shape
-from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.adapters.targets import Targets
+from adapters_geo.schema import Section
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-@dataclass
-class DenseConfig:
+class DenseConfig(Section):
     """Config of the dense adapter."""
 
-    targets: object = "all-linear"  # "all-linear" or a list of module-name suffixes
-    dtype: str = "float32"  # storage dtype of ΔW: float32 or bfloat16
-    kind = "dense"
+    kind: Literal["dense"] = "dense"
+    targets: Targets = "all-linear"  # "all-linear" or a list of module-name suffixes
+    dtype: Literal[tuple(DTYPES)] = "float32"  # storage dtype of ΔW: float32 or bfloat16
 
 
 class DenseDelta(nn.Module):
@@ -40,15 +40,9 @@ class DenseDelta(nn.Module):
         return self.weight
 
 
-def _dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise AdaptersGeoError(f"unknown dense adapter dtype '{name}'", f"use one of {', '.join(DTYPES)}")
-    return DTYPES[name]
-
-
 def attach(model: nn.Module, config: DenseConfig) -> nn.Module:
     """Wrap the target layers with zero-initialised dense deltas."""
-    dtype = _dtype(config.dtype)
+    dtype = DTYPES[config.dtype]
     return inject(model, config.targets, lambda name, layer: DenseDelta(layer_shape(layer), dtype), "dense")
 
 

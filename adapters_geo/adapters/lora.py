@@ -5,28 +5,29 @@ fp32, never by merging into a (possibly quantized) base layer. Saved as a standa
 folder (`save_peft`), which `peft.PeftModel.from_pretrained` loads as it is.
 """
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from adapters_geo.adapters.targets import resolve_targets
+from adapters_geo.adapters.targets import Targets, resolve_targets
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.weights import canonical_name
+from adapters_geo.schema import Section
 
 ADAPTER_NAME = "default"
 
 
-@dataclass
-class LoraConfig:
-    """Config of the LoRA adapter (mapped onto peft.LoraConfig)."""
+class LoraConfig(Section):
+    """Config of the LoRA adapter (mapped onto peft.LoraConfig); r ≤ min(m, n) is checked once the base is loaded."""
 
-    r: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    targets: object = "all-linear"  # "all-linear" or a list of module-name suffixes
+    kind: Literal["lora"] = "lora"
+    r: int = Field(8, ge=1)  # rank
+    alpha: float = Field(16.0, gt=0)  # scaling alpha / r
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: Targets = "all-linear"  # "all-linear" or a list of module-name suffixes
     rslora: bool = False  # scaling alpha/sqrt(r) instead of alpha/r
-    kind = "lora"
 
 
 def attach(model: nn.Module, config: LoraConfig) -> nn.Module:
@@ -35,8 +36,6 @@ def attach(model: nn.Module, config: LoraConfig) -> nn.Module:
 
     if hasattr(model, "peft_config") or any(hasattr(m, "base_layer") for m in model.modules()):
         raise AdaptersGeoError("this model already carries an adapter", "load a fresh base with load_base")
-    if config.r < 1:
-        raise AdaptersGeoError(f"LoRA rank r={config.r} must be at least 1", "set r to a positive integer")
     paths = list(resolve_targets(model, config.targets).values())
     peft_config = peft.LoraConfig(
         r=config.r,
@@ -120,7 +119,8 @@ def restore(model: nn.Module, config: dict, tensors: dict) -> nn.Module:
     """Attach LoRA with the saved config and copy the saved factors in."""
     names = sorted({key.rsplit(":", 1)[0] for key in tensors})
     targets = [name.removesuffix(".weight") for name in names]
-    model = attach(model, LoraConfig(config["r"], config["alpha"], config["dropout"], targets, config["rslora"]))
+    config = LoraConfig(r=config["r"], alpha=config["alpha"], dropout=config["dropout"], targets=targets, rslora=config["rslora"])
+    model = attach(model, config)
     with torch.no_grad():
         for name, layer in lora_layers(model).items():
             layer.lora_A[ADAPTER_NAME].weight.copy_(tensors[f"{name}:lora_A"])

@@ -1,10 +1,11 @@
 """Running a named experiment and, first, whatever it depends on.
 
 Kinds: `train` (one run: the RunConfig sections) and `lock` (the subspace-locking test:
-`source: experiment:RUN`, `K`, `bases`). A run folder is finished when it holds done.json with
-the hash of the config that produced it. Finished + same hash: reused. Finished + other hash:
-refused unless FORCE (then archived to runs/.archive/, never deleted). Unfinished with a
-checkpoint: resumed.
+`source: experiment:RUN`, `K`, `bases`). Every file of the chain is validated before anything
+trains. A run folder is finished when it holds done.json with the hash of the config that
+produced it. Finished + same hash: reused. Finished + other hash: refused unless FORCE (then
+archived to runs/.archive/, never deleted). Unfinished with a checkpoint: resumed. A folder
+holding only experiment.json (nothing trained) starts afresh.
 """
 
 import os
@@ -16,12 +17,13 @@ from adapters_geo.config import run_config_from_dict
 from adapters_geo.continuation import ARMS
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.experiments.lock import lock_steps, run_lock
-from adapters_geo.experiments.resolve import experiment_hash, load_resolved, references, substitute
+from adapters_geo.experiments.registry import experiment_path
+from adapters_geo.experiments.resolve import dependency_order, experiment_hash, load_resolved, references, substitute
+from adapters_geo.experiments.schema import META_KEYS
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.runner import run
 
 RUNS_ENV = "ADAPTERS_GEO_RUNS"
-META_KEYS = ("kind", "description")
 
 
 def runs_root(smoke: bool = False) -> Path:
@@ -49,6 +51,8 @@ def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
         return "fresh"
     if found == wanted and not force:
         return "reuse" if done else "resume"
+    if not done and [p.name for p in folder.iterdir()] == [run_folder.experiment_file.name]:
+        return "fresh"  # started, but nothing trained (it failed first): nothing to keep
     if not force:
         raise AdaptersGeoError(
             f"experiment '{name}' in {folder} was run with another config (hash {found}, now {wanted}); its results are kept",
@@ -65,56 +69,57 @@ def _steps(data: dict, smoke: bool) -> str:
     return f"{data.get('train', {}).get('steps', '?')} steps"
 
 
-def plan(name: str, smoke: bool = False, force: bool = False) -> list[str]:
+def plan(name: str, smoke: bool = False, force: bool = False, overrides: dict | None = None) -> list[str]:
     """What `run_experiment(name)` will train, dependencies first: ['teacher (80 steps)', ...]."""
-    todo, seen = [], set()
-
-    def visit(current: str, top: bool) -> None:
-        if current in seen:
-            return
-        seen.add(current)
-        data = load_resolved(current, smoke)
-        for dep in references(data):
-            visit(dep, False)
+    todo = []
+    for current in dependency_order(name, smoke, overrides):
+        sets = overrides if current == name else None
         done = RunFolder(runs_root(smoke) / current).done()
-        finished = done is not None and done.get("hash") == experiment_hash(current, smoke)
-        if not finished or (force and top):
-            todo.append(f"{current} ({_steps(data, smoke)})")
-
-    visit(name, True)
+        finished = done is not None and done.get("hash") == experiment_hash(current, smoke, sets)
+        if not finished or (force and current == name):
+            todo.append(f"{current} ({_steps(load_resolved(current, smoke, sets), smoke)})")
     return todo
 
 
-def run_experiment(name: str, force: bool = False, smoke: bool = False, progress: bool = True, _top: bool = True) -> Path:
-    """Run NAME (and its missing dependencies); returns its run folder."""
-    if _top and progress:
-        todo = plan(name, smoke, force)
+def run_experiment(name: str, force: bool = False, smoke: bool = False, progress: bool = True,
+                   overrides: dict | None = None) -> Path:
+    """Run NAME (and its missing dependencies, without `overrides`); returns its run folder."""
+    order = dependency_order(name, smoke, overrides)  # every file of the chain valid, no cycle: before anything trains
+    if progress:
+        todo = plan(name, smoke, force, overrides)
         print(f"{name}: " + (f"to run: {', '.join(todo)}; each run shows its ETA" if todo else "nothing to run"), flush=True)
-    data = load_resolved(name, smoke)
-    for dep in references(data):
-        run_experiment(dep, False, smoke, progress, _top=False)
+    for current in order:
+        folder = _run_one(current, force and current == name, smoke, progress, overrides if current == name else None)
+    from adapters_geo.report.runs import write_report
+
+    print(f"report: {write_report(runs_root(smoke))}", flush=True)
+    return folder
+
+
+def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dict | None) -> Path:
+    """One experiment of the chain, its dependencies already finished."""
+    data = load_resolved(name, smoke, overrides)
     root = runs_root(smoke)
-    wanted = experiment_hash(name, smoke)
+    wanted = experiment_hash(name, smoke, overrides)
     folder = root / name
-    state = _state(folder, wanted, force and _top, name)
+    state = _state(folder, wanted, force, name)
     if state == "reuse":
         print(f"{name}: finished and up to date (hash {wanted}), reused", flush=True)
         return folder
-    run_folder = RunFolder(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    run_folder.write_json(run_folder.experiment_file, {"name": name, "hash": wanted, "smoke": smoke, "file": data})
-    print(f"{name}: {'resuming' if state == 'resume' else 'running'} in {folder}", flush=True)
     paths = {dep: {"init": str(RunFolder(root / dep).adapter), "teacher": str(RunFolder(root / dep).adapter),
                    "source": str(root / dep)} for dep in references(data)}
     resolved = substitute(data, paths)
-    if data.get("kind") == "lock":
+    config = None
+    if data.get("kind") != "lock":
+        config = run_config_from_dict({k: v for k, v in resolved.items() if k not in META_KEYS}, str(experiment_path(name)))
+    run_folder = RunFolder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run_folder.write_json(run_folder.experiment_file, {"name": name, "hash": wanted, "smoke": smoke, "file": data,
+                                                       "set": overrides or {}})
+    print(f"{name}: {'resuming' if state == 'resume' else 'running'} in {folder}", flush=True)
+    if config is None:
         summary = run_lock(resolved, folder, progress, name)
         run_folder.write_json(run_folder.done_file, {"hash": wanted, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **summary})
     else:
-        config = run_config_from_dict({k: v for k, v in resolved.items() if k not in META_KEYS}, str(run_folder.experiment_file))
         run(config, folder, resume=True, progress=progress, identity=wanted, label=name)
-    if _top:
-        from adapters_geo.report.runs import write_report
-
-        print(f"report: {write_report(root)}", flush=True)
     return folder

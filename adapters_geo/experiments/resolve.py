@@ -1,8 +1,9 @@
-"""Resolving an experiment: references, the SMOKE form, and its identity hash.
+"""Resolving an experiment: validation, references, the SMOKE form, overrides and its identity hash.
 
 A string `experiment:NAME` anywhere in the file stands for that experiment's run: its
 `adapter/` folder where an adapter is expected (`init`, `method.teacher`), its run folder for
-`source` (locking). The hash covers the resolved file, the hashes of its dependencies and the
+`source` (locking). `--set` overrides apply to the named experiment only, after the SMOKE form.
+The hash covers the resolved file (overrides included), the hashes of its dependencies and the
 SMOKE flag, so a changed config (or a changed dependency) is never silently reused.
 """
 
@@ -10,7 +11,11 @@ import copy
 import hashlib
 import json
 
-from adapters_geo.experiments.registry import read_experiment
+from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.experiments.registry import check_name, experiment_path, read_experiment
+from adapters_geo.experiments.schema import Experiment
+from adapters_geo.schema import validated
+from adapters_geo.yamlfile import apply_overrides
 
 REF = "experiment:"
 # SMOKE=1: the same experiment on tiny-llama and a few steps (under 2 minutes on 2 CPU cores).
@@ -71,27 +76,44 @@ def substitute(data, paths: dict):
     return data
 
 
-KINDS = ("train", "lock")
-
-
-def load_resolved(name: str, smoke: bool) -> dict:
-    """The experiment's mapping, in its SMOKE form when asked (training experiments only)."""
-    from adapters_geo.errors import AdaptersGeoError
-
+def load_resolved(name: str, smoke: bool, overrides: dict | None = None) -> dict:
+    """The experiment's validated mapping: its SMOKE form when asked (training experiments), then `overrides`."""
     data = read_experiment(name)
-    kind = data.get("kind", "train")
-    if kind not in KINDS:
-        raise AdaptersGeoError(f"experiment '{name}' has unknown kind '{kind}'", f"use one of {', '.join(KINDS)}")
-    return smoke_form(data) if smoke and kind == "train" else data
+    if smoke and data.get("kind", "train") == "train":
+        data = smoke_form(data)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    validated(Experiment, data, str(experiment_path(name)), overrides)
+    return data
 
 
-def experiment_hash(name: str, smoke: bool, seen=()) -> str:
-    """Identity of NAME as it would run now (its file, its dependencies' hashes, smoke)."""
-    if name in seen:
-        from adapters_geo.errors import AdaptersGeoError
+def dependency_order(name: str, smoke: bool, overrides: dict | None = None) -> list[str]:
+    """NAME's chain, dependencies first, every file validated; a cycle or a bad reference is one line."""
+    order = []
 
-        raise AdaptersGeoError(f"experiments depend on each other in a cycle: {' -> '.join(seen + (name,))}", "break the cycle")
-    data = load_resolved(name, smoke)
-    deps = {dep: experiment_hash(dep, smoke, seen + (name,)) for dep in references(data)}
+    def visit(current: str, chain: tuple) -> None:
+        if current in chain:
+            raise AdaptersGeoError(f"experiments depend on each other in a cycle: {' -> '.join(chain + (current,))}",
+                                   "break the cycle: an experiment cannot use its own run, directly or through others")
+        if current in order:
+            return
+        data = load_resolved(current, smoke, overrides if current == name else None)
+        for dep in references(data):
+            try:
+                experiment_path(check_name(dep))
+            except AdaptersGeoError as exc:
+                raise AdaptersGeoError(f"{experiment_path(current)} refers to experiment:{dep}: {exc.problem}", exc.fix) from None
+            visit(dep, chain + (current,))
+        order.append(current)
+
+    visit(name, ())
+    return order
+
+
+def experiment_hash(name: str, smoke: bool, overrides: dict | None = None) -> str:
+    """Identity of NAME as it would run now (its file with overrides, its dependencies' hashes, smoke)."""
+    dependency_order(name, smoke, overrides)  # no cycle below
+    data = load_resolved(name, smoke, overrides)
+    deps = {dep: experiment_hash(dep, smoke) for dep in references(data)}
     blob = json.dumps({"data": data, "deps": deps, "smoke": smoke}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

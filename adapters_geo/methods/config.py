@@ -1,28 +1,47 @@
-"""MethodConfig: what a method does on each batch (every field documented)."""
+"""MethodConfig: what a method does on each batch (every field documented), and the rules between fields."""
 
-from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from adapters_geo.models.quant import Quant
+from adapters_geo.schema import Section, rule
 
 METHODS = ("sft", "opd", "rlvr")
 
 
-@dataclass
-class MethodConfig:
-    name: str = "sft"  # sft | opd | rlvr
-    group_size: int = 4  # G completions sampled per prompt (opd, rlvr)
-    temperature: float = 1.0  # sampling temperature of rollouts
-    max_new_tokens: int = 48  # completion length cap (rollouts and evaluation)
+class MethodConfig(Section):
+    name: Literal[METHODS] = "sft"  # sft | opd | rlvr
+    group_size: int = Field(4, ge=1)  # G completions sampled per prompt (opd, rlvr)
+    temperature: float = Field(1.0, gt=0)  # sampling temperature of rollouts
+    max_new_tokens: int = Field(48, ge=1)  # completion length cap (rollouts and evaluation)
     teacher: str | None = None  # model spec, saved adapter folder, or "self_hint" (opd, mix, sft_source=teacher)
-    teacher_quant: str = "none"  # quantization of the teacher's base
-    opd_coef: float = 1.0  # A_t = −coef · (log π_s − log π_t)
+    teacher_quant: Quant = "none"  # quantization of the teacher's base
+    opd_coef: float = Field(1.0, ge=0)  # A_t = −coef · (log π_s − log π_t)
     full_vocab_kl: bool = False  # opd: minimise the full-vocabulary reverse KL instead of the sampled-token PG
-    eps_low: float = 0.2  # ratio clip 1 − ε_low
-    eps_high: float = 0.28  # ratio clip 1 + ε_high
-    kl_coef: float = 0.0  # rlvr: weight of k3 KL to the initial policy (0: off)
-    token_fraction: float = 1.0  # ρ: fraction of completion tokens kept in the loss
-    token_select: str = "random"  # random | top_gap (largest |r_t|, r_t = log π_s − log π_t)
-    rollout_source: str = "student"  # student | teacher (off-policy) | stale:N (policy N updates old)
-    mix_alpha: float | None = None  # A = α·A_OPD + (1 − α)·A_RLVR (needs a teacher and a reward)
-    sft_source: str = "reference"  # sft: reference solutions, or teacher (greedy teacher completions)
+    eps_low: float = Field(0.2, ge=0, lt=1)  # ratio clip 1 − ε_low
+    eps_high: float = Field(0.28, ge=0)  # ratio clip 1 + ε_high
+    kl_coef: float = Field(0.0, ge=0)  # rlvr: weight of k3 KL to the initial policy (0: off)
+    token_fraction: float = Field(1.0, gt=0, le=1)  # ρ: fraction of completion tokens kept in the loss
+    token_select: Literal["random", "top_gap"] = "random"  # top_gap: largest |r_t|, r_t = log π_s − log π_t
+    rollout_source: str = Field("student", pattern=r"^(student|teacher|stale:[0-9]+)$",
+                                description="student, teacher (off-policy) or stale:N (the policy N updates old)")
+    mix_alpha: float | None = Field(None, ge=0, le=1)  # A = α·A_OPD + (1 − α)·A_RLVR (needs a teacher and a reward)
+    sft_source: Literal["reference", "teacher"] = "reference"  # sft: reference solutions, or greedy teacher completions
+
+    @model_validator(mode="after")
+    def _runnable(self):
+        """The combinations that cannot run, each naming the field to change."""
+        if self.needs_teacher() and not self.teacher:
+            raise rule("teacher", f"{{key}} is missing: method '{self.name}' with these options needs a teacher",
+                       "set {key} to a model spec, a saved adapter folder or self_hint")
+        if self.token_select == "top_gap" and self.token_fraction < 1 and not self.needs_teacher():
+            raise rule("token_select", "{key} = 'top_gap' ranks tokens by the teacher gap but there is no teacher",
+                       "use random, or method opd")
+        if self.name == "rlvr" and self.group_size < 2:
+            raise rule("group_size", f"{{key}} = {self.group_size}: rlvr needs group_size ≥ 2 (advantages are "
+                       "normalised within a group)", "set {key} to 4")
+        return self
 
     def stale_lag(self) -> int:
         """N of rollout_source 'stale:N' (0 otherwise)."""

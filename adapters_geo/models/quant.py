@@ -5,12 +5,15 @@ quant = `none` (fp32 on CPU, bf16 on CUDA), `8bit` (LLM.int8 row-wise absmax), `
 of GEOMETRY.md for a quantized base: exactly what the layer multiplies by.
 """
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from adapters_geo.errors import AdaptersGeoError
 
 QUANTS = ("none", "8bit", "4bit")
+Quant = Literal[QUANTS]  # the type of a config's quant field
 
 
 def check_quant(quant: str) -> str:

@@ -7,26 +7,28 @@ reads local JSON/JSONL or an HF dataset.
 
 import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
-from adapters_geo.errors import AdaptersGeoError
+from pydantic import Field, model_validator
+
+from adapters_geo.schema import Section, rule
 from adapters_geo.tasks import arithmetic
 from adapters_geo.tasks.example import Example
 from adapters_geo.tasks.files import load_records, to_example
 from adapters_geo.tasks.rewards import REWARDS
 
 
-@dataclass
-class TaskConfig:
+class TaskConfig(Section):
     """Which data to train and evaluate on."""
 
-    name: str = "arithmetic"  # arithmetic | file
-    levels: list = field(default_factory=lambda: [2])  # arithmetic difficulty levels (0-3)
-    train_size: int = 2000  # examples in the training pool (arithmetic)
-    test_size: int = 48  # held-out examples
+    name: Literal["arithmetic", "file"] = "arithmetic"
+    levels: list[Literal[tuple(arithmetic.GENERATORS)]] = Field(default_factory=lambda: [2], min_length=1)  # arithmetic difficulty
+    train_size: int = Field(2000, ge=1)  # examples in the training pool (arithmetic)
+    test_size: int = Field(48, ge=1)  # held-out examples
     seed: int = 0
-    pool: int = 0  # training prompts come from pool `pool` of `pools`: disjoint pools by a hash of the prompt
-    pools: int = 1  # (the anchor, the teacher and the continuations train on disjoint prompts); the test split is shared
+    pool: int = Field(0, ge=0)  # training prompts come from pool `pool` of `pools`: disjoint pools by a hash of the prompt
+    pools: int = Field(1, ge=1)  # (the anchor, the teacher and the continuations train on disjoint prompts); test shared
     path: str | None = None  # file: .json/.jsonl path or HF dataset id
     subset: str | None = None  # file: HF dataset config name
     train_split: str = "train"
@@ -34,8 +36,14 @@ class TaskConfig:
     prompt_field: str = "question"
     answer_field: str = "answer"
     solution_field: str | None = None
-    reward: str = "exact"  # exact | exact_format
-    system_prompt: str | None = None
+    reward: Literal[tuple(REWARDS)] = "exact"  # exact | exact_format
+
+    @model_validator(mode="after")
+    def _file_has_a_path(self):
+        if self.name == "file" and not self.path:
+            raise rule("path", "{key} is missing: task 'file' reads its examples from a path",
+                       "set {key} to a .json/.jsonl file or an HF dataset id")
+        return self
 
 
 @dataclass
@@ -53,20 +61,11 @@ def in_pool(prompt: str, pool: int, pools: int) -> bool:
 
 def load_task(config: TaskConfig) -> Task:
     """Build the task's train / test examples and its reward."""
-    if config.reward not in REWARDS:
-        raise AdaptersGeoError(f"unknown reward '{config.reward}'", f"use one of {', '.join(REWARDS)}")
     if config.name == "arithmetic":
-        bad = [level for level in config.levels if level not in arithmetic.GENERATORS]
-        if bad:
-            raise AdaptersGeoError(f"unknown arithmetic level {bad[0]}", "use levels among 0, 1, 2, 3")
         keep = (lambda prompt: in_pool(prompt, config.pool, config.pools)) if config.pools > 1 else None
         train, test = arithmetic.splits(config.train_size, config.test_size, config.levels, config.seed, keep)
-    elif config.name == "file":
-        if not config.path:
-            raise AdaptersGeoError("task 'file' needs a path", "set task.path to a .jsonl file or a dataset id")
-        train, test = _file_splits(config)
     else:
-        raise AdaptersGeoError(f"unknown task '{config.name}'", "use arithmetic or file")
+        train, test = _file_splits(config)
     return Task(train, test, REWARDS[config.reward], config)
 
 

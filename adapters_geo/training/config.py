@@ -1,34 +1,44 @@
 """TrainConfig: how the one loop trains (steps, batch, optimizer, schedule, evaluation, tracking)."""
 
-from dataclasses import dataclass
+from typing import Literal
 
+from pydantic import Field, PositiveInt, model_validator
+
+from adapters_geo.optim import OPTIMIZERS, SCHEDULES
 from adapters_geo.runfolder import default_t0
+from adapters_geo.schema import Section, rule
 
 
-@dataclass
-class TrainConfig:
-    steps: int = 100  # optimizer updates
-    batch_size: int = 8  # prompts per step (sft: examples; opd / rlvr: prompts × group_size samples)
-    lr: float = 2e-5
-    optimizer: str = "adamw"  # adamw | adamw8bit | sgd
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # constant | cosine (to 10% of lr)
-    warmup_steps: int = 0
-    grad_clip: float = 1.0  # max global gradient norm (0: off)
+class TrainConfig(Section):
+    steps: int = Field(100, ge=1)  # optimizer updates
+    batch_size: int = Field(8, ge=1)  # prompts per step (sft: examples; opd / rlvr: prompts × group_size samples)
+    lr: float = Field(2e-5, gt=0)  # peak learning rate
+    optimizer: Literal[tuple(OPTIMIZERS)] = "adamw"  # adamw | adamw8bit | sgd
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal[tuple(SCHEDULES)] = "constant"  # constant | cosine (to 10% of lr) | linear (to 0), after warmup
+    warmup_steps: int = Field(0, ge=0)  # linear warm-up from 0 (at most steps)
+    grad_clip: float = Field(1.0, ge=0)  # max global gradient norm (0: off)
     seed: int = 0
-    eval_every: int = 0  # evaluate every N steps (0: at the start and the end only)
-    eval_size: int | None = None  # held-out examples per evaluation (None: the whole test split)
-    eval_batch: int = 16
-    track_steps: list | None = None  # steps whose ΔW is snapshotted (None: 10 points, denser early; []: none)
-    track_rank: int = 32  # rank of the factor snapshots
-    checkpoint_every: int = 25  # steps between checkpoints (the last step always checkpoints)
-    save_adapter_at: list | None = None  # steps at which the exact adapter is saved to adapter_step_N/
-    first_step: int = 0  # start at this step (a continuation sees the same data as the run it continues)
+    eval_every: int = Field(0, ge=0)  # evaluate every N steps (0: at the start and the end only)
+    eval_size: int | None = Field(None, ge=1)  # held-out examples per evaluation (None: the whole test split)
+    eval_batch: int = Field(16, ge=1)
+    track_steps: list[PositiveInt] | None = None  # steps whose ΔW is snapshotted (None: 10 points, denser early; []: none)
+    track_rank: int = Field(32, ge=1)  # rank of the factor snapshots
+    checkpoint_every: int = Field(25, ge=1)  # steps between checkpoints (the last step always checkpoints)
+    save_adapter_at: list[PositiveInt] | None = None  # steps at which the exact adapter is saved to adapter_step_N/
+    first_step: int = Field(0, ge=0)  # start at this step (a continuation sees the same data as the run it continues)
+    t0: int | None = Field(None, ge=1)  # the early step (locking t0, stored in full by the trajectory); None: see resolved_t0
     start_state: str | None = None  # a saved training state (another run's t0_state/) to start from: its step, schedule,
     #   method state, and the adapter / optimizer state where they fit this adapter (a locking arm's exact start)
     save_t0_state: bool = False  # keep the full training state at t0 in t0_state/ (what a locking test continues from)
     eval_at_start: bool = True  # evaluate before the first step (a locking arm's start is evaluated once, elsewhere)
-    t0: int | None = None  # the early step (locking t0, stored in full by the trajectory); None: see resolved_t0
+
+    @model_validator(mode="after")
+    def _warmup_fits(self):
+        if self.warmup_steps > self.steps:
+            raise rule("warmup_steps", f"{{key}} = {self.warmup_steps} is more than steps = {self.steps}",
+                       f"set {{key}} to at most {self.steps}")
+        return self
 
     def resolved_t0(self) -> int:
         """t0, decided once: the configured step, else the first save_adapter_at step, else round(0.2 · steps)."""

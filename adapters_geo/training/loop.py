@@ -17,22 +17,10 @@ import torch
 from adapters_geo.adapters import trainable_parameters
 from adapters_geo.adapters.io import save_adapter
 from adapters_geo.models import base_info
-from adapters_geo.optim import optimizer_for
+from adapters_geo.optim import build_scheduler, optimizer_for
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.training.checkpoint import has_checkpoint, resume as resume_from, save_checkpoint, start_from
 from adapters_geo.training.config import TrainConfig
-
-
-def lr_factor(config: TrainConfig):
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        if config.schedule == "cosine":
-            progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        return 1.0
-
-    return factor
 
 
 def draw(pool: list, size: int, seed: int, step: int) -> list:
@@ -63,7 +51,7 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
     folder = RunFolder(folder)
     params = trainable_parameters(model)
     optimizer = optimizer_for(model, config.optimizer, config.lr, config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
+    scheduler = build_scheduler(optimizer, config.schedule, config.warmup_steps, config.steps)
     fingerprint = base_info(model).fingerprint
     stateful = {"method": method, "tracker": tracker}
     if config.start_state and not has_checkpoint(folder.checkpoint):

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from adapters_geo import AdaptersGeoError
+from adapters_geo.schema import validated
 from adapters_geo.tasks import TaskConfig, load_task
 from adapters_geo.tasks.arithmetic import splits
 from adapters_geo.tasks.rewards import exact, exact_format, parse_final_answer
@@ -47,25 +48,25 @@ def test_jsonl_file_with_gsm8k_answers(tmp_path):
 @pytest.mark.parametrize(
     "config, message",
     [
-        (TaskConfig(name="file", path="missing.jsonl"), "task file missing.jsonl does not exist"),
-        (TaskConfig(name="file", path="nobody/no-such-dataset"), "tried a local .json/.jsonl file"),
-        (TaskConfig(name="poems"), "unknown task 'poems'"),
-        (TaskConfig(levels=[7]), "unknown arithmetic level 7"),
-        (TaskConfig(reward="vibes"), "unknown reward 'vibes'"),
-        (TaskConfig(levels=[0], train_size=5000), "cannot draw 5000 distinct arithmetic problems"),
+        (dict(name="file", path="missing.jsonl"), "task file missing.jsonl does not exist"),
+        (dict(name="file", path="nobody/no-such-dataset"), "tried a local .json/.jsonl file"),
+        (dict(name="poems"), "name = 'poems' is not allowed .*arithmetic \\| file"),
+        (dict(levels=[7]), "levels = \\[7\\] is not allowed .*0 \\| 1 \\| 2 \\| 3"),
+        (dict(reward="vibes"), "reward = 'vibes' is not allowed .*exact \\| exact_format"),
+        (dict(levels=[0], train_size=5000), "cannot draw 5000 distinct arithmetic problems"),
     ],
 )
 def test_bad_task_configs(config, message, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AdaptersGeoError, match=message):
-        load_task(config)
+        load_task(validated(TaskConfig, config, "task"))
 
 
 def test_wrong_field_names(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps({"q": "x", "a": "1"}))
     with pytest.raises(AdaptersGeoError, match="record has no field 'question'"):
-        load_task(TaskConfig(name="file", path=str(path), test_size=0))
+        load_task(TaskConfig(name="file", path=str(path), test_size=1))
 
 
 def test_training_pools_are_disjoint_and_share_the_test_split():

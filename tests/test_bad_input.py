@@ -1,0 +1,233 @@
+"""Every bad value a user can type is one line (exit code 2) naming the file or --set, the key, the value and
+what is allowed, before any training, and nothing is written to --out or runs/.
+
+Run: python -m pytest -q tests/test_bad_input.py
+"""
+
+import json
+
+import pytest
+
+from adapters_geo.cli import main
+from adapters_geo.config import load_run_config
+from adapters_geo.experiments.execute import _state
+from adapters_geo.experiments.resolve import experiment_hash, load_resolved
+
+TINY = "model: tiny-llama\ntask: {levels: [0], train_size: 20, test_size: 2}\n"
+
+# (YAML text of the run file, --set overrides, fragment of the one-line error)
+TRAIN = [
+    # numbers and types
+    ("train: {lr: fast}", [], "train.lr = 'fast' is not a number — fix: set train.lr to a number > 0"),
+    ("train: {steps: ten}", [], "train.steps = 'ten' is not an integer — fix: set train.steps to an integer ≥ 1"),
+    ("train: {steps: 2.5}", [], "train.steps = 2.5 is not an integer"),
+    ("train: {lr: -1}", [], "train.lr = -1 is not allowed — fix: set train.lr to a number > 0"),
+    ("train: {lr: 0}", [], "train.lr = 0 is not allowed"),
+    ("train: {batch_size: 0}", [], "train.batch_size = 0 is not allowed — fix: set train.batch_size to an integer ≥ 1"),
+    ("task: {train_size: 0}", [], "task.train_size = 0 is not allowed — fix: set task.train_size to an integer ≥ 1"),
+    ("task: {test_size: 0}", [], "task.test_size = 0 is not allowed"),
+    ("train: {checkpoint_every: 0}", [], "train.checkpoint_every = 0 is not allowed"),
+    ("train: {eval_batch: 0}", [], "train.eval_batch = 0 is not allowed"),
+    ("task: {levels: 0}", [], "task.levels = 0 is not a list — fix: set task.levels to a non-empty list of 0 | 1 | 2 | 3"),
+    ("task: {levels: [7]}", [], "task.levels = [7] is not allowed — fix: set task.levels to a non-empty list of 0 | 1 | 2 | 3"),
+    ("task: {levels: []}", [], "task.levels = [] is not allowed"),
+    ("train: {steps: -5}", [], "train.steps = -5 is not allowed"),
+    ("train: {steps: 10, warmup_steps: 20}", [], "train.warmup_steps = 20 is more than steps = 10 — fix: set train.warmup_steps to at most 10"),
+    ("train: {grad_clip: -1}", [], "train.grad_clip = -1 is not allowed — fix: set train.grad_clip to a number ≥ 0"),
+    ("train: {track_steps: [0, 5]}", [], "train.track_steps = [0, 5] is not allowed — fix: set train.track_steps to a list of integers > 0"),
+    ("method: {token_fraction: 0}", [], "method.token_fraction = 0 is not allowed — fix: set method.token_fraction to a number in (0, 1]"),
+    ("method: {token_fraction: 1.5}", [], "method.token_fraction = 1.5 is not allowed"),
+    ("method: {name: opd, teacher: self_hint, mix_alpha: 1.5}", [], "method.mix_alpha = 1.5 is not allowed — fix: set method.mix_alpha to a number in [0, 1] (or null)"),
+    ("method: {group_size: 0}", [], "method.group_size = 0 is not allowed"),
+    ("method: {temperature: -1}", [], "method.temperature = -1 is not allowed — fix: set method.temperature to a number > 0"),
+    ("method: {max_new_tokens: 0}", [], "method.max_new_tokens = 0 is not allowed"),
+    ("adapter: {kind: lora, r: 0}", [], "adapter.r = 0 is not allowed — fix: set adapter.r to an integer ≥ 1"),
+    ("adapter: {kind: lora, alpha: 0}", [], "adapter.alpha = 0 is not allowed — fix: set adapter.alpha to a number > 0"),
+    ("adapter: {kind: lora, dropout: 1.5}", [], "adapter.dropout = 1.5 is not allowed — fix: set adapter.dropout to a number in [0, 1)"),
+    ("adapter: {kind: lora, targets: 3}", [], "adapter.targets = 3 is not allowed — fix: set adapter.targets to all-linear, or a list"),
+    ("model: 3", [], "model = 3 is not text"),
+    # enums, with the allowed values
+    ("train: {schedule: cosin}", [], "train.schedule = 'cosin' is not allowed — fix: set train.schedule to one of constant | cosine | linear"),
+    ("train: {optimizer: adam}", [], "train.optimizer = 'adam' is not allowed — fix: set train.optimizer to one of adamw | adamw8bit | sgd"),
+    ("adapter: {kind: rank1}", [], "adapter.kind = 'rank1' is not allowed — fix: set adapter.kind to one of dense | lora | locked"),
+    ("adapter: lora", [], "adapter = 'lora' is not allowed — fix: set adapter to a mapping"),
+    ("quant: 3bit", [], "quant = '3bit' is not allowed — fix: set quant to one of none | 8bit | 4bit"),
+    ("method: {name: dpo}", [], "method.name = 'dpo' is not allowed — fix: set method.name to one of sft | opd | rlvr"),
+    ("method: {teacher_quant: 2bit}", [], "method.teacher_quant = '2bit' is not allowed — fix: set method.teacher_quant to one of none | 8bit | 4bit"),
+    ("method: {token_select: best}", [], "method.token_select = 'best' is not allowed — fix: set method.token_select to one of random | top_gap"),
+    ("method: {name: opd, teacher: self_hint, rollout_source: stale}", [],
+     "method.rollout_source = 'stale' is not allowed — fix: set method.rollout_source to student, teacher (off-policy) or stale:N"),
+    ("method: {sft_source: model}", [], "method.sft_source = 'model' is not allowed — fix: set method.sft_source to one of reference | teacher"),
+    ("task: {reward: vibes}", [], "task.reward = 'vibes' is not allowed — fix: set task.reward to one of exact | exact_format"),
+    ("task: {name: poems}", [], "task.name = 'poems' is not allowed — fix: set task.name to one of arithmetic | file"),
+    ("adapter: {kind: dense, dtype: float16}", [], "adapter.dtype = 'float16' is not allowed — fix: set adapter.dtype to one of float32 | bfloat16"),
+    ("adapter: {kind: locked, source: x, basis: late}", [], "adapter.basis = 'late' is not allowed — fix: set adapter.basis to one of early | random | final"),
+    # rules between fields
+    ("method: {name: opd}", [], "method.teacher is missing: method 'opd' with these options needs a teacher — fix: set method.teacher to a model spec"),
+    ("method: {name: sft, sft_source: teacher}", [], "method.teacher is missing: method 'sft' with these options needs a teacher"),
+    ("method: {name: rlvr, group_size: 1}", [], "method.group_size = 1: rlvr needs group_size ≥ 2"),
+    ("method: {name: sft, token_fraction: 0.5, token_select: top_gap}", [], "method.token_select = 'top_gap' ranks tokens by the teacher gap but there is no teacher"),
+    ("task: {name: file}", [], "task.path is missing: task 'file' reads its examples from a path — fix: set task.path to"),
+    ("adapter: {kind: locked}", [], "adapter.source is missing"),
+    # ranks against the model's shapes (tiny-llama: k_proj is 32×64), checked once the base is loaded
+    (TINY + "adapter: {kind: lora, r: 999}", [], "adapter.r = 999 is larger than this model allows: model.layers.0.self_attn.k_proj is 32×64 — fix: set adapter.r to at most 32"),
+    (TINY + "adapter: {kind: locked, source: nowhere, K: 33}", [], "adapter.K = 33 is larger than this model allows: model.layers.0.self_attn.k_proj is 32×64 — fix: set adapter.K to at most 32"),
+    # the file itself
+    ("train: {lr: 1.0e-4}\ntrain: {lr: 1.0e-5}", [], "run.yaml repeats the key 'train' at line 2 — fix: keep one of the two lines"),
+    ("train:\n  lr: 1e-4\n  steps: 3\n  lr: 2e-4", [], "run.yaml repeats the key 'lr' at line 4"),
+    ("train: !!python/object:os.system {}", [], "run.yaml uses a YAML tag that is not allowed (!!python/object:os.system) at line 1"),
+    ("", [], "run.yaml is empty"),
+    ("# nothing but a comment", [], "run.yaml is empty"),
+    ("- a\n- b", [], "run.yaml does not hold a mapping of sections (it holds a list)"),
+    ("train: {lr: 1e-4\n", [], "run.yaml is not valid YAML at line"),
+    # unknown keys, dead fields
+    ("task: {system_prompt: hi}", [], "unknown key 'system_prompt' in "),
+    ("bogus: 1", [], "unknown key 'bogus' in "),
+    ("train: {lerning_rate: 1}", [], "unknown key 'lerning_rate' in "),
+    # --set overrides
+    (TINY, ["train.lr=fast"], "--set train.lr=fast: train.lr = 'fast' is not a number — fix: set train.lr to a number > 0"),
+    (TINY, ["train.lr=-1e-5"], "--set train.lr=-1e-5: train.lr = -1e-05 is not allowed"),
+    (TINY, ["adapter.r=16"], "unknown key 'r' in --set adapter.r=16: adapter — fix: use some of: dtype, kind, targets"),
+    (TINY, ["train.lrr=1e-5"], "unknown key 'lrr' in --set train.lrr=1e-5: train — fix: did you mean 'lr'?"),
+    (TINY, ["lr"], "--set 'lr' is not KEY=VALUE"),
+    (TINY, ["train.steps=[1"], "--set train.steps=[1: the value is not valid YAML"),
+    (TINY, ["model.name=x"], "--set model.name=x: model is 'tiny-llama', not a section"),
+]
+
+
+@pytest.mark.parametrize("text, sets, fragment", TRAIN, ids=[f"{i}:{row[2][:40]}" for i, row in enumerate(TRAIN)])
+def test_bad_run_file_is_one_line_and_writes_nothing(tmp_path, capsys, text, sets, fragment):
+    path = tmp_path / "run.yaml"
+    path.write_text(text + "\n" if text else "")
+    out = tmp_path / "out"
+    argv = ["train", str(path), "--out", str(out)] + [arg for s in sets for arg in ("--set", s)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]  # loading a base may print a progress bar first
+    assert err.count("adapters-geo: error:") == 1 and line.startswith("adapters-geo: error:")
+    assert fragment in line, line
+    assert not out.exists()
+
+
+def test_yaml_numbers_and_strings_of_numbers_parse(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train: {lr: 1e-4, steps: 1e3, grad_clip: 3e-1}\nadapter: {kind: lora, r: '8', alpha: 3E1}\n")
+    config = load_run_config(path)
+    assert (config.train.lr, config.train.steps, config.train.grad_clip) == (1e-4, 1000, 0.3)
+    assert (config.adapter.r, config.adapter.alpha) == (8, 30.0)
+    again = load_run_config(path, {"train.lr": "1e-5", "adapter.r": "16", "task.levels": "[0, 1]"})
+    assert (again.train.lr, again.adapter.r, again.task.levels) == (1e-5, 16, [0, 1])
+    assert again.to_dict()["train"]["lr"] == 1e-5  # what config.json records
+
+
+TRAIN_EXPERIMENT = "# make experiment NAME=tr\n# A tiny run.\n" + TINY + "train: {steps: 2, batch_size: 2}\n"
+
+# (experiment files {name: text}, argv after `experiment`, fragment of the one-line error)
+EXPERIMENTS = [
+    ({"lk": "kind: lock\nsourc: experiment:tr\n", "tr": TRAIN_EXPERIMENT}, ["lk"], "unknown key 'sourc' in "),
+    ({"lk": "kind: lock\nsourc: experiment:tr\n"}, ["lk"], "lk.yaml — fix: did you mean 'source'?"),
+    ({"lk": "kind: lock\nsource: runs/tr\n"}, ["lk"], "lk.yaml: source = 'runs/tr' is not allowed — fix: set source to experiment:NAME"),
+    ({"lk": "kind: lock\nsource: experiment:tr\nbases: [early, late]\n", "tr": TRAIN_EXPERIMENT}, ["lk"],
+     "lk.yaml: bases = ['early', 'late'] is not allowed — fix: set bases to a non-empty list of unconstrained | frozen | early | random | final"),
+    ({"lk": "kind: lock\nsource: experiment:tr\nK: 0\n", "tr": TRAIN_EXPERIMENT}, ["lk"], "lk.yaml: K = 0 is not allowed — fix: set K to an integer ≥ 1"),
+    ({"lk": "kind: lock\nsource: experiment:tr\nmode: fast\n", "tr": TRAIN_EXPERIMENT}, ["lk"],
+     "lk.yaml: mode = 'fast' is not allowed — fix: set mode to one of projected | gradient | adapter"),
+    ({"a": "kind: bogus\n"}, ["a"], "a.yaml: kind = 'bogus' is not allowed — fix: set kind to one of train | lock"),
+    ({"a": TRAIN_EXPERIMENT + "seeds: [1, x]\n"}, ["a"], "a.yaml: seeds = [1, 'x'] is not allowed"),
+    ({"a": TINY + "init: experiment:b\n", "b": TINY + "init: experiment:a\n"}, ["a"], "experiments depend on each other in a cycle: a -> b -> a"),
+    ({"a": TINY + "init: experiment:a\n"}, ["a"], "experiments depend on each other in a cycle: a -> a"),
+    ({"top": TINY + "init: experiment:dep\n", "dep": "train: {lr: fast}\n"}, ["top"], "dep.yaml: train.lr = 'fast' is not a number"),
+    ({"a": TINY + "init: experiment:nope\n"}, ["a"], "a.yaml refers to experiment:nope: unknown experiment 'nope' — fix: use one of: a"),
+    ({"a": TINY + "init: experiment:../b\n"}, ["a"], "a.yaml refers to experiment:../b: '../b' is not an experiment name"),
+    ({"tr": TRAIN_EXPERIMENT}, ["../../x"], "'../../x' is not an experiment name — fix: use a file name of the experiments folder"),
+    ({"tr": TRAIN_EXPERIMENT}, ["/etc/passwd"], "'/etc/passwd' is not an experiment name"),
+    ({"tr": TRAIN_EXPERIMENT}, [".tr"], "'.tr' is not an experiment name"),
+    ({"tr": TRAIN_EXPERIMENT}, ["tr", "--set", "train.lr=-1"], "--set train.lr=-1: train.lr = -1 is not allowed"),
+    ({"tr": TRAIN_EXPERIMENT}, ["tr", "--set", "train.lrr=1"], "unknown key 'lrr' in --set train.lrr=1: train"),
+    ({"tr": "train: {steps: 2}\ntrain: {steps: 3}\n"}, ["tr"], "tr.yaml repeats the key 'train' at line 2"),
+    ({"tr": ""}, ["tr"], "tr.yaml is empty"),
+]
+
+
+@pytest.mark.parametrize("files, argv, fragment", EXPERIMENTS, ids=[f"{i}:{row[2][:40]}" for i, row in enumerate(EXPERIMENTS)])
+def test_bad_experiment_is_one_line_and_runs_nothing(tmp_path, monkeypatch, capsys, files, argv, fragment):
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(text)
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(folder))
+    monkeypatch.setenv("ADAPTERS_GEO_RUNS", str(tmp_path / "runs"))
+    assert main(["experiment", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adapters-geo: error:") and err.count("\n") == 1
+    assert fragment in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_no_experiments_folder_names_the_places_tried(tmp_path, monkeypatch, capsys):
+    from adapters_geo.experiments import registry
+
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(tmp_path / "missing"))
+    assert main(["experiment", "x"]) == 2
+    assert f"no experiments folder found (tried {tmp_path / 'missing'})" in capsys.readouterr().err
+    monkeypatch.delenv("ADAPTERS_GEO_EXPERIMENTS")
+    monkeypatch.chdir(tmp_path)
+    assert registry.experiments_dir() == registry.PROJECT / "experiments"  # the installed package's project
+    monkeypatch.setattr(registry, "PROJECT", tmp_path / "project")
+    assert main(["experiment", "x"]) == 2
+    assert f"(tried experiments, {tmp_path / 'project' / 'experiments'})" in capsys.readouterr().err
+
+
+def test_listing_gives_each_experiment_its_description(tmp_path, monkeypatch, capsys):
+    (tmp_path / "tr.yaml").write_text(TRAIN_EXPERIMENT)
+    (tmp_path / "described.yaml").write_text("# make experiment NAME=described\n" + TINY + "description: From the key.\n")
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(tmp_path))
+    assert main(["experiment"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["described", "From", "the", "key."] and lines[2].split() == ["tr", "A", "tiny", "run."]
+
+
+def test_overrides_change_the_named_experiment_only_and_its_hash(tmp_path, monkeypatch):
+    (tmp_path / "dep.yaml").write_text(TRAIN_EXPERIMENT)
+    (tmp_path / "top.yaml").write_text(TINY + "init: experiment:dep\n")
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(tmp_path))
+    sets = {"train.steps": "200", "train.lr": "1e-5"}
+    assert load_resolved("top", False, sets)["train"] == {"steps": 200, "lr": 1e-5}
+    assert experiment_hash("top", False, sets) != experiment_hash("top", False)
+    assert experiment_hash("top", False, sets) != experiment_hash("top", False, {"train.steps": "300", "train.lr": "1e-5"})
+    assert experiment_hash("dep", False) == experiment_hash("dep", False)  # the dependency is not overridden
+    assert load_resolved("dep", False)["train"] == {"steps": 2, "batch_size": 2}
+
+
+def test_a_folder_holding_only_experiment_json_starts_afresh(tmp_path):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    (folder / "experiment.json").write_text(json.dumps({"name": "x", "hash": "old"}))
+    assert _state(folder, "new", False, "x") == "fresh"  # it failed before training: the corrected file may run
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(Exception, match="was run with another config"):
+        _state(folder, "new", False, "x")
+
+
+def test_experiment_overrides_reach_the_run_config_and_experiment_json(tmp_path, monkeypatch):
+    from adapters_geo.experiments import execute
+    from adapters_geo.report import runs
+
+    (tmp_path / "dep.yaml").write_text(TRAIN_EXPERIMENT)
+    (tmp_path / "top.yaml").write_text(TRAIN_EXPERIMENT + "init: experiment:dep\n")
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(tmp_path))
+    monkeypatch.setenv("ADAPTERS_GEO_RUNS", str(tmp_path / "runs"))
+    trained = {}
+
+    def fake_run(config, folder, **kwargs):
+        trained[folder.name] = config
+        (folder / "done.json").write_text(json.dumps({"hash": kwargs["identity"]}))
+
+    monkeypatch.setattr(execute, "run", fake_run)
+    monkeypatch.setattr(runs, "write_report", lambda root: root / "report.md")
+    sets = {"train.steps": "5", "train.lr": "1e-5"}
+    assert main(["experiment", "top", "--set", "train.steps=5", "--set", "train.lr=1e-5"]) == 0
+    assert (trained["top"].train.steps, trained["top"].train.lr) == (5, 1e-5) and trained["dep"].train.steps == 2
+    recorded = json.loads((tmp_path / "runs" / "top" / "experiment.json").read_text())
+    assert recorded["set"] == sets and recorded["hash"] == experiment_hash("top", False, sets)
+    assert main(["experiment", "top"]) == 2  # without the overrides it is another config: not silently reused
