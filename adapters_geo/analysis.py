@@ -24,7 +24,7 @@ from adapters_geo.report.trajectory import write_trajectory
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.sources import Source, adapter_source, checkpoint_source, run_source, run_start
 from adapters_geo.svd_cache import SVDCache
-from adapters_geo.trajectory import read_index, read_snapshots
+from adapters_geo.trajectory import read_index, read_parts
 
 
 def analyse(source: Source, settings: Settings, cache: SVDCache | None = None, progress: bool = True) -> dict:
@@ -55,24 +55,24 @@ def run_trajectory(folder, k: int = K_DEFAULT) -> dict:
     if not (folder.trajectory_dir / "index.json").is_file():
         raise AdaptersGeoError(f"{folder.path} has no trajectory ({folder.trajectory_dir / 'index.json'} is missing)",
                                "pass a run folder written by adapters-geo train")
-    snapshots, spectra = read_snapshots(folder.trajectory_dir)
+    snapshots, spectra, vectors = read_parts(folder.trajectory_dir)
     if len(snapshots) < 2:
         raise AdaptersGeoError(f"{folder.path} has {len(snapshots)} tracked step(s)", "track at least two steps")
     early = early_step(folder, read_index(folder.trajectory_dir))
-    result = model_trajectory(snapshots, k, early, spectra)
+    result = model_trajectory(snapshots, k, early, spectra, vectors)
     result["early_step"] = early
     if folder.adapter.is_dir():
         result["along"] = along_trajectory(folder, snapshots)
     return result
 
 
-LAYER_STRIDE = 8  # endpoint metrics along the trajectory: every matrix of about 8 evenly spaced layers
+LAYER_STRIDE = 4  # endpoint metrics along the trajectory: every matrix of about 4 evenly spaced layers
 
 
 def along_trajectory(folder: RunFolder, snapshots: dict) -> dict:
     """Mean rotation, principal energy and relative norm of ΔW_t at every tracked step, over a layer subset.
 
-    Subset: every matrix of layers 0, s, 2s, … with s = ceil(layers / 8) (all layers of a small model),
+    Subset: every matrix of layers 0, s, 2s, … with s = ceil(layers / 4) (all layers of a small model),
     measured against the run's start; factor snapshots are top-r reconstructions (trajectory.py).
     """
     names = list(snapshots[max(snapshots)])
@@ -111,8 +111,11 @@ def write_run_trajectory(folder, k: int = K_DEFAULT, out=None, overwrite: bool =
     return write_trajectory(result, out, overwrite=overwrite)
 
 
-def run_movement(folder, batch: int = 8) -> dict:
-    """Write FOLDER/behaviour.json: mean per-token KL(π_T ‖ π_start) on the held-out reference contexts.
+MOVEMENT_PROMPTS = 64  # held-out prompts the behavioural movement is measured on (the first of the test split)
+
+
+def run_movement(folder, batch: int = 8, prompts: int = MOVEMENT_PROMPTS) -> dict:
+    """Write FOLDER/behaviour.json: mean per-token KL(π_T ‖ π_start) on held-out reference contexts.
 
     How far the policy moved, in behaviour rather than weights: with ‖ΔW‖/‖W0‖ it lets methods be
     compared at matched movement instead of at equal learning rate.
@@ -124,8 +127,7 @@ def run_movement(folder, batch: int = 8) -> dict:
 
     folder = RunFolder(folder)
     config = folder.config()
-    examples = load_task(config.task).test
-    examples = examples[: config.train.eval_size] if config.train.eval_size else examples
+    examples = load_task(config.task).test[:prompts]
     tuned = load_base(config.model, config.quant)
     start = load_base(config.model, config.quant)
     start_model = load_adapter(start.model, config.init) if config.init else start.model

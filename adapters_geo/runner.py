@@ -18,7 +18,7 @@ from adapters_geo.adapters.io import load_adapter, save_adapter
 from adapters_geo.config import LockedSpec, RunConfig, check_adapter_fits
 from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.methods import Context, build_method, validate
-from adapters_geo.methods.teacher import load_teacher_for
+from adapters_geo.methods.teacher import load_teacher_for, teacher_key
 from adapters_geo.models import load_base
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.tasks import load_task
@@ -73,7 +73,7 @@ def build_model(config: RunConfig):
 
 def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_new_tokens: int = 48,
                system_prompt=None, resume: bool = False, progress: bool = True, teacher=None,
-               teacher_hint: bool = False, label: str | None = None) -> dict:
+               teacher_hint: bool = False, label: str | None = None, teacher_id: str | None = None) -> dict:
     """Train an adapted model into `folder`: loggers, tracker, evaluation, loop, final adapter; returns the summary.
 
     `teacher` (a model) is what an OPD run's outcome (reverse KL) is measured against; without one, NLL.
@@ -87,7 +87,8 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     kind = outcome_kind(method.name)
     kind = "nll" if kind == "kl" and teacher is None else kind
     held_out = HeldOut(model, tokenizer, task, examples, kind, folder, {config.first_step, config.steps}, teacher,
-                       teacher_hint, max_new_tokens, config.eval_batch, system_prompt)
+                       teacher_hint, max_new_tokens, config.eval_batch, system_prompt, curve_size=config.curve_size,
+                       teacher_key=teacher_id)
     step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume)
     final = held_out(step)
     log.scalars(step, final, "eval")
@@ -118,7 +119,8 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     folder.meta_file.write_text(json.dumps(meta, indent=1))
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
-                      config.method.teacher == "self_hint", label)
+                      config.method.teacher == "self_hint", label,
+                      teacher_key(config.method.teacher, teacher) if teacher else None)
 
 
 def analyse_run(folder, progress: bool = True) -> None:
@@ -137,7 +139,7 @@ def run(config: RunConfig, out, resume: bool = False, progress: bool = True, ana
         identity: str | None = None, label: str | None = None) -> dict:
     """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval})."""
     summary = run_training(config, out, resume, progress, label)
-    if analyse:
+    if analyse and config.train.analyse:
         analyse_run(out, progress)
     folder = RunFolder(out)
     done = {"hash": identity or config_hash(resolved(config)), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),

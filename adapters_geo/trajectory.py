@@ -26,8 +26,15 @@ SPECTRUM = ":s"
 
 
 def default_steps(total: int, fractions=FRACTIONS) -> list[int]:
-    """Tracked steps: the given fractions of `total`, rounded, distinct, ≥ 1, always ending at total."""
-    steps = sorted({max(1, round(f * total)) for f in fractions} | {total})
+    """Tracked steps: about one per 5 steps of the run (3 to 10 points, the first ones denser), always ending at total.
+
+    Of the fractions 2%, 5%, 10%, 15%, 20%, 30%, 45%, 60%, 80%, 100% a run keeps n = clamp(total / 5, 3, 10) evenly
+    spaced by index (first and last included), rounded, distinct and ≥ 1: a 100-step run tracks all 10, a 20-step run
+    4 (each tracked step costs a fixed few seconds of exact spectra: short runs would otherwise mostly track).
+    """
+    count = max(3, min(len(fractions), round(total / 5)))
+    picked = [fractions[round(i * (len(fractions) - 1) / (count - 1))] for i in range(count)]
+    steps = sorted({max(1, round(f * total)) for f in picked} | {total})
     return [s for s in steps if s <= total]
 
 
@@ -106,19 +113,35 @@ def read_snapshots(folder) -> tuple[dict, dict]:
     before spectra were stored): its rank metrics are unknown. Full-format steps without a stored
     spectrum are left out of `spectra` (computed from the snapshot itself).
     """
+    return read_parts(folder)[:2]
+
+
+def read_parts(folder) -> tuple[dict, dict, dict]:
+    """(snapshots, spectra, vectors): as read_snapshots, plus {step: {name: (U_r, V_r)}} for factor steps.
+
+    The stored factors are the top-r SVD of ΔW_t, so its top-K singular vectors (K ≤ r) need no
+    new decomposition: V_r as stored, U_r = (U_r S_r) / S_r.
+    """
     folder = Path(folder)
     index = read_index(folder)
-    snapshots, spectra = {}, {}
+    snapshots, spectra, vectors = {}, {}, {}
     for step, entry in sorted(index.items(), key=lambda item: int(item[0])):
         loaded = load_file(str(folder / entry["file"]))
         tensors = {k: t for k, t in loaded.items() if not k.endswith(SPECTRUM)}
         if entry["format"] == "factors":
             names = dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors)
             snapshots[int(step)] = {n: tensors[f"{n}:us"] @ tensors[f"{n}:v"].T for n in names}
+            vectors[int(step)] = {n: _left_right(tensors[f"{n}:us"], tensors[f"{n}:v"]) for n in names}
         else:
             snapshots[int(step)] = {n: t.float() for n, t in tensors.items()}
         if entry.get("spectrum"):
             spectra[int(step)] = {k[: -len(SPECTRUM)]: t for k, t in loaded.items() if k.endswith(SPECTRUM)}
         elif entry["format"] == "factors":
             spectra[int(step)] = None
-    return snapshots, spectra
+    return snapshots, spectra, vectors
+
+
+def _left_right(us: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U_r, V_r) from stored (U_r S_r, V_r); columns with σ = 0 are left as they are (zero)."""
+    s = us.double().norm(dim=0)
+    return us.double() / torch.where(s > 0, s, torch.ones_like(s)), v.double()

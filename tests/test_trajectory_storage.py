@@ -25,7 +25,8 @@ def write_run(tmp_path, rank=4):
 
 def test_default_steps_are_dense_early_and_end_at_total():
     assert default_steps(100) == [2, 5, 10, 15, 20, 30, 45, 60, 80, 100]
-    assert default_steps(3) == [1, 2, 3]
+    assert default_steps(20) == [1, 3, 9, 20]  # fewer points for a short run, still denser early
+    assert default_steps(3) == [1, 3]
 
 
 def test_formats_round_trip_and_spectra_are_exact(tmp_path):

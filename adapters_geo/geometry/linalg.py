@@ -63,6 +63,15 @@ def top_svd64(w: torch.Tensor, k: int, exact_below: int = EXACT_BELOW):
     return u[:, :k], svdvals64(w), v[:, :k]
 
 
+def top_pair(w: torch.Tensor, k: int, exact_below: int = EXACT_BELOW) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U[:, :k], V[:, :k]) from one decomposition; randomized (torch.svd_lowrank) for large matrices."""
+    if min(w.shape) <= exact_below:
+        u, _, v = svd64(w, k)
+        return u, v
+    u, _, v = torch.svd_lowrank(w.detach().to(torch.float64), q=k + 16, niter=6)
+    return u[:, :k], v[:, :k]
+
+
 def top_right_vectors(w: torch.Tensor, k: int, exact_below: int = EXACT_BELOW) -> torch.Tensor:
     """Top-k right singular vectors (n, k); randomized (torch.svd_lowrank) for large matrices."""
     if min(w.shape) <= exact_below:

@@ -17,7 +17,7 @@
 
 import torch
 
-from adapters_geo.geometry.linalg import svd64, svdvals64, top_right_vectors
+from adapters_geo.geometry.linalg import svd64, svdvals64, top_pair, top_right_vectors
 from adapters_geo.geometry.rotation import default_k, rotation_deg
 from adapters_geo.geometry.spectrum import effective_rank, hill_alpha, principal_energy, stable_rank
 
@@ -36,20 +36,20 @@ def top_vectors(delta: torch.Tensor, k: int, side: str = "right") -> torch.Tenso
     return top_right_vectors(delta, k) if side == "right" else top_right_vectors(delta.T, k)
 
 
-def early_energy_capture(delta_t0: torch.Tensor, delta_final: torch.Tensor, k: int = K_DEFAULT) -> float:
-    v = top_vectors(delta_t0, k)
+def early_energy_capture(delta_t0: torch.Tensor, delta_final: torch.Tensor, k: int = K_DEFAULT, v=None) -> float:
+    v = top_vectors(delta_t0, k) if v is None else v.to(torch.float64)
     final = delta_final.to(torch.float64)
     return ((final @ v) ** 2).sum().item() / (final**2).sum().item()
 
 
-def future_capture(delta_t: torch.Tensor, delta_final: torch.Tensor, k: int = K_DEFAULT) -> tuple[float, float]:
-    """(share of ‖ΔW_T − ΔW_t‖²_F inside ΔW_t's top-K right subspace, the random baseline K/n)."""
+def future_capture(delta_t: torch.Tensor, delta_final: torch.Tensor, k: int = K_DEFAULT, v=None) -> tuple[float, float]:
+    """(share of ‖ΔW_T − ΔW_t‖²_F inside ΔW_t's top-K right subspace, the random baseline K/n); `v`: that subspace if known."""
     rest = (delta_final.to(torch.float64) - delta_t.to(torch.float64))
     total = (rest**2).sum().item()
     k = min(k, min(delta_t.shape))
     if total == 0:
         return float("nan"), k / delta_t.shape[1]
-    v = top_vectors(delta_t, k)
+    v = top_vectors(delta_t, k) if v is None else v.to(torch.float64)
     return ((rest @ v) ** 2).sum().item() / total, k / delta_t.shape[1]
 
 
@@ -73,54 +73,72 @@ def _rank_metrics(s) -> dict:
             "update_norm": s.square().sum().sqrt().item(), "hill_alpha": hill_alpha(s)}
 
 
-def matrix_trajectory(deltas: dict, k: int = K_DEFAULT, spectra: dict | None = None) -> dict:
+def matrix_trajectory(deltas: dict, k: int = K_DEFAULT, spectra: dict | None = None, vectors: dict | None = None,
+                      early_step=None) -> dict:
     """Trajectory diagnostics of one matrix from {step: ΔW_t} (the last step is T).
 
     `spectra` {step: σ or None}: exact singular values stored with a snapshot (used instead of
     the snapshot's, which may be a top-r reconstruction); None marks a step whose rank metrics
     cannot be known (NaN). Steps not in `spectra` use the snapshot's own spectrum.
+    `vectors` {step: (U_r, V_r)}: the snapshot's own top singular vectors where already known
+    (factor snapshots), used instead of decomposing it again; other steps are decomposed once.
+    With `early_step`, also the early energy capture of the final update.
     """
-    spectra = spectra or {}
+    spectra, vectors = spectra or {}, dict(vectors or {})
     steps = sorted(deltas)
     final = deltas[steps[-1]]
     k = min(k, min(final.shape))
-    final_right, final_left = top_vectors(final, k), top_vectors(final, k, "left")
+
+    def top(step, side):
+        if step not in vectors or vectors[step][1].shape[1] < k:
+            vectors[step] = top_pair(deltas[step], k)
+        return vectors[step][1 if side == "right" else 0][:, :k]
+
+    final_right, final_left = top(steps[-1], "right"), top(steps[-1], "left")
     rows = []
     for step in steps:
         delta = deltas[step]
         s = spectra[step] if step in spectra else svdvals64(delta)
-        right = top_vectors(delta, k)
-        capture, baseline = future_capture(delta, final, k) if step != steps[-1] else (float("nan"), k / delta.shape[1])
+        right = top(step, "right")
+        capture, baseline = future_capture(delta, final, k, right) if step != steps[-1] else (float("nan"), k / delta.shape[1])
         rows.append({
             "step": step,
             "sim_right": subspace_similarity(right, final_right),
-            "sim_left": subspace_similarity(top_vectors(delta, k, "left"), final_left),
+            "sim_left": subspace_similarity(top(step, "left"), final_left),
             "future_capture": capture,
             "future_capture_random": baseline,
             **_rank_metrics(s),
         })
-    return {
+    out = {
         "steps": rows,
         "locking_step": locking_step(steps, [r["sim_right"] for r in rows]),
         "locking_step_left": locking_step(steps, [r["sim_left"] for r in rows]),
     }
+    if early_step is not None:
+        out["early_energy_capture"] = early_energy_capture(deltas[early_step], final, k, top(early_step, "right"))
+    return out
 
 
-def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None, spectra: dict | None = None) -> dict:
+def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None, spectra: dict | None = None,
+                     vectors: dict | None = None) -> dict:
     """Trajectory of a whole model from {step: {name: ΔW_t}}.
 
     Returns per-matrix results and, for "attention", "mlp" and "all" matrices, the mean of
     each per-step quantity, the locking step of the mean right-similarity curve and, when
     `early_step` is given, the mean early_energy_capture(early_step). `spectra`
-    {step: {name: σ} or None}: exact stored spectra (see matrix_trajectory).
+    {step: {name: σ} or None}: exact stored spectra; `vectors` {step: {name: (U_r, V_r)}}: known top
+    singular vectors of factor snapshots (see matrix_trajectory).
     """
     from adapters_geo.geometry.aggregate import block
 
     steps = sorted(snapshots)
     names = list(snapshots[steps[-1]])
     spectra = spectra or {}
+    vectors = vectors or {}
     per_name = lambda name: {t: (None if spectra[t] is None else spectra[t][name]) for t in spectra if t in snapshots}
-    matrices = {name: matrix_trajectory({t: snapshots[t][name] for t in steps}, k, per_name(name)) for name in names}
+    known = lambda name: {t: found[name] for t, found in vectors.items() if name in found}
+    matrices = {name: matrix_trajectory({t: snapshots[t][name] for t in steps}, k, per_name(name), known(name), early_step)
+                for name in names}
     groups = {"attention": [], "mlp": [], "all": names}
     for name in names:
         groups[block(name)].append(name)
@@ -136,10 +154,7 @@ def model_trajectory(snapshots: dict, k: int = K_DEFAULT, early_step=None, spect
             curve.append({"step": step, **{key: _mean([row[key] for row in rows]) for key in keys}})
         entry = {"steps": curve, "locking_step": locking_step(steps, [row["sim_right"] for row in curve])}
         if early_step is not None:
-            final = steps[-1]
-            entry["early_energy_capture"] = _mean(
-                [early_energy_capture(snapshots[early_step][n], snapshots[final][n], k) for n in members]
-            )
+            entry["early_energy_capture"] = _mean([matrices[n]["early_energy_capture"] for n in members])
             at_t0 = next(row for row in curve if row["step"] == early_step)
             entry["early_future_capture"], entry["early_future_capture_random"] = (
                 at_t0["future_capture"], at_t0["future_capture_random"])

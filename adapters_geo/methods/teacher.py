@@ -29,3 +29,15 @@ def load_teacher_for(source: str, quant: str, student_spec: str, student_tokeniz
             "on-policy distillation scores the student's tokens: pick a teacher of the same model family",
         )
     return teacher
+
+
+def teacher_key(source: str, teacher) -> str:
+    """An identity of a loaded teacher Base: its base's fingerprint and quantization, and for an adapter
+    teacher the content of its adapter.json (which holds the sha256 of its tensors)."""
+    import hashlib
+
+    key = f"{teacher.info.fingerprint}-{teacher.info.quant}-{source == SELF_HINT}"
+    meta = Path(source) / "adapter.json"
+    if meta.is_file():
+        key += "-" + hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
+    return key

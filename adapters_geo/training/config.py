@@ -20,6 +20,7 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, ge=0)  # max global gradient norm (0: off)
     seed: int = 0
     eval_every: int = Field(0, ge=0)  # evaluate every N steps (0: at the start and the end only)
+    curve_size: int | None = Field(64, ge=1)  # held-out prompts of the evaluations between start and end (None: all)
     eval_size: int | None = Field(None, ge=1)  # held-out examples per evaluation (None: the whole test split)
     eval_batch: int = Field(16, ge=1)
     track_steps: list[PositiveInt] | None = None  # steps whose ΔW is snapshotted (None: 10 points, denser early; []: none)
@@ -32,6 +33,7 @@ class TrainConfig(Section):
     #   method state, and the adapter / optimizer state where they fit this adapter (a locking arm's exact start)
     save_t0_state: bool = False  # keep the full training state at t0 in t0_state/ (what a locking test continues from)
     eval_at_start: bool = True  # evaluate before the first step (a locking arm's start is evaluated once, elsewhere)
+    analyse: bool = True  # after training: endpoint and trajectory geometry, behavioural movement (false: e.g. a teacher)
 
     @model_validator(mode="after")
     def _warmup_fits(self):

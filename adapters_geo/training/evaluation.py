@@ -2,7 +2,8 @@
 
 At every evaluation the outcome of tasks/outcome.py (sft: reference NLL, opd: full-vocabulary
 reverse KL to the teacher, rlvr: −mean reward of S samples) is computed per held-out prompt;
-at the run's first and last step greedy accuracy is added. The mean goes to the loggers
+at the run's first and last step on every held-out prompt, with greedy accuracy; between them
+(the curves) on the first `curve_size` prompts only. The mean goes to the loggers
 (group "eval"); the per-prompt values go to evals/step_NNNNNN.json, so two runs evaluated on
 the same prompts can be compared prompt by prompt (paired bootstrap, stats.py).
 """
@@ -19,29 +20,31 @@ class HeldOut:
 
     def __init__(self, model, tokenizer, task, examples: list, outcome: str, folder, accuracy_steps=(),
                  teacher=None, teacher_hint: bool = False, max_new_tokens: int = 48, batch: int = 16,
-                 system_prompt=None, samples: int = 4):
+                 system_prompt=None, samples: int = 4, curve_size: int | None = None, teacher_key: str | None = None):
         self.model, self.tokenizer, self.task, self.examples = model, tokenizer, task, examples
         self.kind, self.folder, self.accuracy_steps = outcome, folder, set(accuracy_steps)
         self.teacher, self.teacher_hint = teacher, teacher_hint
         self.max_new_tokens, self.batch, self.system_prompt, self.samples = max_new_tokens, batch, system_prompt, samples
+        self.curve_size, self.teacher_key = curve_size, teacher_key
 
-    def outcome(self, model=None):
-        """(N,) per-prompt outcome of `model` (default: the run's model); lower is better."""
-        model = model or self.model
+    def outcome(self, examples: list):
+        """(N,) per-prompt outcome of the run's model on `examples`; lower is better."""
         if self.kind == "nll":
-            return reference_nll(model, self.tokenizer, self.examples, self.batch, self.system_prompt)
+            return reference_nll(self.model, self.tokenizer, examples, self.batch, self.system_prompt)
         if self.kind == "kl":
-            return reference_kl(model, self.teacher, self.tokenizer, self.examples, max(1, self.batch // 2),
-                                self.system_prompt, self.teacher_hint)
-        return negative_reward(model, self.tokenizer, self.examples, self.task.reward, self.samples, self.max_new_tokens,
+            return reference_kl(self.model, self.teacher, self.tokenizer, examples, max(1, self.batch // 2),
+                                self.system_prompt, self.teacher_hint, self.teacher_key)
+        return negative_reward(self.model, self.tokenizer, examples, self.task.reward, self.samples, self.max_new_tokens,
                                self.batch, self.system_prompt)
 
     def __call__(self, step: int) -> dict:
         was_training = self.model.training
-        values = self.outcome()
-        record = {"outcome": float(values.mean()), "outcome_kind": self.kind, "examples": len(self.examples)}
+        end = step in self.accuracy_steps
+        examples = self.examples if end or not self.curve_size else self.examples[: self.curve_size]
+        values = self.outcome(examples)
+        record = {"outcome": float(values.mean()), "outcome_kind": self.kind, "examples": len(examples)}
         per_prompt = {"step": step, "outcome_kind": self.kind, "outcome": values.tolist()}
-        if step in self.accuracy_steps:
+        if end:
             rewards = greedy_rewards(self.model, self.tokenizer, self.task, self.examples, self.max_new_tokens, self.batch,
                                      self.system_prompt)
             record.update(summarize_rewards(rewards))
