@@ -31,10 +31,10 @@ test:
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-# make experiment NAME=lock_opd [FORCE=1] [SMOKE=1] [SET="train.steps=200 train.lr=1e-5"]; without NAME, lists the experiments.
+# make experiment NAME=lock_opd [FORCE=1] [SMOKE=1] [SEEDS=3] [SET="train.steps=200 train.lr=1e-5"]; without NAME, lists them.
 # SET overrides keys of NAME only (not of its dependencies); each becomes one --set.
 experiment:
-	$(PYTHON) -m adapters_geo.cli experiment $(NAME) $(if $(FORCE),--force) $(if $(SMOKE),--smoke) $(foreach s,$(SET),--set '$(s)')
+	$(PYTHON) -m adapters_geo.cli experiment $(NAME) $(if $(FORCE),--force) $(if $(SMOKE),--smoke) $(if $(SEEDS),--seeds $(SEEDS)) $(foreach s,$(SET),--set '$(s)')
 
 report:
 	$(PYTHON) -m adapters_geo.cli report $(if $(SMOKE),--smoke)

@@ -60,7 +60,7 @@ def cmd_experiment(args) -> None:
         for name in names:
             print(f"  {name:<{max(map(len, names))}}  {description(name)}")
         return
-    folder = run_experiment(args.name, force=args.force, smoke=args.smoke, overrides=overrides)
+    folder = run_experiment(args.name, force=args.force, smoke=args.smoke, overrides=overrides, seeds=args.seeds)
     print(f"{args.name}: done in {folder}")
 
 
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--smoke", action="store_true", help="the tiny, few-step form (runs/smoke/)")
     ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of this experiment (not its dependencies), e.g. train.steps=200; repeatable")
+    ex.add_argument("--seeds", type=int, metavar="N",
+                    help="a lock experiment: run its source and arms for N training seeds (the source's seed and the next N-1)")
     ex.set_defaults(func=cmd_experiment)
     rp = sub.add_parser("report", help="write runs/report.md from the finished runs")
     rp.add_argument("--runs", help="runs folder (default runs/, or runs/smoke with --smoke)")

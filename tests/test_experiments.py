@@ -135,3 +135,25 @@ def test_malformed_experiment_file_is_one_line_naming_file_and_line(tmp_path, mo
     err = capsys.readouterr().err
     assert "broken.yaml is not valid YAML at line" in err and err.count("\n") == 1
     assert not (tmp_path / "runs" / "broken").exists()
+
+
+def test_seeds_retrain_the_source_per_seed_and_add_missing_seeds_only(tmp_path, capsys):
+    """SEEDS=2: teacher and anchor shared, one source and one set of arms per seed; SEEDS=3 later adds seed 2 only."""
+    from adapters_geo.report.locking import lock_summary
+
+    todo = plan("lock_sft", smoke=True, overrides={"seeds": "[0, 1]"})
+    assert [item.split(" ")[0] for item in todo] == ["sft_init", "sft_dense", "sft_dense-seed1", "lock_sft"]
+    run_experiment("lock_sft", smoke=True, progress=False, seeds=2)
+    runs = tmp_path / "runs" / "smoke"
+    seeds = {s: json.loads((runs / f / "config.json").read_text())["train"]["seed"] for s, f in ((0, "sft_dense"), (1, "sft_dense-seed1"))}
+    assert seeds == {0: 0, 1: 1}
+    done = json.loads((runs / "lock_sft" / "done.json").read_text())
+    assert set(done["seeds"]) == {"0", "1"} and done["seeds"]["1"]["source"] == str(runs / "sft_dense-seed1")
+    assert lock_summary(runs / "lock_sft")["seeds"] == 2
+    before = (runs / "lock_sft" / "seed_0" / "early" / "done.json").read_text()
+    assert plan("lock_sft", smoke=True, overrides={"seeds": "[0, 1, 2]"}) == ["sft_dense-seed2 (10 steps)", "lock_sft (12 × 8 steps)"]
+    run_experiment("lock_sft", smoke=True, progress=False, seeds=3)
+    assert set(json.loads((runs / "lock_sft" / "done.json").read_text())["seeds"]) == {"0", "1", "2"}
+    assert (runs / "lock_sft" / "seed_0" / "early" / "done.json").read_text() == before  # reused, not re-run
+    with pytest.raises(AdaptersGeoError, match="is not a lock experiment"):
+        run_experiment("sft_dense", smoke=True, progress=False, seeds=2)

@@ -65,44 +65,96 @@ def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
 def _steps(data: dict, smoke: bool) -> str:
     """'N steps' for a training experiment, 'B × N steps' for a locking test (from t0 to the end)."""
     if data.get("kind") == "lock":
-        return lock_steps(load_resolved(references(data)[0], smoke), data.get("bases", ARMS))
+        return lock_steps(load_resolved(references(data)[0], smoke), data.get("bases", ARMS), len(lock_seeds(data, smoke)))
     return f"{data.get('train', {}).get('steps', '?')} steps"
+
+
+def lock_seeds(data: dict, smoke: bool) -> list[int]:
+    """The training seeds of a lock experiment: its `seeds`, else the one its source trains with."""
+    if data.get("seeds"):
+        return list(data["seeds"])
+    return [int((load_resolved(references(data)[0], smoke).get("train") or {}).get("seed", 0))]
+
+
+def chain(name: str, smoke: bool, overrides: dict | None = None) -> list[tuple[str, dict | None, str]]:
+    """(experiment, its overrides, its folder name) in running order: dependencies first, then for a lock
+    experiment the source run of every extra training seed (`SOURCE-seedS`, train.seed overridden), then NAME."""
+    steps = []
+    for current in dependency_order(name, smoke, overrides):
+        sets = overrides if current == name else None
+        data = load_resolved(current, smoke, sets)
+        if data.get("kind") == "lock":
+            source = references(data)[0]
+            base = lock_seeds({**data, "seeds": None}, smoke)[0]
+            steps += [(source, {"train.seed": str(s)}, f"{source}-seed{s}") for s in lock_seeds(data, smoke) if s != base]
+        steps.append((current, sets, current))
+    return _unique(steps)
+
+
+def _unique(steps: list) -> list:
+    seen, out = set(), []
+    for item in steps:
+        if item[2] not in seen:
+            seen.add(item[2])
+            out.append(item)
+    return out
 
 
 def plan(name: str, smoke: bool = False, force: bool = False, overrides: dict | None = None) -> list[str]:
     """What `run_experiment(name)` will train, dependencies first: ['teacher (80 steps)', ...]."""
     todo = []
-    for current in dependency_order(name, smoke, overrides):
-        sets = overrides if current == name else None
-        done = RunFolder(runs_root(smoke) / current).done()
+    for current, sets, folder in chain(name, smoke, overrides):
+        data = load_resolved(current, smoke, sets)
+        done = RunFolder(runs_root(smoke) / folder).done()
         finished = done is not None and done.get("hash") == experiment_hash(current, smoke, sets)
+        if finished and data.get("kind") == "lock":
+            finished = set(map(str, lock_seeds(data, smoke))) <= set(done.get("seeds", {}))
         if not finished or (force and current == name):
-            todo.append(f"{current} ({_steps(load_resolved(current, smoke, sets), smoke)})")
+            todo.append(f"{folder} ({_steps(data, smoke)})")
     return todo
 
 
+def seeds_override(name: str, count: int, smoke: bool) -> dict:
+    """{"seeds": "[s, s+1, …]"}: `count` training seeds from the source's own, for a lock experiment."""
+    data = load_resolved(name, smoke)
+    if data.get("kind") != "lock":
+        raise AdaptersGeoError(f"SEEDS={count}: '{name}' is not a lock experiment", "give SEEDS to a lock_* experiment")
+    if count < 1:
+        raise AdaptersGeoError(f"SEEDS={count} is not a number of seeds", "use SEEDS=1, 2, 3, ...")
+    first = lock_seeds({**data, "seeds": None}, smoke)[0]
+    return {"seeds": str(list(range(first, first + count)))}
+
+
 def run_experiment(name: str, force: bool = False, smoke: bool = False, progress: bool = True,
-                   overrides: dict | None = None) -> Path:
-    """Run NAME (and its missing dependencies, without `overrides`); returns its run folder."""
-    order = dependency_order(name, smoke, overrides)  # every file of the chain valid, no cycle: before anything trains
+                   overrides: dict | None = None, seeds: int | None = None) -> Path:
+    """Run NAME (and its missing dependencies, without `overrides`); returns its run folder.
+
+    `seeds` N: a lock experiment for N training seeds (its source re-trained per seed, arms per seed).
+    """
+    if seeds is not None:
+        overrides = {**(overrides or {}), **seeds_override(name, seeds, smoke)}
+    order = chain(name, smoke, overrides)  # every file of the chain valid, no cycle: before anything trains
     if progress:
         todo = plan(name, smoke, force, overrides)
         print(f"{name}: " + (f"to run: {', '.join(todo)}; each run shows its ETA" if todo else "nothing to run"), flush=True)
-    for current in order:
-        folder = _run_one(current, force and current == name, smoke, progress, overrides if current == name else None)
+    for current, sets, folder_name in order:
+        folder = _run_one(current, force and current == name, smoke, progress, sets, folder_name)
     from adapters_geo.report.runs import write_report
 
     print(f"report: {write_report(runs_root(smoke))}", flush=True)
     return folder
 
 
-def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dict | None) -> Path:
-    """One experiment of the chain, its dependencies already finished."""
+def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dict | None, folder_name: str | None = None) -> Path:
+    """One experiment of the chain into runs/FOLDER_NAME (default NAME), its dependencies already finished."""
     data = load_resolved(name, smoke, overrides)
     root = runs_root(smoke)
     wanted = experiment_hash(name, smoke, overrides)
-    folder = root / name
+    folder = root / (folder_name or name)
     state = _state(folder, wanted, force, name)
+    seeds = lock_seeds(data, smoke) if data.get("kind") == "lock" else None
+    if state == "reuse" and seeds and not set(map(str, seeds)) <= set((RunFolder(folder).done() or {}).get("seeds", {})):
+        state = "resume"  # finished for fewer training seeds: the missing ones are added
     if state == "reuse":
         print(f"{name}: finished and up to date (hash {wanted}), reused", flush=True)
         return folder
@@ -118,7 +170,10 @@ def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dic
                                                        "set": overrides or {}})
     print(f"{name}: {'resuming' if state == 'resume' else 'running'} in {folder}", flush=True)
     if config is None:
-        summary = run_lock(resolved, folder, progress, name)
+        source = references(data)[0]
+        sources = {s: str(root / (source if s == lock_seeds({**data, "seeds": None}, smoke)[0] else f"{source}-seed{s}"))
+                   for s in seeds}
+        summary = run_lock(resolved, folder, progress, name, sources)
         run_folder.write_json(run_folder.done_file, {"hash": wanted, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **summary})
     else:
         run(config, folder, resume=True, progress=progress, identity=wanted, label=name)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from adapters_geo.continuation import ARMS, BASES, arm_config, basis, increment
 from adapters_geo.runfolder import RunFolder
-from adapters_geo.runner import run
+from adapters_geo.runner import config_hash, resolved as resolved_config, run
 
 
 def arm_folder(folder: Path, seed: int, arm: str) -> Path:
@@ -29,14 +29,18 @@ def run_lock(resolved: dict, folder: Path, progress: bool, name: str = "lock", s
     """
     sources = sources or {RunFolder(resolved["source"]).config().train.seed: resolved["source"]}
     k, mode, seed = int(resolved.get("K", 16)), resolved.get("mode", "projected"), int(resolved.get("seed", 0))
-    arms = list(resolved.get("bases") or ARMS)
+    arms = ["frozen", "unconstrained"] + [a for a in (resolved.get("bases") or ARMS) if a in BASES]  # retention needs both
     configs = {(s, arm): arm_config(src, arm, k, mode, seed) for s, src in sources.items() for arm in arms}  # all checked first
     by_seed = {}
     for (s, arm), config in configs.items():
         source, out = RunFolder(sources[s]), arm_folder(folder, s, arm)
-        summary = run(config, out, resume=True, progress=progress, analyse=False, label=f"{name} seed {s} {arm}")
+        done = RunFolder(out).done()
+        if done is not None and done.get("hash") == config_hash(resolved_config(config)):
+            final_eval = done["final_eval"]  # this seed's arm finished earlier (e.g. before more seeds were asked for)
+        else:
+            final_eval = run(config, out, resume=True, progress=progress, analyse=False, label=f"{name} seed {s} {arm}")["final_eval"]
         entry = by_seed.setdefault(str(s), {"source": str(source.path), "arms": {}})
-        entry["arms"][arm] = {"final_eval": summary["final_eval"]}
+        entry["arms"][arm] = {"final_eval": final_eval}
         if arm != "frozen":
             right = basis(str(source.path), arm if arm in BASES else "early", k, seed)
             entry["arms"][arm]["increment"] = increment(source, RunFolder(out).adapter, right)
@@ -49,5 +53,5 @@ def lock_steps(source: dict, arms, seeds: int = 1) -> str:
     train = source.get("train", {})
     total = int(train.get("steps", 0))
     t0 = train.get("t0") or min(train.get("save_adapter_at") or [max(1, round(0.2 * total))])
-    trained = [a for a in (arms or ARMS) if a != "frozen"]
+    trained = ["unconstrained"] + [a for a in (arms or ARMS) if a in BASES]
     return f"{seeds * len(trained)} × {total - t0} steps"

@@ -114,6 +114,8 @@ def experiment_hash(name: str, smoke: bool, overrides: dict | None = None) -> st
     """Identity of NAME as it would run now (its file with overrides, its dependencies' hashes, smoke)."""
     dependency_order(name, smoke, overrides)  # no cycle below
     data = load_resolved(name, smoke, overrides)
+    if data.get("kind") == "lock":  # more seeds add replicates, not another experiment: done.json lists those run
+        data = {k: v for k, v in data.items() if k != "seeds"}
     deps = {dep: experiment_hash(dep, smoke) for dep in references(data)}
     blob = json.dumps({"data": data, "deps": deps, "smoke": smoke}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,7 +1,8 @@
 """What an experiment file may hold, validated by pydantic like a run file (schema.py).
 
-`kind: train` (the default): the sections of a run file (RunConfig) plus `description` and
-`seeds`. `kind: lock`: the subspace-locking test of lock.py on `source: experiment:NAME`.
+`kind: train` (the default): the sections of a run file (RunConfig) plus `description`.
+`kind: lock`: the subspace-locking test of lock.py on `source: experiment:NAME`, for one or more
+training `seeds` of the source.
 `experiment:NAME` strings stand for other experiments' runs (resolve.py); here they are text.
 """
 
@@ -12,14 +13,13 @@ from pydantic import Discriminator, Field, Tag
 from adapters_geo.config import RunConfig
 from adapters_geo.schema import Section
 
-META_KEYS = ("kind", "description", "seeds")  # the keys of a train experiment that are not RunConfig's
+META_KEYS = ("kind", "description")  # the keys of a train experiment that are not RunConfig's
 LOCK_BASES = ("unconstrained", "frozen", "early", "random", "final")  # GEOMETRY.md's arms
 
 
 class TrainExperiment(RunConfig):
     kind: Literal["train"] = "train"
     description: str | None = None  # one line for `make experiment` (else the file's second comment line)
-    seeds: list[int] | None = None  # accepted, not acted on yet: a run uses train.seed
 
 
 class LockExperiment(Section):
@@ -27,11 +27,12 @@ class LockExperiment(Section):
     source: str = Field(pattern=r"^experiment:[A-Za-z0-9_-][A-Za-z0-9_.-]*$",
                         description="experiment:NAME, a training experiment that saves its adapter at t0")
     K: int = Field(16, ge=1)  # basis size per matrix (≤ min(m, n), checked once the base is loaded)
-    bases: list[Literal[LOCK_BASES]] = Field(default_factory=lambda: ["early", "random", "final"], min_length=1)
+    # the arms (GEOMETRY.md); unconstrained and frozen are always run: retention is measured against them
+    bases: list[Literal[LOCK_BASES]] = Field(default_factory=lambda: list(LOCK_BASES), min_length=1)
     seed: int = 0  # seed of the random basis
-    # GEOMETRY.md's locking modes; accepted, not acted on yet: lock.py trains B of the locked adapter (`adapter`)
-    mode: Literal["projected", "gradient", "adapter"] = "projected"
-    seeds: list[int] | None = None  # accepted, not acted on yet
+    mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the locked arms train (continuation.py)
+    # training seeds: one source run and one set of arms per seed (teacher and anchor shared); default the source's
+    seeds: list[int] | None = Field(None, min_length=1)
     description: str | None = None
 
 
