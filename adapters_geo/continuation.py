@@ -82,7 +82,8 @@ def locked_model(base_model, spec: LockedSpec):
         return model
     extra = {"source": source, "basis": spec.basis, "K": spec.K, "mode": spec.mode}
     offset = _deltas(t0_adapter(source))
-    return attach_adapter(base_model, LockedConfig(right=dict(right), offset=offset, extra=extra, mode=spec.mode))
+    return attach_adapter(base_model, LockedConfig(right=dict(right), offset=offset, extra=extra, mode=spec.mode,
+                                                   offset_from=t0_adapter(source)))
 
 
 def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int = 0) -> RunConfig:

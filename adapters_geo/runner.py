@@ -73,14 +73,22 @@ def build_model(config: RunConfig):
 
 def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_new_tokens: int = 48,
                system_prompt=None, resume: bool = False, progress: bool = True, teacher=None,
-               teacher_hint: bool = False, label: str | None = None, teacher_id: str | None = None) -> dict:
+               teacher_hint: bool = False, label: str | None = None, teacher_id: str | None = None,
+               init: str | None = None) -> dict:
     """Train an adapted model into `folder`: loggers, tracker, evaluation, loop, final adapter; returns the summary.
 
     `teacher` (a model) is what an OPD run's outcome (reverse KL) is measured against; without one, NLL.
+    `init`: the saved adapter the model was built from (None: a fresh adapter, ΔW = 0 at the start).
     """
     folder = RunFolder(folder)
     folder.path.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, config.resolved_t0())
+    t0 = config.resolved_t0()
+    references = {config.steps: "adapter"}  # kept anyway: the trajectory refers to them instead of copying them
+    if config.save_t0_state and config.first_step < t0 <= config.steps:
+        references[t0] = "t0_state/adapter"
+    tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, t0, references, init)
+    if tracker.start and init is None:  # a non-zero start nobody saved: store every snapshot itself
+        tracker.writer.references = {}
     log = Loggers([JsonlLogger(folder.metrics_file), TensorBoardLogger(folder.tensorboard)]
                   + ([ConsoleLogger(config.steps, config.first_step, label or method.name)] if progress else []))
     examples = task.test[: config.eval_size] if config.eval_size else task.test
@@ -93,8 +101,11 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     final = held_out(step)
     log.scalars(step, final, "eval")
     log.close()
-    save_adapter(model, folder.adapter, overwrite=True)
+    untrained = step == config.first_step and init is not None  # e.g. the frozen arm: its adapter is the init's
+    if not untrained:
+        save_adapter(model, folder.adapter, overwrite=True)
     summary = {"final_eval": final, "steps": step, "trajectory_mb": tracker.disk_bytes() / 2**20,
+               "adapter": str(init) if untrained else str(folder.adapter),
                "config": config.model_dump()}
     folder.summary_file.write_text(json.dumps(summary, indent=1))
     return summary
@@ -120,7 +131,7 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
                       config.method.teacher == "self_hint", label,
-                      teacher_key(config.method.teacher, teacher) if teacher else None)
+                      teacher_key(config.method.teacher, teacher) if teacher else None, config.init)
 
 
 def analyse_run(folder, progress: bool = True) -> None:

@@ -7,6 +7,9 @@ At the tracked steps (default: 10 points, denser early, plus the run's t0) every
 and, at every tracked step, the exact full singular-value spectrum of each ΔW_t (`NAME:s`, a few
 hundred floats), so rank dynamics (stable / effective rank, norms) stay exact where only factors
 are kept. `read_snapshots` gives both back in one pass: {step: {name: ΔW}} and {step: {name: σ}}.
+A step whose exact adapter the run keeps anyway (the final adapter/, the t0 state's adapter) is
+stored as a reference to it (format `adapter`: ΔW_t = that adapter's ΔW − the start adapter's),
+not copied: on SmolLM2 with a dense adapter that saves 0.4 GB (fp32) and 0.2 GB (bf16) per run.
 """
 
 import json
@@ -51,8 +54,12 @@ def tracked_steps(total: int, steps=None, t0: int | None = None) -> list[int]:
 class TrajectoryWriter:
     """Saves ΔW_t snapshots into `folder` (one safetensors file per tracked step + index.json)."""
 
-    def __init__(self, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None):
+    def __init__(self, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None,
+                 references: dict | None = None, start: str | None = None):
+        """`references` {step: adapter folder relative to the run folder} kept by the run anyway;
+        `start`: the adapter the run started from (its ΔW is subtracted when reading a reference), or None."""
         self.folder = Path(folder)
+        self.references, self.start = references or {}, start
         t0 = t0 if t0 is not None else default_t0(total_steps)
         self.steps = tracked_steps(total_steps, steps, t0)
         self.final = self.steps[-1] if self.steps else None
@@ -66,7 +73,7 @@ class TrajectoryWriter:
 
     def save(self, step: int, deltas: dict) -> dict:
         """Store the snapshot ΔW_t of `step` (relative to the run's start); returns {name: all singular values}."""
-        fmt = "fp32" if step == self.final else "bf16" if step in self.full else "factors"
+        fmt = "adapter" if step in self.references else "fp32" if step == self.final else "bf16" if step in self.full else "factors"
         tensors, spectra = {}, {}
         for name, delta in deltas.items():
             if fmt == "factors":
@@ -79,11 +86,13 @@ class TrajectoryWriter:
                 r = min(self.rank, s.numel())
                 tensors[f"{name}:us"] = (u[:, :r] * s[:r]).float().contiguous()
                 tensors[f"{name}:v"] = v[:, :r].float().contiguous()
-            else:
+            elif fmt != "adapter":
                 tensors[name] = delta.to(torch.float32 if fmt == "fp32" else torch.bfloat16).contiguous()
         file = f"step_{step:06d}.safetensors"
         atomic_write_bytes(self.folder / file, safetensors_bytes(tensors))
         self.index[str(step)] = {"format": fmt, "file": file, "rank": self.rank, "spectrum": True}
+        if fmt == "adapter":
+            self.index[str(step)].update({"adapter": self.references[step], "start": self.start})
         atomic_write_text(self.folder / INDEX, json.dumps(self.index, indent=1))
         return spectra
 
@@ -132,6 +141,8 @@ def read_parts(folder) -> tuple[dict, dict, dict]:
             names = dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors)
             snapshots[int(step)] = {n: tensors[f"{n}:us"] @ tensors[f"{n}:v"].T for n in names}
             vectors[int(step)] = {n: _left_right(tensors[f"{n}:us"], tensors[f"{n}:v"]) for n in names}
+        elif entry["format"] == "adapter":
+            snapshots[int(step)] = _referenced(folder.parent, entry)
         else:
             snapshots[int(step)] = {n: t.float() for n, t in tensors.items()}
         if entry.get("spectrum"):
@@ -139,6 +150,17 @@ def read_parts(folder) -> tuple[dict, dict, dict]:
         elif entry["format"] == "factors":
             spectra[int(step)] = None
     return snapshots, spectra, vectors
+
+
+def _referenced(run: Path, entry: dict) -> dict:
+    """ΔW_t of a snapshot kept as a reference: the referenced adapter's ΔW minus the start adapter's."""
+    from adapters_geo.adapters.io import load_saved_deltas
+
+    deltas = dict(load_saved_deltas(run / entry["adapter"])[1])
+    if entry.get("start"):
+        start = dict(load_saved_deltas(entry["start"])[1])
+        deltas = {n: d - start[n] if n in start else d for n, d in deltas.items()}
+    return deltas
 
 
 def _left_right(us: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

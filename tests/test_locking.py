@@ -89,8 +89,8 @@ def test_gradient_mode_leaves_the_subspace_under_adam(source_run, tmp_path):
 
 def test_frozen_arm_keeps_the_t0_state_and_is_evaluated_once_at_t0(source_run, tmp_path):
     arm = run_arm(source_run, tmp_path, "frozen")
-    at_t0, final = deltas(RunFolder(source_run).t0_state / "adapter"), deltas(arm.adapter)
-    assert all(torch.equal(at_t0[n], final[n]) for n in at_t0)
+    assert not arm.adapter.exists()  # nothing trained: its adapter is the source's t0 adapter, not copied
+    assert arm.summary()["adapter"] == str(RunFolder(source_run).t0_state / "adapter") and arm.summary()["steps"] == T0
     evals = arm.evals()
     assert [e["step"] for e in evals] == [T0] and "accuracy" in evals[0] and arm.metrics("train") == []
 
@@ -110,3 +110,26 @@ def test_a_source_without_a_t0_state_is_refused_with_the_fix(tmp_path):
     with pytest.raises(AdaptersGeoError, match="kept no training state at t0") as err:
         arm_config(tmp_path, "early", K)
     assert "FORCE=1" in str(err.value)
+
+
+def test_a_locked_arm_refers_to_the_source_s_t0_adapter_instead_of_copying_it(source_run, tmp_path):
+    import json
+    import shutil
+
+    from safetensors import safe_open
+
+    arm = run_arm(source_run, tmp_path, "early", steps=T0 + 1)
+    with safe_open(str(arm.adapter / "adapter.safetensors"), "pt") as handle:
+        assert not any(key.endswith(":offset") for key in handle.keys())
+    meta = json.loads((arm.adapter / "adapter.json").read_text())
+    assert meta["config"]["offset_from"]["folder"] == str((RunFolder(source_run).t0_state / "adapter").resolve())
+    at_t0, moved = deltas(RunFolder(source_run).t0_state / "adapter"), deltas(arm.adapter)
+    assert all((moved[n] - at_t0[n]).abs().max() < 1 for n in at_t0)  # offset applied on reading
+    copy = tmp_path / "moved_source"
+    shutil.copytree(source_run, copy)
+    shutil.rmtree(RunFolder(source_run).t0_state / "adapter")
+    try:
+        with pytest.raises(AdaptersGeoError, match="takes its offset ΔW_t0 from .* which is missing"):
+            deltas(arm.adapter)
+    finally:
+        shutil.copytree(copy / "t0_state" / "adapter", RunFolder(source_run).t0_state / "adapter")

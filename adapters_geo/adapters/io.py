@@ -82,11 +82,33 @@ def read_adapter_meta(folder) -> dict:
 
 
 def saved_tensors(folder, meta: dict) -> dict:
-    """The adapter's tensors under the toolkit's keys (`name:part`), after checking the recorded hashes."""
+    """The adapter's tensors under the toolkit's keys (`name:part`), after checking the recorded hashes.
+
+    A locked adapter whose offset ΔW_t0 is a reference (`config.offset_from`) gets it from that adapter.
+    """
     check_hashes(folder, meta.get("sha256"))
     if meta["version"] >= 2 and meta["kind"] == "lora":
         return peft_files.factors(read_tensors(folder, peft_files.WEIGHTS_FILE))
-    return read_tensors(folder, TENSOR_FILE)
+    tensors = read_tensors(folder, TENSOR_FILE)
+    reference = (meta.get("config") or {}).get("offset_from")
+    if meta["kind"] == "locked" and reference:
+        tensors.update({f"{name}:offset": delta for name, delta in _referenced_offset(folder, reference).items()})
+    return tensors
+
+
+def _referenced_offset(folder, reference: dict) -> dict:
+    """{name: ΔW_t0} from the adapter a locked adapter refers to, checked against the recorded adapter.json hash."""
+    import hashlib
+
+    source = Path(reference["folder"])
+    meta_path = source / META_FILE
+    if not meta_path.is_file():
+        raise AdaptersGeoError(f"locked adapter {folder} takes its offset ΔW_t0 from {source}, which is missing",
+                               "restore that run's t0 state, or re-run the source experiment with FORCE=1")
+    if hashlib.sha256(meta_path.read_bytes()).hexdigest() != reference["adapter_json_sha256"]:
+        raise AdaptersGeoError(f"locked adapter {folder} takes its offset from {source}, which has changed since",
+                               "re-run the locking experiment with FORCE=1 (its source was re-trained)")
+    return dict(load_saved_deltas(source)[1])
 
 
 def check_compatible(model: nn.Module, meta: dict, folder) -> None:

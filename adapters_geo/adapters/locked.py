@@ -38,7 +38,10 @@ class LockedConfig:
     dtype: str = "float32"
     extra: dict = field(default_factory=dict)  # free-form provenance (basis source, K, t0)
     mode: str = "adapter"  # adapter (B is the parameter) | projected (ΔW is, updates projected onto span(V))
+    offset_from: str | None = None  # the saved adapter the offset is (ΔW_t0 of a source run): saved adapters refer to it
     kind = "locked"
+
+OFFSET_FROM = "adapters_geo_locked_offset_from"  # model attribute: where the offset came from (export refers to it)
 
 
 MODES = ("adapter", "projected")
@@ -121,7 +124,10 @@ def attach(model: nn.Module, config: LockedConfig) -> nn.Module:
         return LockedDelta(layer_shape(layer), config.right[name], offsets.get(name), lefts.get(name), dtype, config.mode)
 
     paths = [name.removesuffix(".weight") for name in config.right]
-    return inject(model, paths, make, "locked")
+    model = inject(model, paths, make, "locked")
+    if config.offset_from is not None:
+        setattr(model, OFFSET_FROM, str(config.offset_from))
+    return model
 
 
 def is_attached(model: nn.Module) -> bool:
@@ -139,13 +145,25 @@ def export(model: nn.Module) -> tuple[dict, dict]:
         "offset": first.offset is not None,
         "mode": first.mode,
     }
+    offset_from = getattr(model, OFFSET_FROM, None)
+    if offset_from is not None:  # ΔW_t0 is already on disk in the source run: refer to it instead of copying it
+        config["offset_from"] = offset_reference(offset_from)
     tensors = {}
     for name, layer in layers.items():
         for part in ("coef", "right", "left", "offset"):
             value = getattr(layer.delta, part)
-            if value is not None:
+            if value is not None and not (part == "offset" and offset_from is not None):
                 tensors[f"{name}:{part}"] = value.detach().cpu().contiguous()
     return config, tensors
+
+
+def offset_reference(folder) -> dict:
+    """{"folder": absolute path, "adapter_json_sha256": …}: a saved adapter a locked adapter's offset is read from."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(folder).resolve()
+    return {"folder": str(folder), "adapter_json_sha256": hashlib.sha256((folder / "adapter.json").read_bytes()).hexdigest()}
 
 
 def saved_deltas(config: dict, tensors: dict):
@@ -161,7 +179,8 @@ def restore(model: nn.Module, config: dict, tensors: dict) -> nn.Module:
         found = {k.rsplit(":", 1)[0]: v for k, v in tensors.items() if k.endswith(f":{name}")}
         return found or None
 
-    attach(model, LockedConfig(right=part("right"), offset=part("offset"), left=part("left"), dtype=config["dtype"]))
+    attach(model, LockedConfig(right=part("right"), offset=part("offset"), left=part("left"), dtype=config["dtype"],
+                               offset_from=(config.get("offset_from") or {}).get("folder")))
     with torch.no_grad():
         for name, layer in delta_layers(model).items():
             layer.delta.coef.copy_(tensors[f"{name}:coef"])

@@ -22,12 +22,14 @@ from adapters_geo.trajectory import TrajectoryWriter
 class Tracker:
     """Trajectory snapshots and online geometry of one run's adapter."""
 
-    def __init__(self, model, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None):
+    def __init__(self, model, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None,
+                 references: dict | None = None, start: str | None = None):
+        """`references`, `start`: snapshots kept as references to adapters the run saves anyway (trajectory.py)."""
         self.model = model
         initial = merged_deltas(model)
         self.names = list(initial)
         self.start = {n: d for n, d in initial.items() if d.abs().max() > 0}  # zeros are not held
-        self.writer = TrajectoryWriter(folder, total_steps, steps, rank, t0)
+        self.writer = TrajectoryWriter(folder, total_steps, steps, rank, t0, references, start)
         self.rank = rank
 
     def state_dict(self) -> dict:
