@@ -8,11 +8,15 @@ kl_coef > 0, no entropy bonus, asymmetric clip (0.2 / 0.28), token-level aggrega
 groups dropped from the loss. OPD uses the same loss with A_t = −coef·r_t, no KL, no entropy bonus.
 
 The importance ratio ρ_t = π(y_t) / π_behaviour(y_t) uses the log-probs of the policy that drew the
-samples: the current student (ρ = 1 at the one update per batch), or the stale policy N updates
-old (`rollout_source: stale:N`, scored when sampling). Teacher-drawn rollouts get no correction
-(MethodConfig.rollout_correction says so in the run). A mix of OPD and RLVR logs each
+samples: the current student (ρ = 1 at the one update per batch), the stale policy N updates old
+(`rollout_source: stale:N`, scored when sampling), and, when the student's samples come from a
+low-precision copy (`sampler`, rollout/sampler.py), that copy's own log-probs, so its mismatch with
+the trained policy is corrected (logged as policy_mismatch, mean |log π_sampler − log π| per token).
+Teacher-drawn rollouts get no correction (MethodConfig.rollout_correction says so in the run). A mix of OPD and RLVR logs each
 component's gradient norm and the OPD share of their sum.
 """
+
+import contextlib
 
 import torch
 
@@ -22,6 +26,7 @@ from adapters_geo.methods.losses import clipped_pg, k3_kl, reverse_kl_full
 from adapters_geo.methods.protocol import Batch
 from adapters_geo.methods.teacher import SELF_HINT
 from adapters_geo.rollout.prompts import HINT_TEMPLATE, chat_prompt, encode
+from adapters_geo.rollout.sampler import Sampler, sampler_dtype
 from adapters_geo.rollout.sampling import sample
 from adapters_geo.rollout.scoring import completion_logprobs, completion_mask, pack
 
@@ -34,6 +39,7 @@ class PolicyGradient:
         self.uses_teacher = self.name == "opd" or self.cfg.mix_alpha is not None
         self.uses_reward = self.name == "rlvr" or self.cfg.mix_alpha is not None
         self.history = PolicyHistory(self.cfg.stale_lag()) if self.cfg.stale_lag() else None
+        self.sampler = None  # built at the first batch when the sampler's precision differs from the model's
 
     def after_update(self, model) -> None:
         if self.history is not None:
@@ -55,31 +61,39 @@ class PolicyGradient:
         return student, encode(tok, [chat_prompt(tok, h, system) for h in hinted])
 
     def _rollouts(self, model, student_prompts, teacher_prompts):
+        """(completions, behaviour log-probs (B, L) or None when the current student itself sampled)."""
         cfg, tok = self.cfg, self.ctx.tokenizer
         args = (cfg.group_size, cfg.max_new_tokens, cfg.temperature)
         if cfg.rollout_source == "teacher":
-            return sample(self.ctx.teacher.model, tok, teacher_prompts, *args)
-        if self.history is not None:
-            if not self.history.snapshots:
-                self.history.record(model)
-            with self.history.policy(model):
-                return sample(model, tok, student_prompts, *args)
-        return sample(model, tok, student_prompts, *args)
+            return sample(self.ctx.teacher.model, tok, teacher_prompts, *args), None
+        if self.history is not None and not self.history.snapshots:
+            self.history.record(model)
+        with self.history.policy(model) if self.history is not None else contextlib.nullcontext():
+            if self._low_precision(model):
+                self.sampler.refresh(model)
+                return self.sampler.sample(tok, student_prompts, *args)
+            completions = sample(model, tok, student_prompts, *args)
+            stale = self.history is not None
+            return completions, self._score(model, [p for p in student_prompts for _ in range(cfg.group_size)],
+                                            completions, full=False) if stale else None
 
-    def _behaviour(self, model, prompts, completions):
-        """(B, L) log-probs under the stale policy that drew the samples (None: drawn by the current one)."""
-        if self.history is None or self.cfg.rollout_source == "teacher":
-            return None
-        with self.history.policy(model):
-            return self._score(model, prompts, completions, full=False)
+    def _low_precision(self, model) -> bool:
+        """Whether rollouts come from a lower-precision copy of the policy (built on first use)."""
+        if self.sampler is None:
+            dtype = sampler_dtype(self.cfg.sampler, next(model.parameters()).device)
+            if dtype == next(model.parameters()).dtype:
+                self.sampler = False
+            else:
+                self.sampler = Sampler(model, dtype)
+        return self.sampler is not False
+
 
     def batch(self, examples: list, step: int) -> Batch:
         model, tok, group = self.ctx.model, self.ctx.tokenizer, self.cfg.group_size
         student_prompts, teacher_prompts = self._prompts(examples)
-        completions = self._rollouts(model, student_prompts, teacher_prompts)
+        completions, behaviour = self._rollouts(model, student_prompts, teacher_prompts)
         repeat = lambda items: [x for x in items for _ in range(group)]
-        batch = Batch(step, repeat(student_prompts), completions)
-        batch.behaviour = self._behaviour(model, batch.prompts, completions)
+        batch = Batch(step, repeat(student_prompts), completions, behaviour=behaviour)
         if self.uses_reward:
             texts = tok.batch_decode(completions, skip_special_tokens=True)
             rewards = [self.ctx.task.reward(t, e.answer) for t, e in zip(texts, repeat(examples))]
@@ -138,7 +152,7 @@ class PolicyGradient:
         if batch.rewards is not None:
             metrics["reward"] = float(batch.rewards.mean().item())
         if batch.behaviour is not None:
-            metrics["behaviour_gap"] = float(((old - behaviour).abs() * mask).sum().item() / mask.sum().clamp_min(1).item())
+            metrics["policy_mismatch"] = float(((old - behaviour).abs() * mask).sum().item() / mask.sum().clamp_min(1).item())
         if self.cfg.mix_alpha is not None and 0 < self.cfg.mix_alpha < 1 and not self.cfg.full_vocab_kl:
             metrics.update(self._mix_shares(model, logp, behaviour, old, mask, keep, batch, weights, denominator))
         return loss, metrics

@@ -78,7 +78,8 @@ def test_teacher_rollouts_come_from_the_teacher():
     method, model, tok, task = make(config, teacher=teacher, perturb=0.05)
     prompts, _ = method._prompts(task.train[:3])
     torch.manual_seed(7)
-    got = method._rollouts(model, prompts, prompts)
+    got, behaviour = method._rollouts(model, prompts, prompts)
+    assert behaviour is None  # teacher samples: no importance correction
     torch.manual_seed(7)
     assert got == sample(teacher.model, tok, prompts, 2, 10)
     torch.manual_seed(7)
@@ -86,7 +87,7 @@ def test_teacher_rollouts_come_from_the_teacher():
 
 
 def test_stale_rollouts_come_from_the_policy_n_updates_old():
-    config = MethodConfig(name="opd", teacher="tiny-llama", rollout_source="stale:2", **SHORT)
+    config = MethodConfig(name="opd", teacher="tiny-llama", rollout_source="stale:2", sampler="float32", **SHORT)
     method, model, tok, task = make(config, teacher=load_base("tiny-llama"))
     params = [p for p in model.parameters() if p.requires_grad]
     snapshots = []
@@ -99,7 +100,7 @@ def test_stale_rollouts_come_from_the_policy_n_updates_old():
         snapshots.append([p.detach().clone() for p in params])
     prompts, _ = method._prompts(task.train[:3])
     torch.manual_seed(3)
-    got = method._rollouts(model, prompts, prompts)
+    got = method._rollouts(model, prompts, prompts)[0]
     current = [p.detach().clone() for p in params]
     with torch.no_grad():
         for p, old in zip(params, snapshots[0]):  # after update 1 = 2 updates before the current 3
@@ -262,7 +263,7 @@ def test_one_rlvr_step_raises_rewarded_samples_and_lowers_the_others():
 
 
 def test_stale_rollouts_are_importance_corrected_with_the_policy_that_drew_them():
-    config = MethodConfig(name="opd", teacher="tiny-llama", rollout_source="stale:1", **SHORT)
+    config = MethodConfig(name="opd", teacher="tiny-llama", rollout_source="stale:1", sampler="float32", **SHORT)
     method, model, tok, task = make(config, teacher=load_base("tiny-llama"), perturb=0.02)
     method.after_update(model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -277,7 +278,7 @@ def test_stale_rollouts_are_importance_corrected_with_the_policy_that_drew_them(
     current = method._score(model, batch.prompts, batch.completions, full=False)
     assert (batch.behaviour - current).abs().max() > 1e-3
     _, metrics = method.loss(model, batch)
-    assert metrics["behaviour_gap"] > 0 and "correction" not in metrics
+    assert metrics["policy_mismatch"] > 0 and "correction" not in metrics
     assert "importance ratio" in config.rollout_correction() and "none" in MethodConfig(name="opd", teacher="x", rollout_source="teacher").rollout_correction()
 
 
