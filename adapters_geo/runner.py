@@ -146,14 +146,27 @@ def analyse_run(folder, progress: bool = True) -> None:
         write_run_trajectory(folder, overwrite=True)
 
 
+def seconds(folder: RunFolder, training: float, analysis: float) -> dict:
+    """Where this session's wall time went: evaluation and tracking (from metrics.jsonl), the rest of training, analysis.
+
+    After a resume, `total` counts this session only while evaluation and tracking count every session's rows.
+    """
+    evaluation = sum(r.get("eval_seconds", 0.0) for r in folder.evals())
+    tracking = sum(r.get("snapshot_seconds", 0.0) + r.get("geometry_seconds", 0.0) for r in folder.metrics("tracking"))
+    return {"total": training + analysis, "evaluation": evaluation, "tracking": tracking,
+            "steps": max(0.0, training - evaluation - tracking), "analysis": analysis}
+
+
 def run(config: RunConfig, out, resume: bool = False, progress: bool = True, analyse: bool = True,
         identity: str | None = None, label: str | None = None) -> dict:
-    """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval})."""
+    """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval, seconds})."""
+    started = time.perf_counter()
     summary = run_training(config, out, resume, progress, label)
+    trained = time.perf_counter()
     if analyse and config.train.analyse:
         analyse_run(out, progress)
     folder = RunFolder(out)
     done = {"hash": identity or config_hash(resolved(config)), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "final_eval": summary["final_eval"]}
+            "final_eval": summary["final_eval"], "seconds": seconds(folder, trained - started, time.perf_counter() - trained)}
     folder.write_json(folder.done_file, done)
     return summary

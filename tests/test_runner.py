@@ -30,7 +30,9 @@ def test_train_command_and_experiment_write_the_same_layout_and_both_reach_the_r
     assert layout(by_command) == layout(by_experiment.path)
     for folder in (RunFolder(by_command), by_experiment):
         assert folder.done() and folder.geometry() and folder.trajectory() and folder.t0 == 2
-    assert RunFolder(by_command).done()["final_eval"] == by_experiment.done()["final_eval"]  # same config, same run
+    untimed = lambda folder: {k: v for k, v in folder.done()["final_eval"].items() if k != "eval_seconds"}
+    assert untimed(RunFolder(by_command)) == untimed(by_experiment)  # same config, same run
+    assert set(by_experiment.done()["seconds"]) == {"total", "evaluation", "tracking", "steps", "analysis"}
 
     text = write_report(tmp_path / "runs" / "smoke").read_text()
     assert "| by_command | sft | dense |" in text and "| sft_init | sft | dense |" in text

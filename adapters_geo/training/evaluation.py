@@ -9,6 +9,7 @@ the same prompts can be compared prompt by prompt (paired bootstrap, stats.py).
 """
 
 import json
+import time
 
 from adapters_geo.atomic import atomic_write_text
 from adapters_geo.tasks.evaluate import greedy_rewards, summarize_rewards
@@ -38,6 +39,7 @@ class HeldOut:
                                self.batch, self.system_prompt)
 
     def __call__(self, step: int) -> dict:
+        started = time.perf_counter()
         was_training = self.model.training
         end = step in self.accuracy_steps
         examples = self.examples if end or not self.curve_size else self.examples[: self.curve_size]
@@ -51,4 +53,5 @@ class HeldOut:
             per_prompt["greedy_reward"] = rewards
         self.model.train(was_training)
         atomic_write_text(self.folder.evals_dir / f"step_{step:06d}.json", json.dumps(per_prompt))
+        record["eval_seconds"] = time.perf_counter() - started
         return record
