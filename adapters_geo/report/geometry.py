@@ -81,10 +81,11 @@ def _heatmap_panels(fig, axes, result: dict, types: list, layers: list) -> None:
         image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_title(label, fontsize=9)
         ax.set_yticks(range(len(types)), types, fontsize=7)
+        ax.set_ylabel("module type", fontsize=7)
         ax.set_xlabel("layer", fontsize=7)
         step = max(1, len(layers) // 10)
         ax.set_xticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)], fontsize=6)
-        fig.colorbar(image, ax=ax, fraction=0.046)
+        fig.colorbar(image, ax=ax, fraction=0.046).set_label(label, fontsize=6)
     for ax in list(axes.flat)[len(HEADLINE):]:
         ax.axis("off")
 
@@ -95,12 +96,15 @@ def plot_spectra(result: dict, path: Path, top: int = 4) -> None:
     with figure(path, 1, len(chosen), size=(4.5 * len(chosen), 3.5), squeeze=False) as (fig, axes):
         for ax, name in zip(axes.flat, chosen):
             spectra = result["spectra"][name]
-            for key, style in (("w0", "-"), ("w1", "--"), ("delta", "-")):
-                ax.semilogy(spectra[key].clamp_min(1e-12).numpy(), style, label={"w0": "W0", "w1": "W1", "delta": "ΔW"}[key])
+            for index, (key, style) in enumerate((("w0", "-"), ("w1", "--"), ("delta", "-"))):
+                ax.semilogy(spectra[key].clamp_min(1e-12).numpy(), style, color=f"C{index}",
+                            label={"w0": "W0 (reference)", "w1": "W1 = W0 + ΔW", "delta": "ΔW"}[key])
             ax.set_title(name.removesuffix(".weight").replace("model.", ""), fontsize=8)
-            ax.set_xlabel("index")
-            ax.legend(fontsize=7)
-        axes.flat[0].set_ylabel("singular value")
+            ax.set_xlabel("singular value index (descending)")
+            ax.set_ylabel("singular value (log scale)")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.02))
+        fig.subplots_adjust(bottom=0.22)
 
 
 def json_safe(value):

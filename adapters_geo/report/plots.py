@@ -23,8 +23,9 @@ def figure(path: Path, rows: int = 1, cols: int = 1, size=(6.0, 4.0), dpi: int =
     fig, axes = plt.subplots(rows, cols, figsize=size, **options)
     try:
         yield fig, axes
-        fig.tight_layout()
-        fig.savefig(path, dpi=dpi)
+        if not fig.legends:  # a figure-level legend sits outside the axes; tight bounding box keeps it in the file
+            fig.tight_layout()
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
 

@@ -13,15 +13,19 @@ from adapters_geo.report.plots import figure
 
 
 def plot_trajectory(result: dict, path: Path) -> None:
-    panels = [("sim_right", f"Sim_{result['K']}(t, T), right"), ("sim_left", f"Sim_{result['K']}(t, T), left"),
-              ("stable_rank", "stable rank of ΔW_t"), ("update_norm", "mean ‖ΔW_t‖_F")]
-    with figure(path, 1, len(panels), size=(4.2 * len(panels), 3.4)) as (fig, axes):
-        for ax, (key, title) in zip(axes, panels):
-            for group, entry in result["summary"].items():
-                ax.plot([r["step"] for r in entry["steps"]], [r[key] for r in entry["steps"]], marker="o", ms=3, label=group)
-            ax.set_title(title, fontsize=9)
-            ax.set_xlabel("step")
-        axes[0].legend(fontsize=7)
+    k = result["K"]
+    panels = [("sim_right", f"Sim_{k}(t, T), right singular vectors (0–1)"), ("sim_left", f"Sim_{k}(t, T), left (0–1)"),
+              ("stable_rank", "stable rank of ΔW_t (dimensions)"), ("update_norm", "mean ‖ΔW_t‖_F (weight units)")]
+    with figure(path, 1, len(panels), size=(4.4 * len(panels), 3.6)) as (fig, axes):
+        for ax, (key, label) in zip(axes, panels):
+            for index, (group, entry) in enumerate(result["summary"].items()):
+                ax.plot([r["step"] for r in entry["steps"]], [r[key] for r in entry["steps"]], marker="o", ms=3,
+                        color=f"C{index}", label=f"{group} matrices")
+            ax.set_ylabel(label, fontsize=8)
+            ax.set_xlabel("training step")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.02))
+        fig.subplots_adjust(bottom=0.25)
 
 
 def write_trajectory(result: dict, out: Path, overwrite: bool = False) -> Path:
