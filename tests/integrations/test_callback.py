@@ -1,4 +1,4 @@
-"""AdaptersGeoCallback inside HF / TRL trainers on tiny-llama (CPU, a few steps each).
+"""AdaptersGeoCallback inside HF / TRL trainers on tiny-llama (CPU, a few steps each), and locked_for_trainer.
 
 The trainer tests need TRL (the `bench` extra) and skip without it; the callback's own checks do not
 (tests/test_layout.py checks that no module imports TRL at its top level).
@@ -12,10 +12,11 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base, merged_deltas
+from adapters_geo.adapters.delta_linear import delta_layers
 from adapters_geo.adapters.peft_files import lora_deltas
 from adapters_geo.analysis import run_geometry, run_trajectory
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.integrations import AdaptersGeoCallback
+from adapters_geo.integrations import AdaptersGeoCallback, locked_for_trainer, projected_optimizer
 from adapters_geo.models.specs import resolve_spec
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.tasks import TaskConfig, load_task
@@ -141,6 +142,35 @@ def test_grpo_trainer_with_the_dense_adapter_writes_a_run_folder(tmp_path):
     assert (folder.t0_state / "adapter" / "adapter.json").is_file()
     assert "along" in run_trajectory(out)  # with a load_base model the endpoint metrics along the run are measured too
     assert run_geometry(out, progress=False).joinpath("geometry.json").is_file()  # and the endpoint geometry runs
+
+
+def test_locked_for_trainer_stays_in_the_early_subspace(sft_run, tmp_path):
+    """A plain transformers Trainer continues the SFT run's t0 adapter inside span(V), projected steps."""
+    from datasets import Dataset
+    from transformers import Trainer
+
+    source, source_deltas = sft_run
+    torch.manual_seed(0)
+    base = load_base("tiny-llama")
+    with pytest.raises(AdaptersGeoError, match="gradient"):  # gradient projection needs a dense source
+        locked_for_trainer(base.model, source, mode="gradient")
+    model = locked_for_trainer(base.model, source, basis="early", K=4)
+    start = merged_deltas(model)  # ΔW_t0 of the source, read from its plain peft t0 adapter
+    assert all(torch.allclose(start[n], source_deltas[2][n], atol=1e-7) for n in source_deltas[2])
+    rows = [base.tokenizer(e.prompt + " " + e.solution) for e in examples()]
+    data = Dataset.from_list([{"input_ids": r["input_ids"], "labels": r["input_ids"]} for r in rows])
+    out, capture = tmp_path / "locked", Capture()
+    trainer = Trainer(model=model, args=TrainingArguments(per_device_train_batch_size=1, **common(tmp_path / "hf", 3)),
+                      train_dataset=data, callbacks=[AdaptersGeoCallback(out, steps=[1, 2, 3], tensorboard=False), capture])
+    assert type(projected_optimizer(trainer)).__name__ == "ProjectedAdamW"
+    trainer.train()
+    assert_trajectory_matches(out, capture.deltas, start, [1, 2, 3])
+    layers = {n: m.delta for n, m in delta_layers(model).items()}
+    for name, moved in ((n, capture.deltas[3][n] - start[n]) for n in start):
+        v = layers[name].right
+        assert moved.abs().max() > 0
+        assert torch.allclose(moved - moved @ v @ v.T, torch.zeros_like(moved), atol=1e-6)  # inside span(V)
+    assert RunFolder(out).config_dict()["adapter"]["mode"] == "projected"
 
 
 # ---- the callback's own rules, without a trainer
