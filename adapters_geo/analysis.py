@@ -3,7 +3,8 @@
 - `analyse(source, settings)`: the endpoint suite over a source, matrix by matrix: one (W0, ΔW)
   pair and its decompositions in memory at a time; the reference's SVD from the disk cache.
 - `run_geometry(folder)`: endpoint geometry of a run against its own start.
-- `run_trajectory(folder)`: trajectory diagnostics of a run's snapshots, t0 from the RunFolder.
+- `run_trajectory(folder)`: trajectory diagnostics of a run's snapshots, t0 from the RunFolder (with endpoint
+  metrics along the run when its adapter records its base: not for a plain peft folder, integrations/).
 - `geometry_command(...)`: `adapters-geo geometry` (checkpoints or an adapter on a base).
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from adapters_geo.adapters.io import META_FILE
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.geometry.aggregate import aggregate
 from adapters_geo.geometry.suite import Settings, matrix_metrics
@@ -61,7 +63,7 @@ def run_trajectory(folder, k: int = K_DEFAULT) -> dict:
     early = early_step(folder, read_index(folder.trajectory_dir))
     result = model_trajectory(snapshots, k, early, spectra, vectors)
     result["early_step"] = early
-    if folder.adapter.is_dir():
+    if (folder.adapter / META_FILE).is_file():  # a plain peft adapter/ (no base spec) has no W_start to read
         result["along"] = along_trajectory(folder, snapshots)
     return result
 

@@ -17,13 +17,15 @@ The experiment kind that runs the arms is experiments/lock.py.
 """
 
 import functools
+from pathlib import Path
 from typing import get_args
 
 import torch
 
 from adapters_geo.adapters import LockedConfig, attach_adapter, random_orthonormal_basis, top_singular_basis
 from adapters_geo.adapters.dense import project_gradients
-from adapters_geo.adapters.io import load_adapter, load_saved_deltas
+from adapters_geo.adapters.io import META_FILE, load_adapter, load_saved_deltas
+from adapters_geo.adapters.peft_files import CONFIG_FILE, lora_deltas
 from adapters_geo.config import Basis, LockedSpec, RunConfig, saved_run_config
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.runfolder import RunFolder
@@ -34,6 +36,9 @@ MODES = get_args(LockedSpec.model_fields["mode"].annotation)  # projected, gradi
 
 
 def _deltas(folder) -> dict:
+    """{name: ΔW} of a saved adapter: ours (adapter.json), or a plain peft LoRA folder (integrations.callback)."""
+    if not (Path(folder) / META_FILE).is_file() and (Path(folder) / CONFIG_FILE).is_file():
+        return dict(lora_deltas(folder)[0])
     return dict(load_saved_deltas(folder)[1])
 
 

@@ -12,6 +12,7 @@ Every module that reads or writes a run goes through `RunFolder`, so the layout 
     trajectory_geometry/   trajectory diagnostics                    done.json        written last: the run is finished
     behaviour.json         behavioural movement KL(π_T ‖ π_start)
     experiment.json        which named experiment (and hash) made it
+    tracker_state.pt       ΔW_start of a run tracked by integrations.AdaptersGeoCallback (read back on resume)
 """
 
 import json
@@ -58,6 +59,7 @@ class RunFolder:
     evals_dir = property(lambda self: self.path / "evals")
     behaviour_file = property(lambda self: self.path / "behaviour.json")
     t0_state = property(lambda self: self.path / "t0_state")
+    tracker_state = property(lambda self: self.path / "tracker_state.pt")
 
     def adapter_at(self, step: int) -> Path:
         """Folder of the exact adapter saved at `step`."""

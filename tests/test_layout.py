@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "adapters_geo"
-UPPER = ("training", "report", "experiments", "runner", "analysis", "cli")
+UPPER = ("training", "report", "experiments", "runner", "analysis", "cli", "integrations")
 RULES = {  # module prefix -> prefixes it must not import
     "geometry": ("models", "adapters", "rollout", "tasks", "methods", "training", "report", "experiments", "runner",
                  "analysis", "cli", "sources", "svd_cache", "runfolder", "trajectory", "continuation", "config"),
     "models": UPPER + ("methods",), "adapters": UPPER + ("methods",), "rollout": UPPER + ("methods",),
     "tasks": UPPER + ("methods",), "methods": UPPER,
-    "training.loop": ("geometry", "report", "experiments", "runner", "analysis", "cli"),
-    "training": ("report", "experiments", "runner", "analysis", "cli"),
-    "report": ("training", "runner", "experiments", "cli"),
-    "runner": ("experiments", "cli"),
+    "training.loop": ("geometry", "report", "experiments", "runner", "analysis", "cli", "integrations"),
+    "training": ("report", "experiments", "runner", "analysis", "cli", "integrations"),
+    "report": ("training", "runner", "experiments", "cli", "integrations"),
+    "runner": ("experiments", "cli", "integrations"),
+    "integrations": ("experiments", "report", "cli"),
     "": ("cli",),
 }
 
@@ -54,3 +55,14 @@ def test_imports_follow_the_layout(module):
 def test_no_module_is_over_the_size_budget():
     long = {p.name: n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
     assert not long, long
+
+
+def test_trl_is_never_imported_at_module_level():
+    """TRL is the benchmark-only extra: a module may import it inside a function, never at its top level."""
+    top = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "trl" or n.startswith("trl.") for n in names):
+                top[path.name] = names
+    assert not top, top
