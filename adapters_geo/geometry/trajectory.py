@@ -39,7 +39,8 @@ def top_vectors(delta: torch.Tensor, k: int, side: str = "right") -> torch.Tenso
 def early_energy_capture(delta_t0: torch.Tensor, delta_final: torch.Tensor, k: int = K_DEFAULT, v=None) -> float:
     v = top_vectors(delta_t0, k) if v is None else v.to(torch.float64)
     final = delta_final.to(torch.float64)
-    return ((final @ v) ** 2).sum().item() / (final**2).sum().item()
+    total = (final**2).sum().item()
+    return float("nan") if total == 0 else ((final @ v) ** 2).sum().item() / total
 
 
 def future_capture(delta_t: torch.Tensor, delta_final: torch.Tensor, k: int = K_DEFAULT, v=None) -> tuple[float, float]:
