@@ -86,9 +86,10 @@ def locked_model(base_model, spec: LockedSpec):
         project_gradients(model, right)
         return model
     extra = {"source": source, "basis": spec.basis, "K": spec.K, "mode": spec.mode}
-    offset = _deltas(t0_adapter(source))
-    return attach_adapter(base_model, LockedConfig(right=dict(right), offset=offset, extra=extra, mode=spec.mode,
-                                                   offset_from=t0_adapter(source)))
+    at_t0 = t0_adapter(source)
+    referable = (Path(at_t0) / "adapter.json").is_file()  # our adapter folders carry a hash to refer to; plain peft ones not
+    return attach_adapter(base_model, LockedConfig(right=dict(right), offset=_deltas(at_t0), extra=extra, mode=spec.mode,
+                                                   offset_from=at_t0 if referable else None))
 
 
 def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int = 0) -> RunConfig:
