@@ -54,8 +54,9 @@ def config_hash(config: RunConfig) -> str:
 
 
 def resolved(config: RunConfig) -> RunConfig:
-    """The config as it runs: t0 decided."""
-    return config.model_copy(update={"train": config.train.model_copy(update={"t0": config.train.resolved_t0()})})
+    """The config as it runs: t0 and the evaluation interval decided."""
+    train = config.train.model_copy(update={"t0": config.train.resolved_t0(), "eval_every": config.train.resolved_eval_every()})
+    return config.model_copy(update={"train": train})
 
 
 def build_model(config: RunConfig):

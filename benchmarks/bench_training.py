@@ -80,7 +80,7 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
     """Train with adapters_geo's loop; step time and tokens from its metrics.jsonl, tracking cost too."""
     model, tokenizer, runner, batch = build_run(method, setting, student, teacher, task, full_vocab=full_vocab)
     steps = setting.warmup + setting.steps
-    train_config = TrainConfig(steps=steps, batch_size=batch, lr=setting.lr, seed=setting.seed, eval_size=1,
+    train_config = TrainConfig(steps=steps, batch_size=batch, lr=setting.lr, seed=setting.seed, eval_size=1, eval_every=0,
                                eval_batch=1, checkpoint_every=10**6)
     train_into(out, model, tokenizer, runner, task, train_config, max_new_tokens=setting.max_new_tokens, progress=False)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
