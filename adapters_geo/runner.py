@@ -81,7 +81,8 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     """
     folder = RunFolder(folder)
     folder.path.mkdir(parents=True, exist_ok=True)
-    tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, config.resolved_t0())
+    tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, config.resolved_t0(),
+                      config.track_layers)
     log = Loggers([JsonlLogger(folder.metrics_file), TensorBoardLogger(folder.tensorboard)]
                   + ([ConsoleLogger(config.steps, config.first_step, label or method.name)] if progress else []))
     examples = task.test[: config.eval_size] if config.eval_size else task.test

@@ -91,7 +91,7 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
         "tokens_per_step": statistics.median(r["completion_tokens"] for r in timed) if method != "sft" else None,
         "sequences_per_step": batch * (setting.group if method != "sft" else 1),
         "generation_share": statistics.median(r["generation_share"] for r in timed),
-        "tracking": {fmt: statistics.median(r["snapshot_seconds"] + r["geometry_seconds"] for r in tracking if r["format"] == fmt)
+        "tracking": {fmt: statistics.median(r["snapshot_seconds"] + r["geometry_seconds"] + r.get("along_seconds", 0.0) for r in tracking if r["format"] == fmt)
                      for fmt in {r["format"] for r in tracking}},
         "geometry_seconds": max((r["geometry_seconds"] for r in tracking), default=0.0),
     }

@@ -25,6 +25,8 @@ class TrainConfig(Section):
     eval_batch: int = Field(16, ge=1)
     track_steps: list[PositiveInt] | None = None  # steps whose ΔW is snapshotted (None: 10 points, denser early; []: none)
     track_rank: int = Field(32, ge=1)  # rank of the factor snapshots
+    track_layers: int = Field(4, ge=0)  # evenly spaced layers whose matrices get rotation / principal energy at tracked
+    #   steps (an SVD of W per matrix and step: about a fifth of a tracked step's cost at 4 of 30 layers; 0: none)
     checkpoint_every: int = Field(25, ge=1)  # steps between checkpoints (the last step always checkpoints)
     save_adapter_at: list[PositiveInt] | None = None  # steps at which the exact adapter is saved to adapter_step_N/
     first_step: int = Field(0, ge=0)  # start at this step (a continuation sees the same data as the run it continues)
