@@ -17,7 +17,7 @@ from adapters_geo.adapters.io import META_FILE
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.geometry.aggregate import aggregate
 from adapters_geo.geometry.suite import Settings, matrix_metrics
-from adapters_geo.geometry.aggregate import layer_index
+from adapters_geo.geometry.aggregate import layer_subset
 from adapters_geo.geometry.reference import reference_svd
 from adapters_geo.geometry.rotation import default_k
 from adapters_geo.geometry.trajectory import K_DEFAULT, endpoint_along, model_trajectory
@@ -68,19 +68,13 @@ def run_trajectory(folder, k: int = K_DEFAULT) -> dict:
     return result
 
 
-LAYER_STRIDE = 4  # endpoint metrics along the trajectory: every matrix of about 4 evenly spaced layers
-
-
 def along_trajectory(folder: RunFolder, snapshots: dict) -> dict:
     """Mean rotation, principal energy and relative norm of ΔW_t at every tracked step, over a layer subset.
 
-    Subset: every matrix of layers 0, s, 2s, … with s = ceil(layers / 4) (all layers of a small model),
+    Subset: every matrix of about 4 evenly spaced layers (aggregate.layer_subset, the tracker's too),
     measured against the run's start; factor snapshots are top-r reconstructions (trajectory.py).
     """
-    names = list(snapshots[max(snapshots)])
-    layers = sorted({layer_index(n) for n in names if layer_index(n) is not None})
-    stride = max(1, -(-len(layers) // LAYER_STRIDE))
-    chosen = [n for n in names if layer_index(n) is None or layers.index(layer_index(n)) % stride == 0]
+    chosen = layer_subset(list(snapshots[max(snapshots)]))
     start = run_start(folder)
     rows = {step: [] for step in sorted(snapshots)}
     for name in chosen:

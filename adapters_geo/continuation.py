@@ -113,6 +113,16 @@ def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int
     return config.model_copy(update={"init": t0_adapter(folder), "train": train})
 
 
+def arm_of(config: RunConfig) -> str | None:
+    """Which arm a config (arm_config's) continues as; None for a run that is not a continuation."""
+    train = config.train
+    if not train.start_state:
+        return None
+    if isinstance(config.adapter, LockedSpec):
+        return config.adapter.basis
+    return "frozen" if train.steps == train.first_step else "unconstrained"
+
+
 def increment(source, arm_adapter, right: dict) -> dict:
     """How far an arm moved after t0: ‖ΔW_T − ΔW_t0‖²_F summed over matrices, the part inside span(V),
     its share, and the share a random K-dimensional subspace would hold (K/n, parameter-weighted)."""

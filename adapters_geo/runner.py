@@ -20,6 +20,7 @@ from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoar
 from adapters_geo.methods import Context, build_method, validate
 from adapters_geo.methods.teacher import load_teacher_for, teacher_key
 from adapters_geo.models import load_base
+from adapters_geo.report.tensorboard import write_figures, write_header, write_session_end
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.tasks import load_task
 from adapters_geo.tasks.outcome import outcome_kind
@@ -54,8 +55,9 @@ def config_hash(config: RunConfig) -> str:
 
 
 def resolved(config: RunConfig) -> RunConfig:
-    """The config as it runs: t0 decided."""
-    return config.model_copy(update={"train": config.train.model_copy(update={"t0": config.train.resolved_t0()})})
+    """The config as it runs: t0 and the evaluation interval decided."""
+    train = config.train.model_copy(update={"t0": config.train.resolved_t0(), "eval_every": config.train.resolved_eval_every()})
+    return config.model_copy(update={"train": train})
 
 
 def build_model(config: RunConfig):
@@ -71,14 +73,34 @@ def build_model(config: RunConfig):
     return attach_adapter(base.model, config.adapter), base.tokenizer
 
 
+def held_out_kind(method: str, has_teacher: bool) -> str:
+    """What a run's held-out outcome is: tasks/outcome.py's kind for the method; OPD without a teacher model: NLL."""
+    kind = outcome_kind(method)
+    return "nll" if kind == "kl" and not has_teacher else kind
+
+
+def run_hparams(config: RunConfig, name: str) -> dict:
+    """The run's row in TensorBoard's HPARAMS tab (the columns of report/tensorboard.py's HPARAMS)."""
+    from adapters_geo.continuation import arm_of
+
+    adapter, train = config.adapter, config.train
+    locked = isinstance(adapter, LockedSpec)
+    return {"run": name, "model": config.model, "method": config.method.name, "adapter": getattr(adapter, "kind", "locked"),
+            "quant": config.quant, "arm": arm_of(config) or "-", "basis": adapter.basis if locked else "-",
+            "mode": adapter.mode if locked else "-",
+            "lr": train.lr, "seed": train.seed, "steps": train.steps, "batch_size": train.batch_size,
+            "outcome_kind": held_out_kind(config.method.name, config.method.needs_teacher())}
+
+
 def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_new_tokens: int = 48,
                system_prompt=None, resume: bool = False, progress: bool = True, teacher=None,
                teacher_hint: bool = False, label: str | None = None, teacher_id: str | None = None,
-               init: str | None = None) -> dict:
+               init: str | None = None, hparams: dict | None = None) -> dict:
     """Train an adapted model into `folder`: loggers, tracker, evaluation, loop, final adapter; returns the summary.
 
     `teacher` (a model) is what an OPD run's outcome (reverse KL) is measured against; without one, NLL.
     `init`: the saved adapter the model was built from (None: a fresh adapter, ΔW = 0 at the start).
+    `hparams`: the run's TensorBoard HPARAMS row, written with config.json's text into the training events.
     """
     folder = RunFolder(folder)
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -86,14 +108,17 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     references = {config.steps: "adapter"}  # kept anyway: the trajectory refers to them instead of copying them
     if config.save_t0_state and config.first_step < t0 <= config.steps:
         references[t0] = "t0_state/adapter"
-    tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, t0, references, init)
+    tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, t0,
+                      config.track_layers, references, init)
     if tracker.start and init is None:  # a non-zero start nobody saved: store every snapshot itself
         tracker.writer.references = {}
-    log = Loggers([JsonlLogger(folder.metrics_file), TensorBoardLogger(folder.tensorboard)]
+    tensorboard = TensorBoardLogger(folder.tensorboard)
+    if hparams:
+        write_header(tensorboard.writer, hparams, folder.config_file)
+    log = Loggers([JsonlLogger(folder.metrics_file), tensorboard]
                   + ([ConsoleLogger(config.steps, config.first_step, label or method.name)] if progress else []))
     examples = task.test[: config.eval_size] if config.eval_size else task.test
-    kind = outcome_kind(method.name)
-    kind = "nll" if kind == "kl" and teacher is None else kind
+    kind = held_out_kind(method.name, teacher is not None)
     held_out = HeldOut(model, tokenizer, task, examples, kind, folder, {config.first_step, config.steps}, teacher,
                        teacher_hint, max_new_tokens, config.eval_batch, system_prompt, curve_size=config.curve_size,
                        teacher_key=teacher_id)
@@ -131,11 +156,13 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
                       config.method.teacher == "self_hint", label,
-                      teacher_key(config.method.teacher, teacher) if teacher else None, config.init)
+                      teacher_key(config.method.teacher, teacher) if teacher else None, config.init,
+                      run_hparams(config, label or folder.path.name))
 
 
 def analyse_run(folder, progress: bool = True) -> None:
-    """Endpoint geometry and behavioural movement against the run's start, trajectory diagnostics when ≥ 2 steps were tracked."""
+    """Endpoint geometry and behavioural movement against the run's start, trajectory diagnostics when ≥ 2 steps
+    were tracked; their figures also go into the run's TensorBoard events."""
     from adapters_geo.analysis import run_geometry, run_movement, write_run_trajectory
 
     folder = RunFolder(folder)
@@ -144,6 +171,7 @@ def analyse_run(folder, progress: bool = True) -> None:
     index = folder.trajectory_dir / "index.json"
     if index.is_file() and len(json.loads(index.read_text())) >= 2:
         write_run_trajectory(folder, overwrite=True)
+    write_figures(folder.tensorboard, folder.path, (folder.summary() or {}).get("steps", 0))
 
 
 def seconds(folder: RunFolder, training: float, analysis: float) -> dict:
@@ -166,6 +194,7 @@ def run(config: RunConfig, out, resume: bool = False, progress: bool = True, ana
     if analyse and config.train.analyse:
         analyse_run(out, progress)
     folder = RunFolder(out)
+    write_session_end(folder.tensorboard, summary["steps"])
     done = {"hash": identity or config_hash(resolved(config)), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             "final_eval": summary["final_eval"], "seconds": seconds(folder, trained - started, time.perf_counter() - trained)}
     folder.write_json(folder.done_file, done)

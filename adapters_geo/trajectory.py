@@ -71,16 +71,23 @@ class TrajectoryWriter:
     def due(self, step: int) -> bool:
         return step in self.steps
 
-    def save(self, step: int, deltas: dict) -> dict:
-        """Store the snapshot ΔW_t of `step` (relative to the run's start); returns {name: all singular values}."""
+    def save(self, step: int, deltas: dict, k: int = 0) -> tuple[dict, dict]:
+        """Store the snapshot ΔW_t of `step` (relative to the run's start).
+
+        Returns ({name: all singular values}, {name: top-k right singular vectors (n, k)}, empty when k = 0).
+        """
         fmt = "adapter" if step in self.references else "fp32" if step == self.final else "bf16" if step in self.full else "factors"
-        tensors, spectra = {}, {}
+        tensors, spectra, right = {}, {}, {}
         for name, delta in deltas.items():
             if fmt == "factors":
-                u, s, v = top_svd64(delta, self.rank)
-            else:  # stored in full: only the spectrum is needed (no eigenvectors, about 25% cheaper)
+                u, s, v = top_svd64(delta, max(self.rank, k))
+            elif k:  # stored in full: the spectrum and the top-k right vectors
+                _, s, v = top_svd64(delta, k)
+            else:  # stored in full: only the spectrum (no eigenvectors, about 25% cheaper)
                 s = svdvals64(delta)
             spectra[name] = s
+            if k:
+                right[name] = v[:, :k]
             tensors[name + SPECTRUM] = s.float().contiguous()
             if fmt == "factors":
                 r = min(self.rank, s.numel())
@@ -94,7 +101,7 @@ class TrajectoryWriter:
         if fmt == "adapter":
             self.index[str(step)].update({"adapter": self.references[step], "start": self.start})
         atomic_write_text(self.folder / INDEX, json.dumps(self.index, indent=1))
-        return spectra
+        return spectra, right
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.folder.glob("*.safetensors"))

@@ -49,7 +49,7 @@ def child(method: str, adapter: str, quant: str, layers) -> dict:
     task = dataclasses.replace(load_task(TaskConfig(train_size=64, test_size=1)), reward=coin_reward)
     model, tokenizer, runner, batch = build_run(method, setting, student, teacher, task, quant)
     with tempfile.TemporaryDirectory() as tmp:
-        train_into(Path(tmp), model, tokenizer, runner, task, TrainConfig(steps=2, batch_size=batch, eval_size=1, eval_batch=1),
+        train_into(Path(tmp), model, tokenizer, runner, task, TrainConfig(steps=2, batch_size=batch, eval_size=1, eval_every=0, eval_batch=1),
                    max_new_tokens=setting.max_new_tokens, progress=False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"method": method, "adapter": adapter, "quant": quant, "peak_mib": peak_mib(), "baseline_mib": before,

@@ -80,7 +80,7 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
     """Train with adapters_geo's loop; step time and tokens from its metrics.jsonl, tracking cost too."""
     model, tokenizer, runner, batch = build_run(method, setting, student, teacher, task, full_vocab=full_vocab)
     steps = setting.warmup + setting.steps
-    train_config = TrainConfig(steps=steps, batch_size=batch, lr=setting.lr, seed=setting.seed, eval_size=1,
+    train_config = TrainConfig(steps=steps, batch_size=batch, lr=setting.lr, seed=setting.seed, eval_size=1, eval_every=0,
                                eval_batch=1, checkpoint_every=10**6)
     train_into(out, model, tokenizer, runner, task, train_config, max_new_tokens=setting.max_new_tokens, progress=False)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -91,7 +91,7 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
         "tokens_per_step": statistics.median(r["completion_tokens"] for r in timed) if method != "sft" else None,
         "sequences_per_step": batch * (setting.group if method != "sft" else 1),
         "generation_share": statistics.median(r["generation_share"] for r in timed),
-        "tracking": {fmt: statistics.median(r["snapshot_seconds"] + r["geometry_seconds"] for r in tracking if r["format"] == fmt)
+        "tracking": {fmt: statistics.median(r["snapshot_seconds"] + r["geometry_seconds"] + r.get("along_seconds", 0.0) for r in tracking if r["format"] == fmt)
                      for fmt in {r["format"] for r in tracking}},
         "geometry_seconds": max((r["geometry_seconds"] for r in tracking), default=0.0),
     }

@@ -11,10 +11,12 @@ import pytest
 from adapters_geo import AdaptersGeoError
 from adapters_geo.cli import main
 from adapters_geo.config import run_config_from_dict
+from adapters_geo.continuation import BASES
 from adapters_geo.experiments.execute import plan, run_experiment
 from adapters_geo.experiments.registry import available
 from adapters_geo.experiments.resolve import experiment_hash, load_resolved, references, substitute
 from adapters_geo.methods import validate
+from tests.test_tensorboard import read_hparams
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
@@ -84,6 +86,10 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
         assert saved["adapter"]["basis"] == basis and saved["adapter"]["mode"] == "projected"
         assert saved["train"]["start_state"] == str(runs / "opd_dense" / "t0_state")
     assert 0 <= arms["unconstrained"]["increment"]["inside_share"] <= 1
+    for arm in arms:  # each arm is its own named TensorBoard run (its own tb/, its HPARAMS row)
+        hparams = read_hparams(folder / "seed_0" / arm / "tb")
+        assert hparams["run"] == f"lock_opd seed 0 {arm}" and hparams["arm"] == arm
+        assert hparams["basis"] == (arm if arm in BASES else "-")
     geometry = json.loads((runs / "opd_dense" / "geometry" / "geometry.json").read_text())
     assert "+" in geometry["meta"]["reference"]  # measured against the SFT anchor, not the base
     teacher, anchor = (json.loads((runs / r / "config.json").read_text()) for r in ("teacher", "sft_init"))

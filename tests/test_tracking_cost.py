@@ -22,12 +22,13 @@ def test_every_tracked_step_logs_its_cost(tmp_path):
     model = attach_adapter(base.model, DenseConfig())
     task = load_task(TaskConfig(levels=[0], train_size=50, test_size=2))
     method = build_method(Context(model, base.tokenizer, task, MethodConfig(name="sft")))
-    train_into(tmp_path, model, base.tokenizer, method, task, TrainConfig(steps=10, batch_size=4, lr=1e-3), progress=False)
+    train_into(tmp_path, model, base.tokenizer, method, task, TrainConfig(steps=5, batch_size=4, lr=1e-3, track_steps=[1, 3, 5]),
+               progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     tracking = [r for r in rows if r["group"] == "tracking"]
     index = json.loads((tmp_path / "trajectory" / "index.json").read_text())
     assert sorted(r["step"] for r in tracking) == sorted(int(s) for s in index)
-    assert all(r["snapshot_seconds"] > 0 and r["geometry_seconds"] >= 0 for r in tracking)
+    assert all(r["snapshot_seconds"] > 0 and r["geometry_seconds"] >= 0 and r["along_seconds"] >= 0 for r in tracking)
     assert {r["format"] for r in tracking} == {"factors", "bf16", "adapter"}  # the final step refers to adapter/
 
 

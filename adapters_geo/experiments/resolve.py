@@ -23,7 +23,7 @@ SMOKE = {
     "model": "tiny-llama",
     "quant": "none",
     "task": {"name": "arithmetic", "levels": [0], "train_size": 200, "test_size": 8},
-    "train": {"steps": 10, "batch_size": 4, "lr": 3.0e-3, "eval_every": 0, "checkpoint_every": 5},
+    "train": {"steps": 10, "batch_size": 4, "lr": 3.0e-3, "checkpoint_every": 5},
     "method": {"group_size": 2, "max_new_tokens": 10},
 }
 SMOKE_STEPS = {"save_adapter_at": [2], "t0": 2, "track_steps": [1, 2, 4, 6, 8, 10]}

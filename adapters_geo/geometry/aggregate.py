@@ -24,6 +24,16 @@ def layer_index(name: str):
     return int(match.group(1)) if match else None
 
 
+ALONG_LAYERS = 4  # metrics that need an SVD of W per matrix along a run: every matrix of about 4 evenly spaced layers
+
+
+def layer_subset(names, count: int = ALONG_LAYERS) -> list[str]:
+    """Every matrix of layers 0, s, 2s, … with s = ceil(layers / count) (all layers of a small model), and those outside layers."""
+    layers = sorted({layer_index(n) for n in names if layer_index(n) is not None})
+    chosen = set(layers[:: max(1, -(-len(layers) // count))])
+    return [n for n in names if layer_index(n) is None or layer_index(n) in chosen]
+
+
 def block(name: str) -> str:
     """'attention' or 'mlp' (by the parent module's name, else by module type)."""
     parts = name.split(".")

@@ -1,42 +1,89 @@
-"""Cheap geometry scalars for tracked training steps (TensorBoard), from ΔW and its exact spectrum.
+"""Geometry scalars for tracked training steps (TensorBoard), from ΔW_t, its exact spectrum and top vectors.
 
-bf16 sparsity (parameter-weighted), update_norm_rel and stable rank (spectrum.stable_rank of the
-spectrum the trajectory already computes; undefined for a zero update and then left out of the
-mean), overall and per module type. The full suite runs on the final update; this keeps a
-tracked step cheap.
+On every matrix (cheap, from what the trajectory already computes):
+- bf16 sparsity (parameter-weighted), update_norm_rel, stable rank and effective rank (spectrum.py);
+  a rank is undefined for a zero update and then left out of the mean;
+- sim_right_to_first = Sim_K(t, t_first) = ‖V_K(t)ᵀ V_K(t_first)‖²_F / K: the top-K right singular
+  subspace of ΔW_t against that of the run's first tracked update (K = 16, or the smaller rank of
+  the two updates when lower, e.g. a LoRA); 1 at the first tracked step.
+On a fixed subset of matrices (`along_scalars`; the tracker takes every matrix of about 4 evenly
+spaced layers): an SVD of W_start + ΔW_t per matrix, so not on all of them:
+- rotation_right_max_deg: max principal angle between W_start's and W_start + ΔW_t's top-k right
+  singular subspaces, k = min(m, n) // 8 (rotation.py);
+- principal_energy: share of ‖ΔW_t‖²_F inside W_start's top-k two-sided subspace (spectrum.py).
+Means are per module type and "overall"; fractions are parameter-weighted (aggregate.summarize).
+The full suite runs on the final update; this keeps a tracked step cheap.
 """
 
 import math
 
-from adapters_geo.geometry.aggregate import module_type
+import torch
+
+from adapters_geo.geometry.aggregate import module_type, summarize
 from adapters_geo.geometry.sparsity import sparsity_bf16
-from adapters_geo.geometry.spectrum import stable_rank
+from adapters_geo.geometry.spectrum import effective_rank, stable_rank
+from adapters_geo.geometry.trajectory import K_DEFAULT, endpoint_along, subspace_similarity
 
 
-def online_scalars(reference, deltas: dict, spectra: dict) -> dict:
-    """{"overall": {...}, "<type>": {...}} of sparsity_bf16, update_norm_rel, stable_rank.
+def top_rank(s: torch.Tensor, k: int = K_DEFAULT) -> int:
+    """How many of the top-k singular directions of an update with spectrum `s` are defined (σ > 0)."""
+    return min(k, int((s > 0).sum()))
+
+
+def matrix_scalars(w0: torch.Tensor, delta: torch.Tensor, s: torch.Tensor) -> dict:
+    """The cheap scalars of one matrix from W_start, ΔW_t and ΔW_t's spectrum `s`."""
+    return {
+        "params": delta.numel(),
+        "sparsity_bf16": sparsity_bf16(w0, w0 + delta),
+        "update_norm_rel": delta.norm().item() / max(w0.norm().item(), 1e-12),
+        "stable_rank": stable_rank(s) if s.numel() else math.nan,
+        "effective_rank": effective_rank(s) if s.numel() else math.nan,
+    }
+
+
+def similarity_to_first(right, first) -> float:
+    """Sim_K of two top right singular bases (n, ≤ K) over their common K; NaN where either update was zero."""
+    k = 0 if right is None or first is None else min(right.shape[1], first.shape[1])
+    return subspace_similarity(right[:, :k], first[:, :k]) if k else math.nan
+
+
+def online_scalars(reference, deltas: dict, spectra: dict, right: dict | None = None, first_right: dict | None = None) -> dict:
+    """{"overall": {...}, "<type>": {...}} of the cheap scalars over every matrix.
 
     reference {name: W_start} (a mapping, read one matrix at a time), deltas {name: ΔW_t},
-    spectra {name: singular values of ΔW_t, descending}.
+    spectra {name: singular values of ΔW_t, descending}; right / first_right {name: top right singular
+    vectors (n, ≤ K)} of ΔW_t and of the first tracked update (no Sim_K without first_right).
     """
-    groups = {}
+    rows = {}
     for name, delta in deltas.items():
-        w0 = reference[name]
-        row = {
-            "params": delta.numel(),
-            "sparsity_bf16": sparsity_bf16(w0, w0 + delta),
-            "update_norm_rel": delta.norm().item() / max(w0.norm().item(), 1e-12),
-            "stable_rank": stable_rank(spectra[name]) if spectra[name].numel() else math.nan,
-        }
+        rows[name] = matrix_scalars(reference[name], delta, spectra[name])
+        if first_right is not None:
+            rows[name]["sim_right_to_first"] = similarity_to_first((right or {}).get(name), first_right.get(name))
+    return group_means(rows)
+
+
+def along_scalars(reference, deltas: dict, refs: dict) -> dict:
+    """{"overall": {...}, "<type>": {...}} of rotation_right_max_deg and principal_energy over the matrices of `refs`.
+
+    refs {name: RefSVD of W_start with at least min(m, n) // 8 columns} (geometry/reference.py).
+    """
+    rows = {}
+    for name, ref in refs.items():
+        found = endpoint_along(reference[name], ref.u, ref.v, deltas[name])
+        rows[name] = {"params": deltas[name].numel(), "rotation_right_max_deg": found["rotation_right_max_deg"],
+                      "principal_energy": found["principal_energy"]}
+    return group_means(rows) if rows else {}
+
+
+def group_means(rows: dict) -> dict:
+    """{"overall": {key: mean}, "<module type>": {...}} of per-matrix rows {name: {key: value, "params": n}}."""
+    groups = {}
+    for name, row in rows.items():
         for group in ("overall", module_type(name)):
             groups.setdefault(group, []).append(row)
     out = {}
-    for group, rows in groups.items():
-        params = sum(r["params"] for r in rows)
-        ranks = [r["stable_rank"] for r in rows if not math.isnan(r["stable_rank"])]
-        out[group] = {
-            "sparsity_bf16": sum(r["sparsity_bf16"] * r["params"] for r in rows) / params,
-            "update_norm_rel": sum(r["update_norm_rel"] for r in rows) / len(rows),
-            "stable_rank": sum(ranks) / len(ranks) if ranks else math.nan,
-        }
+    for group, found in groups.items():
+        summary = summarize(found)
+        out[group] = {key: math.nan if value["mean"] is None else value["mean"]
+                      for key, value in summary.items() if key != "matrices"}
     return out

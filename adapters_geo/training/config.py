@@ -19,12 +19,14 @@ class TrainConfig(Section):
     warmup_steps: int = Field(0, ge=0)  # linear warm-up from 0 (at most steps)
     grad_clip: float = Field(1.0, ge=0)  # max global gradient norm (0: off)
     seed: int = 0
-    eval_every: int = Field(0, ge=0)  # evaluate every N steps (0: at the start and the end only)
+    eval_every: int | None = Field(None, ge=0)  # evaluate every N steps (None: steps // 4, 3 curve points; 0: start and end only)
     curve_size: int | None = Field(64, ge=1)  # held-out prompts of the evaluations between start and end (None: all)
     eval_size: int | None = Field(None, ge=1)  # held-out examples per evaluation (None: the whole test split)
     eval_batch: int = Field(16, ge=1)
     track_steps: list[PositiveInt] | None = None  # steps whose ΔW is snapshotted (None: 10 points, denser early; []: none)
     track_rank: int = Field(32, ge=1)  # rank of the factor snapshots
+    track_layers: int = Field(4, ge=0)  # evenly spaced layers whose matrices get rotation / principal energy at tracked
+    #   steps (an SVD of W per matrix and step: about a fifth of a tracked step's cost at 4 of 30 layers; 0: none)
     checkpoint_every: int = Field(25, ge=1)  # steps between checkpoints (the last step always checkpoints)
     save_adapter_at: list[PositiveInt] | None = None  # steps at which the exact adapter is saved to adapter_step_N/
     first_step: int = Field(0, ge=0)  # start at this step (a continuation sees the same data as the run it continues)
@@ -41,6 +43,10 @@ class TrainConfig(Section):
             raise rule("warmup_steps", f"{{key}} = {self.warmup_steps} is more than steps = {self.steps}",
                        f"set {{key}} to at most {self.steps}")
         return self
+
+    def resolved_eval_every(self) -> int:
+        """eval_every, decided once: the configured interval, else max(1, steps // 4) (about 4 evaluations per run)."""
+        return self.eval_every if self.eval_every is not None else max(1, self.steps // 4)
 
     def resolved_t0(self) -> int:
         """t0, decided once: the configured step, else the first save_adapter_at step, else round(0.2 · steps)."""

@@ -45,7 +45,7 @@ def optimizer_step(optimizer, scheduler, grad_norm: torch.Tensor) -> bool:
 def train(model, method, pool: list, config: TrainConfig, folder, tracker, evaluate, log, resume: bool = False) -> int:
     """Train `model`'s adapter with `method` on `pool` up to config.steps; returns the last step.
 
-    `evaluate(step)` -> held-out metrics (logged at the start, every eval_every steps);
+    `evaluate(step)` -> held-out metrics (logged at the start, every eval_every steps, default steps // 4);
     `tracker.on_step(step, log)` records the update; checkpoints go to folder/checkpoint.
     """
     folder = RunFolder(folder)
@@ -58,7 +58,7 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
         step = start_from(config.start_state, model, optimizer, scheduler, fingerprint, method)
     else:
         step = resume_from(folder.checkpoint, model, optimizer, scheduler, fingerprint, stateful, resume, config.first_step)
-    t0 = config.resolved_t0()
+    t0, eval_every = config.resolved_t0(), config.resolved_eval_every()
     if step == config.first_step and config.eval_at_start:
         log.scalars(step, evaluate(step), "eval")
     while step < config.steps:
@@ -82,7 +82,7 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
             save_adapter(model, folder.adapter_at(step), overwrite=True)
         if step == t0 and config.save_t0_state:
             save_state(folder.t0_state, step, model, optimizer, scheduler, fingerprint, stateful)
-        if config.eval_every and step % config.eval_every == 0 and step < config.steps:
+        if eval_every and step % eval_every == 0 and step < config.steps:
             log.scalars(step, evaluate(step), "eval")
         if step % config.checkpoint_every == 0 or step == config.steps:
             parts = {name: obj.state_dict() for name, obj in stateful.items()}

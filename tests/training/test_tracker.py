@@ -1,0 +1,102 @@
+"""The tracker's online geometry: Sim_K to the first tracked update, effective rank, and rotation /
+principal energy on a fixed layer subset, equal to the offline definitions on the stored snapshots.
+
+Run: python -m pytest -q tests/training/test_tracker.py
+"""
+
+import math
+
+import torch
+
+from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base
+from adapters_geo.geometry.aggregate import layer_subset
+from adapters_geo.geometry.online import group_means, similarity_to_first
+from adapters_geo.geometry.reference import reference_svd
+from adapters_geo.geometry.rotation import default_k
+from adapters_geo.geometry.spectrum import effective_rank
+from adapters_geo.geometry.trajectory import endpoint_along, subspace_similarity, top_vectors
+from adapters_geo.models import base_weights
+from adapters_geo.trajectory import read_trajectory
+from adapters_geo.training.tracker import Tracker
+
+
+class Recorder:
+    def __init__(self):
+        self.rows = {}
+
+    def scalars(self, step, values, prefix=""):
+        self.rows[(step, prefix)] = values
+
+    def histogram(self, step, name, values):
+        pass
+
+
+def perturb(model, scale: float, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(scale * torch.randn(p.shape, generator=generator))
+
+
+def test_layer_subset_takes_every_matrix_of_evenly_spaced_layers():
+    names = [f"model.layers.{i}.self_attn.{m}_proj.weight" for i in range(30) for m in "qk"] + ["lm.extra.weight"]
+    chosen = layer_subset(names, 4)
+    assert sorted({int(n.split(".")[2]) for n in chosen if "layers" in n}) == [0, 8, 16, 24]
+    assert len(chosen) == 4 * 2 + 1 and layer_subset(names[:4], 4) == names[:4]  # 2 layers: all of them
+
+
+def test_similarity_to_first_uses_the_common_rank_and_is_nan_for_a_zero_update():
+    v = torch.linalg.qr(torch.randn(20, 16, dtype=torch.float64))[0]
+    assert abs(similarity_to_first(v, v) - 1) < 1e-12
+    assert abs(similarity_to_first(v[:, :4], v) - 1) < 1e-12  # a rank-4 update against a full one: over K = 4
+    assert math.isnan(similarity_to_first(None, v))
+
+
+def test_group_means_weight_fractions_by_parameters():
+    rows = {"model.layers.0.mlp.up_proj.weight": {"params": 3, "principal_energy": 1.0, "rotation_right_max_deg": 2.0},
+            "model.layers.0.self_attn.q_proj.weight": {"params": 1, "principal_energy": 0.0, "rotation_right_max_deg": 4.0}}
+    out = group_means(rows)
+    assert out["overall"] == {"principal_energy": 0.75, "rotation_right_max_deg": 3.0}
+    assert out["q"]["principal_energy"] == 0.0 and set(out) == {"overall", "up", "q"}
+
+
+def test_tracked_scalars_equal_the_offline_definitions(tmp_path):
+    model = attach_adapter(load_base("tiny-llama").model, DenseConfig())
+    tracker = Tracker(model, tmp_path, total_steps=2, steps=[1, 2], t0=1)
+    log = Recorder()
+    perturb(model, 1e-2, 0)
+    tracker.on_step(1, log)
+    first = log.rows[(1, "geometry/overall")]
+    assert abs(first["sim_right_to_first"] - 1) < 1e-5
+    perturb(model, 1e-2, 1)
+    tracker.on_step(2, log)
+    w0, snapshots = base_weights(model), read_trajectory(tmp_path)
+    rotations, sims, ranks = [], [], []
+    for name in layer_subset(list(w0)):  # tiny-llama has 2 layers: every matrix
+        ref = reference_svd(w0[name], default_k(w0[name].shape))
+        rotations.append(endpoint_along(w0[name], ref.u, ref.v, snapshots[2][name])["rotation_right_max_deg"])
+        sims.append(subspace_similarity(top_vectors(snapshots[2][name].double(), 16), top_vectors(snapshots[1][name].double(), 16)))
+        ranks.append(effective_rank(torch.linalg.svdvals(snapshots[2][name].double())))
+    second = log.rows[(2, "geometry/overall")]
+    assert abs(second["rotation_right_max_deg"] - sum(rotations) / len(rotations)) < 1e-3
+    assert abs(second["sim_right_to_first"] - sum(sims) / len(sims)) < 1e-3  # step 1 is kept in bf16
+    assert abs(second["effective_rank"] - sum(ranks) / len(ranks)) < 1e-3 * second["effective_rank"]
+    assert 0 < second["principal_energy"] < 1 and 0 < second["sim_right_to_first"] < 1
+    assert {"sim_right_to_first", "principal_energy", "rotation_right_max_deg"} <= set(log.rows[(2, "geometry/q")])
+
+
+def test_a_resumed_tracker_measures_sim_against_the_same_first_update(tmp_path):
+    model = attach_adapter(load_base("tiny-llama").model, LoraConfig(r=2))
+    tracker = Tracker(model, tmp_path / "a", total_steps=3, steps=[1, 2, 3], t0=1, along_layers=0)
+    resumed = Tracker(model, tmp_path / "b", total_steps=3, steps=[1, 2, 3], t0=1, along_layers=0)  # built at the start, as in a run
+    perturb(model, 1e-2, 0)
+    tracker.on_step(1, Recorder())
+    assert all(v.shape[1] == 2 for v in tracker.first_right.values())  # a rank-2 LoRA: K = 2
+    resumed.load_state_dict(tracker.state_dict())  # what a checkpoint after step 1 gives back
+    perturb(model, 1e-2, 1)
+    logs = Recorder(), Recorder()
+    tracker.on_step(2, logs[0])
+    resumed.on_step(2, logs[1])
+    assert logs[0].rows[(2, "geometry/overall")] == logs[1].rows[(2, "geometry/overall")]
+    assert "rotation_right_max_deg" not in logs[1].rows[(2, "geometry/overall")]  # along_layers=0: no subset metrics
