@@ -4,7 +4,8 @@ tracker → endpoint geometry → trajectory geometry → done.json.
 `adapters-geo train` and `make experiment` both call `run`, so every run folder has the same
 layout (runfolder.py): config.json (resolved, t0 included), meta.json, metrics.jsonl, tb/,
 checkpoint/, trajectory/, adapter/, train_summary.json, geometry/, trajectory_geometry/ and,
-last, done.json with the run's identity hash.
+last, done.json with the run's identity hash. `run` first claims the folder (claim.py): checked
+before any model loads or any file is written, locked against a second writer for the whole run.
 """
 
 import hashlib
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from adapters_geo.adapters import attach_adapter
 from adapters_geo.adapters.io import load_adapter, save_adapter
+from adapters_geo.claim import check, claim
 from adapters_geo.config import LockedSpec, RunConfig, check_adapter_fits
 from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.methods import Context, build_method, validate
@@ -96,7 +98,7 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     save_adapter(model, folder.adapter, overwrite=True)
     summary = {"final_eval": final, "steps": step, "trajectory_mb": tracker.disk_bytes() / 2**20,
                "config": config.model_dump()}
-    folder.summary_file.write_text(json.dumps(summary, indent=1))
+    folder.write_json(folder.summary_file, summary)
     return summary
 
 
@@ -105,6 +107,7 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     validate(config.method)
     config = resolved(config)
     folder = RunFolder(out)
+    check(folder, config.to_dict(), resume)  # nothing loaded, nothing written before this
     task = load_task(config.task)
     model, tokenizer = build_model(config)
     teacher = reference = None
@@ -114,9 +117,9 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
         reference = load_base(config.model, config.quant)
     ctx = Context(model, tokenizer, task, config.method, teacher, reference, config.system_prompt, config.train.seed)
     folder.path.mkdir(parents=True, exist_ok=True)
-    folder.config_file.write_text(json.dumps(config.to_dict(), indent=1))
+    folder.write_json(folder.config_file, config.to_dict())  # atomic: a kill never leaves half a config.json
     meta = {**run_meta(), "rollout_correction": config.method.rollout_correction() if config.method.name != "sft" else None}
-    folder.meta_file.write_text(json.dumps(meta, indent=1))
+    folder.write_json(folder.meta_file, meta)
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
                       config.method.teacher == "self_hint", label,
@@ -137,12 +140,19 @@ def analyse_run(folder, progress: bool = True) -> None:
 
 def run(config: RunConfig, out, resume: bool = False, progress: bool = True, analyse: bool = True,
         identity: str | None = None, label: str | None = None) -> dict:
-    """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval})."""
-    summary = run_training(config, out, resume, progress, label)
-    if analyse and config.train.analyse:
-        analyse_run(out, progress)
-    folder = RunFolder(out)
-    done = {"hash": identity or config_hash(resolved(config)), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "final_eval": summary["final_eval"]}
-    folder.write_json(folder.done_file, done)
+    """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval}).
+
+    The folder is claimed first (claim.py): a new or empty folder, or with `resume` an unfinished run of
+    the same config; locked for the whole run.
+    """
+    validate(config.method)
+    config = resolved(config)
+    with claim(out, config.to_dict(), resume):
+        summary = run_training(config, out, resume, progress, label)
+        if analyse and config.train.analyse:
+            analyse_run(out, progress)
+        folder = RunFolder(out)
+        done = {"hash": identity or config_hash(config), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "final_eval": summary["final_eval"]}
+        folder.write_json(folder.done_file, done)
     return summary

@@ -102,3 +102,94 @@ def test_recover_removes_unfinished_writes_and_restores_a_replaced_folder(tmp_pa
     (tmp_path / ".checkpoint.old-2").mkdir()  # the swap completed, the deletion did not
     assert atomic.recover(target) == ["removed .checkpoint.old-2, a replaced version of checkpoint"]
     assert atomic.recover(target) == [] and (target / "state.pt").read_text() == "previous"
+
+
+# ---- 1. a refused run writes nothing
+
+
+def test_a_refused_run_writes_nothing_and_resume_needs_the_same_config(tmp_path, monkeypatch, capsys):
+    config, other = run_file(tmp_path, "a.yaml"), run_file(tmp_path, "b.yaml", lr=0.05)
+    out = tmp_path / "run"
+    undo = interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out)
+    undo()
+    before = snapshot(out)
+    assert "checkpoint/state.pt" in before and "config.json" in before
+    with monkeypatch.context() as patched:
+        no_model_loads(patched)
+        assert train(other, out) == 2
+        assert f"{out} already holds a checkpoint of an unfinished run — fix: continue it with --resume" in error_line(capsys)
+        assert train(other, out, "--resume") == 2
+        assert "holds a run of another config, which --resume would not continue (train.lr: 0.001 -> 0.05)" in error_line(capsys)
+        assert snapshot(out) == before
+    assert train(config, out, "--resume") == 0
+    finished = snapshot(out)
+    with monkeypatch.context() as patched:
+        no_model_loads(patched)
+        for argv in ([config, out], [config, out, "--resume"], [other, out]):
+            assert train(*argv) == 2
+            assert f"{out} holds a finished run (done.json): a finished run is never extended" in error_line(capsys)
+    assert snapshot(out) == finished and not (out / ".lock").exists()
+
+
+def test_an_interrupted_locking_test_keeps_its_finished_arms(tmp_path):
+    from adapters_geo.experiments.lock import arm_folder, run_lock
+
+    resolved = {"source": str(_locked_source(tmp_path)), "bases": ["unconstrained", "early"], "K": 4}
+    first = run_lock(resolved, tmp_path / "lock", progress=False)
+    finished = {arm: snapshot(arm_folder(tmp_path / "lock", 0, arm)) for arm in resolved["bases"]}
+    assert run_lock(resolved, tmp_path / "lock", progress=False) == first  # reused, not refused as finished
+    assert {arm: snapshot(arm_folder(tmp_path / "lock", 0, arm)) for arm in resolved["bases"]} == finished
+
+
+# ---- 2. one writer per run folder
+
+
+def test_a_live_lock_is_refused_naming_its_pid(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text(f"{os.getppid()} {socket.gethostname()}\n")
+    assert train(run_file(tmp_path), out) == 2
+    assert f"{out} is being written by process {os.getppid()} (its lock file {out / '.lock'} exists)" in error_line(capsys)
+    assert [p.name for p in out.iterdir()] == [".lock"]
+
+
+def test_a_stale_lock_is_taken_over_and_said_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text(f"{DEAD_PID} {socket.gethostname()}\n")
+    assert train(run_file(tmp_path), out) == 0
+    assert f"took over a stale lock of process {DEAD_PID}, which is no longer running" in capsys.readouterr().err
+    assert RunFolder(out).done() and not (out / ".lock").exists()
+
+
+def _run_paused(config: str, out: str, started, release) -> None:
+    """Child process: a run that holds its folder until `release` is set."""
+    original = runner.train
+
+    def paused(*args, **kwargs):
+        started.set()
+        release.wait(60)
+        return original(*args, **kwargs)
+
+    runner.train = paused
+    os._exit(train(config, Path(out)))
+
+
+def test_two_concurrent_runs_into_one_folder_one_is_refused(tmp_path, capsys):
+    config, out = run_file(tmp_path), tmp_path / "run"
+    fork = multiprocessing.get_context("fork")
+    started, release = fork.Event(), fork.Event()
+    child = fork.Process(target=_run_paused, args=(config, str(out), started, release))
+    child.start()
+    try:
+        assert started.wait(60)
+        for flags in ([], ["--resume"]):
+            assert train(config, out, *flags) == 2
+            line = error_line(capsys)
+            assert f"{out} is being written by process {child.pid}" in line and "wait for that run to end" in line
+    finally:
+        release.set()
+        child.join(60)
+    assert child.exitcode == 0 and RunFolder(out).done() and not (out / ".lock").exists()

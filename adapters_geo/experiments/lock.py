@@ -15,7 +15,7 @@ from pathlib import Path
 
 from adapters_geo.continuation import ARMS, BASES, arm_config, basis, increment
 from adapters_geo.runfolder import RunFolder
-from adapters_geo.runner import run
+from adapters_geo.runner import config_hash, resolved as resolved_config, run
 
 
 def arm_folder(folder: Path, seed: int, arm: str) -> Path:
@@ -34,7 +34,11 @@ def run_lock(resolved: dict, folder: Path, progress: bool, name: str = "lock", s
     by_seed = {}
     for (s, arm), config in configs.items():
         source, out = RunFolder(sources[s]), arm_folder(folder, s, arm)
-        summary = run(config, out, resume=True, progress=progress, analyse=False, label=f"{name} seed {s} {arm}")
+        done = RunFolder(out).done()
+        if done and done.get("hash") == config_hash(resolved_config(config)):  # finished before an interruption: kept as it is
+            summary = {"final_eval": done["final_eval"]}
+        else:
+            summary = run(config, out, resume=True, progress=progress, analyse=False, label=f"{name} seed {s} {arm}")
         entry = by_seed.setdefault(str(s), {"source": str(source.path), "arms": {}})
         entry["arms"][arm] = {"final_eval": summary["final_eval"]}
         if arm != "frozen":
