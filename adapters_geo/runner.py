@@ -91,10 +91,12 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     held_out = HeldOut(model, tokenizer, task, examples, kind, folder, {config.first_step, config.steps}, teacher,
                        teacher_hint, max_new_tokens, config.eval_batch, system_prompt, curve_size=config.curve_size,
                        teacher_key=teacher_id)
-    step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume)
-    final = held_out(step)
-    log.scalars(step, final, "eval")
-    log.close()
+    try:
+        step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume)
+        final = held_out(step)
+        log.scalars(step, final, "eval")
+    finally:
+        log.close()
     save_adapter(model, folder.adapter, overwrite=True)
     summary = {"final_eval": final, "steps": step, "trajectory_mb": tracker.disk_bytes() / 2**20,
                "config": config.model_dump()}

@@ -193,3 +193,78 @@ def test_two_concurrent_runs_into_one_folder_one_is_refused(tmp_path, capsys):
         release.set()
         child.join(60)
     assert child.exitcode == 0 and RunFolder(out).done() and not (out / ".lock").exists()
+
+
+# ---- 3. checkpoints hold tensors and plain values only
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "adamw8bit"])
+def test_every_training_state_round_trips_through_the_weights_only_loader(tmp_path, tiny, optimizer):
+    from adapters_geo import DenseConfig, attach_adapter
+    from adapters_geo.adapters import trainable_named
+    from adapters_geo.optim import build_optimizer, build_scheduler
+    from tests.conftest import train_steps
+
+    def make():
+        model = attach_adapter(tiny().model, DenseConfig())
+        opt = build_optimizer(model.parameters(), optimizer, lr=1e-3)
+        return model, opt, build_scheduler(opt, "cosine", 1, 10)
+
+    model, opt, sched = make()
+    train_steps(model, 1, optimizer=optimizer)  # moves the adapter off its start
+    ids = torch.randint(0, 250, (2, 16), generator=torch.Generator().manual_seed(1))
+    for _ in range(2):
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step(), sched.step(), opt.zero_grad()
+    params = {n: p.detach().clone() for n, p in trainable_named(model).items()}
+    parts = {"method": {"history": {"snapshots": [params, params]}}, "tracker": {"start_deltas": params}}
+    checkpoint.save_checkpoint(tmp_path / "ck", 2, model, opt, sched, "fp", parts)
+    again, opt2, sched2 = make()
+    step, loaded = checkpoint.load_checkpoint(tmp_path / "ck", again, opt2, sched2, "fp")
+    assert step == 2 and _same(loaded, parts) and _same(opt2.state_dict(), opt.state_dict())
+    assert _same(sched2.state_dict(), sched.state_dict()) and _same(dict(trainable_named(again)), dict(trainable_named(model)))
+    parts["tracker"] = {"start_deltas": None}  # a run from a zero adapter
+    checkpoint.save_checkpoint(tmp_path / "ck", 2, model, opt, sched, "fp", parts)
+    assert checkpoint.load_checkpoint(tmp_path / "ck", again, opt2, sched2, "fp")[1]["tracker"] == {"start_deltas": None}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+class Payload:
+    """What a crafted pickle carries: unpickling it runs code (here: it writes a marker file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+def test_a_crafted_checkpoint_is_one_line_and_runs_no_code(tmp_path, capsys):
+    proof = tmp_path / "proof"
+    torch.save({"x": Payload(proof)}, tmp_path / "proof.pt")
+    torch.load(tmp_path / "proof.pt", weights_only=False)
+    assert proof.read_text() == "ran"  # the payload does run under the loader used before
+
+    config, out, marker = run_file(tmp_path), tmp_path / "crafted", tmp_path / "marker"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(runner.resolved(run_config_from_dict(RUN)).to_dict()))
+    (out / "checkpoint").mkdir()
+    state = out / "checkpoint" / "state.pt"
+    torch.save({"step": 1, "fingerprint": "x", "params": {}, "optimizer": Payload(marker)}, state)
+    assert train(config, out, "--resume") == 2
+    assert error_line(capsys) == (f"adapters-geo: error: checkpoint {state} holds objects other than tensors and plain "
+                                  "values, and was not loaded (they could run code) — fix: if adapters_geo did not write "
+                                  "it, delete it; otherwise train into a new --out")
+    assert not marker.exists()
+    state.write_bytes(b"PK\x03\x04 cut short")
+    assert train(config, out, "--resume") == 2
+    assert f"checkpoint {state} is damaged (RuntimeError)" in error_line(capsys)
