@@ -25,6 +25,7 @@ from adapters_geo.models import load_base
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.tasks import load_task
 from adapters_geo.tasks.outcome import outcome_kind
+from adapters_geo.training.checkpoint import checkpoint_step
 from adapters_geo.training.config import TrainConfig
 from adapters_geo.training.evaluation import HeldOut
 from adapters_geo.training.loop import train
@@ -83,7 +84,9 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     folder = RunFolder(folder)
     folder.path.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, config.resolved_t0())
-    log = Loggers([JsonlLogger(folder.metrics_file), TensorBoardLogger(folder.tensorboard)]
+    kept = last_kept_step(folder, config) if resume else None  # a resume drops what was logged after its checkpoint
+    log = Loggers([JsonlLogger(folder.metrics_file, kept_rows(kept, config.steps)),
+                   TensorBoardLogger(folder.tensorboard, None if kept is None else kept + 1)]
                   + ([ConsoleLogger(config.steps, config.first_step, label or method.name)] if progress else []))
     examples = task.test[: config.eval_size] if config.eval_size else task.test
     kind = outcome_kind(method.name)
@@ -102,6 +105,22 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
                "config": config.model_dump()}
     folder.write_json(folder.summary_file, summary)
     return summary
+
+
+def last_kept_step(folder: RunFolder, config: TrainConfig) -> int | None:
+    """The last step whose metrics a resumed run keeps: its checkpoint's (none: first_step − 1); None: nothing logged yet."""
+    if not folder.metrics_file.is_file() and not folder.tensorboard.is_dir():
+        return None
+    step = checkpoint_step(folder.checkpoint)
+    return step if step is not None else config.first_step - 1
+
+
+def kept_rows(kept: int | None, steps: int):
+    """Which metrics.jsonl rows a run resumed after step `kept` keeps (None: all, a fresh run)."""
+    if kept is None:
+        return None
+    # Up to the checkpoint, less the final evaluation: it is logged after the last checkpoint, and again on resuming.
+    return lambda row: row["step"] < kept or (row["step"] == kept and not (row["group"] == "eval" and kept == steps))
 
 
 def run_training(config: RunConfig, out, resume: bool = False, progress: bool = True, label: str | None = None) -> dict:

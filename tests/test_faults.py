@@ -268,3 +268,82 @@ def test_a_crafted_checkpoint_is_one_line_and_runs_no_code(tmp_path, capsys):
     state.write_bytes(b"PK\x03\x04 cut short")
     assert train(config, out, "--resume") == 2
     assert f"checkpoint {state} is damaged (RuntimeError)" in error_line(capsys)
+
+
+# ---- 5. a killed run never loses its checkpoint; a resume logs each step once
+
+
+def kill_between_renames(monkeypatch, step: int, exc=KeyboardInterrupt):
+    """The checkpoint write of `step` dies after moving the old checkpoint aside, before moving the new one in."""
+    original, seen = os.replace, []
+
+    def replace(src, dst):
+        if Path(dst).name == "checkpoint" and ".tmp-" in Path(src).name:
+            if json.loads((Path(src) / "step.json").read_text())["step"] == step:
+                raise exc
+        return original(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    return lambda: monkeypatch.setattr(atomic.os, "replace", original)
+
+
+def test_a_kill_between_the_two_renames_restores_the_checkpoint_and_resume_matches(tmp_path, monkeypatch, capsys):
+    config = run_file(tmp_path)
+    assert train(config, tmp_path / "whole") == 0
+    out = tmp_path / "cut"
+    undo = kill_between_renames(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out)
+    undo()
+    assert not (out / "checkpoint").exists() and len(list(out.glob(".checkpoint.old-*"))) == 1
+    capsys.readouterr()
+    assert train(config, out, "--resume") == 0
+    assert "restored checkpoint from its previous version" in capsys.readouterr().err
+    _assert_same_run(tmp_path / "whole", out)
+
+
+def _assert_same_run(whole: Path, cut: Path) -> None:
+    a, b = deltas(whole), deltas(cut)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    rows = lambda folder: [(r["step"], r["group"], r.get("loss")) for r in RunFolder(folder).metrics()]
+    assert rows(cut) == rows(whole)  # each step logged once, with the uninterrupted values
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(cut / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+    assert not [p.name for p in cut.iterdir() if p.name.startswith(".")]
+
+
+def _killed_mid_write(config: str, out: str) -> None:
+    """Child process: dies (no clean-up at all) in the middle of the step-2 checkpoint's swap."""
+    original = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == "checkpoint" and ".tmp-" in Path(src).name:
+            if json.loads((Path(src) / "step.json").read_text())["step"] == 2:
+                os._exit(9)
+        return original(src, dst)
+
+    atomic.os.replace = replace
+    train(config, Path(out))
+    os._exit(0)
+
+
+def test_a_killed_process_leaves_a_stale_lock_and_half_a_swap_and_the_next_start_repairs_both(tmp_path, capsys):
+    config = run_file(tmp_path)
+    assert train(config, tmp_path / "whole") == 0
+    out = tmp_path / "cut"
+    child = multiprocessing.get_context("fork").Process(target=_killed_mid_write, args=(config, str(out)))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 9
+    left = sorted(p.name.split("-")[0] for p in out.iterdir() if p.name.startswith("."))
+    assert left == [".checkpoint.old", ".checkpoint.tmp", ".lock"] and not (out / "checkpoint").exists()
+    time.sleep(1.1)  # TensorBoard orders event files by their whole-second timestamp, then by pid
+    capsys.readouterr()
+    assert train(config, out, "--resume") == 0
+    err = capsys.readouterr().err
+    assert f"took over a stale lock of process {child.pid}" in err and "an interrupted write of checkpoint" in err
+    assert "restored checkpoint from its previous version" in err
+    _assert_same_run(tmp_path / "whole", out)
