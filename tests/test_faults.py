@@ -270,6 +270,41 @@ def test_a_crafted_checkpoint_is_one_line_and_runs_no_code(tmp_path, capsys):
     assert f"checkpoint {state} is damaged (RuntimeError)" in error_line(capsys)
 
 
+# ---- 4. a diverged run stops at once
+
+
+def test_a_non_finite_loss_stops_the_run_at_once_and_keeps_the_last_checkpoint(tmp_path, capsys):
+    config = run_file(tmp_path, steps=4, optimizer="sgd", lr=1e20, grad_clip=0)  # 1e4 does not diverge tiny-llama
+    out = tmp_path / "run"
+    assert train(config, out) == 2
+    line = error_line(capsys)
+    assert line == ("adapters-geo: error: step 2: loss nan, gradient norm nan (not finite): training stopped before the "
+                    "optimizer step, the last checkpoint (step 1) is intact; likely cause: train.lr = 1e+20 (sgd) is too "
+                    "large, the updates diverged — fix: lower train.lr (e.g. to 1e+19) and train into a new --out")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "evals", "meta.json", "metrics.jsonl", "tb"]
+    state = checkpoint.load_state(out / "checkpoint")
+    assert state["step"] == 1 and all(torch.isfinite(t).all() for t in state["params"].values())
+    assert [r["step"] for r in train_rows(out)] == [1]
+    before = snapshot(out)
+    assert train(config, out, "--resume") == 2
+    assert error_line(capsys) == line  # the same line, not an unrelated error
+    assert snapshot(out)["checkpoint/state.pt"] == before["checkpoint/state.pt"]
+
+
+def test_non_finite_weights_are_never_written(tmp_path, tiny):
+    from adapters_geo import DenseConfig, attach_adapter, save_adapter
+    from adapters_geo.optim import build_optimizer, build_scheduler
+
+    model = attach_adapter(tiny().model, DenseConfig())
+    next(p for p in model.parameters() if p.requires_grad).data[0, 0] = float("inf")
+    opt = build_optimizer(model.parameters(), "sgd", lr=1.0)
+    with pytest.raises(AdaptersGeoError, match="refused to write the checkpoint of step 3: .* holds non-finite values"):
+        checkpoint.save_checkpoint(tmp_path / "ck", 3, model, opt, build_scheduler(opt, "constant", 0, 5), "fp")
+    with pytest.raises(AdaptersGeoError, match="refused to save the adapter to .*: .* holds non-finite values"):
+        save_adapter(model, tmp_path / "ad")
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---- 5. a killed run never loses its checkpoint; a resume logs each step once
 
 

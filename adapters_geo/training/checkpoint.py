@@ -2,8 +2,9 @@
 
 Holds the adapter's trainable tensors, the optimizer and scheduler states, the step, the
 states of the method (e.g. stale policies) and of the tracker (the run's start ΔW), and the
-base fingerprint. Written atomically (`checkpoint/` appears complete or not at all); resuming
-on another base is refused.
+base fingerprint. Written atomically (`checkpoint/` appears complete or not at all), never with
+non-finite weights; resuming on another base is refused. Read with `weights_only=True`: tensors,
+numbers, strings and containers only, so a crafted state.pt cannot run code when it is loaded.
 """
 
 import json
@@ -25,10 +26,15 @@ def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, finger
 
     `also(tmp_folder)` writes more into the same atomic folder (e.g. the adapter itself).
     """
+    params = {n: p.detach().cpu().clone() for n, p in trainable_named(model).items()}
+    bad = next((n for n, p in params.items() if not torch.isfinite(p).all()), None)
+    if bad is not None:
+        raise AdaptersGeoError(f"refused to write the checkpoint of step {step}: {bad} holds non-finite values",
+                               "lower train.lr (the update diverged); the previous checkpoint is kept")
     state = {
         "step": step,
         "fingerprint": fingerprint,
-        "params": {n: p.detach().cpu().clone() for n, p in trainable_named(model).items()},
+        "params": params,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "extra": parts or {},
