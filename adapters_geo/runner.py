@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import torch
+
 from adapters_geo.adapters import attach_adapter
 from adapters_geo.adapters.io import load_adapter, save_adapter
 from adapters_geo.claim import check, claim
@@ -62,16 +64,23 @@ def resolved(config: RunConfig) -> RunConfig:
 
 
 def build_model(config: RunConfig):
-    """(model with its adapter, tokenizer) for `config`."""
+    """(model with its adapter, tokenizer) for `config`; the adapter's random initialisation is seeded by train.seed."""
     base = load_base(config.model, config.quant)
     check_adapter_fits(config.adapter, base.model)  # r / K against the shapes, before anything trains
-    if isinstance(config.adapter, LockedSpec):
-        from adapters_geo.continuation import locked_model
+    with torch.random.fork_rng(devices=_devices(base.model)):  # the global stream is left as it was
+        torch.manual_seed(config.train.seed * 1_000_003 - 1)  # "step -1": the loop seeds seed · 1_000_003 + step
+        if isinstance(config.adapter, LockedSpec):
+            from adapters_geo.continuation import locked_model
 
-        return locked_model(base.model, config.adapter), base.tokenizer
-    if config.init:
-        return load_adapter(base.model, config.init), base.tokenizer
-    return attach_adapter(base.model, config.adapter), base.tokenizer
+            return locked_model(base.model, config.adapter), base.tokenizer
+        if config.init:
+            return load_adapter(base.model, config.init), base.tokenizer
+        return attach_adapter(base.model, config.adapter), base.tokenizer
+
+
+def _devices(model) -> list[int]:
+    """The CUDA devices `model` lives on (their generators are forked too)."""
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
 
 
 def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_new_tokens: int = 48,

@@ -382,3 +382,24 @@ def test_a_killed_process_leaves_a_stale_lock_and_half_a_swap_and_the_next_start
     assert f"took over a stale lock of process {child.pid}" in err and "an interrupted write of checkpoint" in err
     assert "restored checkpoint from its previous version" in err
     _assert_same_run(tmp_path / "whole", out)
+
+
+# ---- 6. identical runs give identical adapters
+
+
+@pytest.mark.parametrize("kind", ["dense", "lora", "locked"])
+def test_two_identical_fresh_runs_give_identical_adapters(tmp_path, kind):
+    adapter = {"dense": {"kind": "dense"}, "lora": {"kind": "lora", "r": 4},
+               "locked": {"kind": "locked", "basis": "random", "K": 4}}[kind]
+    if kind == "locked":
+        adapter["source"] = str(_locked_source(tmp_path))
+    config = run_config_from_dict({**RUN, "adapter": adapter, "train": {**RUN["train"], "steps": 2}})
+    found = []
+    for seed in (1, 2):  # whatever state the global generator is in
+        torch.manual_seed(seed)
+        state = torch.random.get_rng_state()
+        model, _ = runner.build_model(config)
+        assert torch.equal(torch.random.get_rng_state(), state)  # the global stream is left as it was
+        runner.run_training(config, tmp_path / f"run{seed}", progress=False)
+        found.append(deltas(tmp_path / f"run{seed}"))
+    assert all(torch.equal(found[0][n], found[1][n]) for n in found[0])
