@@ -403,3 +403,68 @@ def test_two_identical_fresh_runs_give_identical_adapters(tmp_path, kind):
         runner.run_training(config, tmp_path / f"run{seed}", progress=False)
         found.append(deltas(tmp_path / f"run{seed}"))
     assert all(torch.equal(found[0][n], found[1][n]) for n in found[0])
+
+
+# ---- 7. the hub cannot hang
+
+
+@pytest.fixture
+def silent_hub(monkeypatch):
+    """A server that accepts connections and never answers; the hub's endpoint points at it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    yield url
+    server.close()
+    for connection in held:
+        connection.close()
+
+
+@pytest.mark.parametrize("what", ["model", "dataset"])
+def test_a_hub_that_never_answers_is_one_line_within_the_timeout(tmp_path, silent_hub, what):
+    import subprocess
+    import sys
+
+    if what == "model":
+        argv = ["geometry", "org/base", "org/tuned", "--out", str(tmp_path / "g")]
+    else:
+        config = tmp_path / "run.yaml"
+        config.write_text(yaml.safe_dump({**RUN, "task": {"name": "file", "path": "org/data"}}))
+        argv = ["train", str(config), "--out", str(tmp_path / "run")]
+    env = {**os.environ, "HF_ENDPOINT": silent_hub, "ADAPTERS_GEO_HUB_TIMEOUT": "2", "HF_HUB_OFFLINE": "0",
+           "HF_DATASETS_OFFLINE": "0", "OMP_NUM_THREADS": "1"}
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "adapters_geo.cli", *argv], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and time.perf_counter() - started < 30
+    lines = [line for line in done.stderr.splitlines() if "kernels" not in line]  # bitsandbytes' import notice
+    assert len(lines) == 1, done.stderr
+    assert f"'org/{'base' if what == 'model' else 'data'}': the hub ({silent_hub}) did not answer within 2 s" in lines[0]
+    assert "HF_HUB_OFFLINE" in lines[0] and "Retrying" not in done.stderr
+
+
+def test_hf_hub_offline_refuses_hub_look_ups_at_once(tmp_path, monkeypatch):
+    from adapters_geo.models.specs import resolve_spec
+    from adapters_geo.tasks.files import load_records
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    started = time.perf_counter()
+    with pytest.raises(AdaptersGeoError, match="model 'org/name' could not be fetched from the hub: HF_HUB_OFFLINE is set "
+                                               "\\(the hub was not asked\\) and it is not in the local hub cache"):
+        resolve_spec("org/name")
+    with pytest.raises(AdaptersGeoError, match="dataset 'org/data' split 'train': tried a local .json/.jsonl file \\(none\\); "
+                                               "HF_HUB_OFFLINE is set \\(the hub was not asked\\)"):
+        load_records("org/data")
+    assert time.perf_counter() - started < 5
