@@ -468,3 +468,20 @@ def test_hf_hub_offline_refuses_hub_look_ups_at_once(tmp_path, monkeypatch):
                                                "HF_HUB_OFFLINE is set \\(the hub was not asked\\)"):
         load_records("org/data")
     assert time.perf_counter() - started < 5
+
+
+# ---- 8. --overwrite replaces an earlier result only
+
+
+def test_overwrite_replaces_an_earlier_geometry_result(tmp_path, tiny):
+    from adapters_geo import LoraConfig, attach_adapter, save_adapter
+    from tests.conftest import train_steps
+
+    model = attach_adapter(tiny().model, LoraConfig(r=4))
+    train_steps(model, 2)
+    save_adapter(model, tmp_path / "ad")
+    argv = ["geometry", "tiny-llama", "--adapter", str(tmp_path / "ad"), "--out", str(tmp_path / "g")]
+    assert main(argv) == 0
+    first = (tmp_path / "g" / "geometry.json").stat().st_mtime_ns
+    assert main(argv) == 2 and main(argv + ["--overwrite"]) == 0
+    assert (tmp_path / "g" / "geometry.json").stat().st_mtime_ns != first
