@@ -280,6 +280,8 @@ PLACES = [
     ("an unfinished run", ["train", "CFG", "--out", "OUT", "--resume", "--set", "train.lr=0.05", "--set", "train.steps=3"],
      "OUT holds a run of another config, which --resume would not continue (train.lr: 0.001 -> 0.05; train.steps: 2 -> 3)"),
     ("a live lock", ["train", "CFG", "--out", "OUT"], "OUT is being written by process"),
+    ("a read-only folder", ["train", "CFG", "--out", "OUT/run"],
+     "OUT/run is not accessible (permission denied) — fix: make it writable, or choose another --out / $ADAPTERS_GEO_CACHE"),
     ("a file", ["geometry", "tiny-llama", "--adapter", "CFG", "--out", "OUT"], "--out OUT is a file — fix: choose a folder for --out"),
     ("an unfinished run", ["geometry", "tiny-llama", "--adapter", "CFG", "--out", "OUT", "--overwrite"],
      "--overwrite would replace OUT, which holds a training run (config.json, checkpoint) — fix: choose another --out"),

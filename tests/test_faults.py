@@ -25,6 +25,7 @@ from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.methods.sft import SFT
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.training import checkpoint
+from tests.conftest import ReadOnly
 
 RUN = {"model": "tiny-llama", "method": {"name": "sft", "max_new_tokens": 4},
        "task": {"levels": [0], "train_size": 20, "test_size": 2},
@@ -485,3 +486,44 @@ def test_overwrite_replaces_an_earlier_geometry_result(tmp_path, tiny):
     first = (tmp_path / "g" / "geometry.json").stat().st_mtime_ns
     assert main(argv) == 2 and main(argv + ["--overwrite"]) == 0
     assert (tmp_path / "g" / "geometry.json").stat().st_mtime_ns != first
+
+
+# ---- 9. places that cannot be written
+
+
+def test_geometry_runs_without_a_writable_svd_cache(tmp_path, monkeypatch, tiny, capsys):
+    from adapters_geo import LoraConfig, attach_adapter, save_adapter
+    from adapters_geo.models.specs import resolve_spec
+    from tests.conftest import train_steps
+
+    model = attach_adapter(tiny().model, LoraConfig(r=4))
+    train_steps(model, 2)
+    save_adapter(model, tmp_path / "ad")
+    base = resolve_spec("tiny-llama")
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    monkeypatch.setenv("ADAPTERS_GEO_CACHE", str(read_only / "cache"))  # cannot be created
+    with ReadOnly(read_only):
+        assert main(["geometry", str(base), "--adapter", str(tmp_path / "ad"), "--out", str(tmp_path / "g")]) == 0
+    assert (tmp_path / "g" / "geometry.json").is_file()
+    assert not (read_only / "cache").exists()
+
+
+def test_a_full_disk_is_one_line_and_an_unexpected_error_keeps_its_traceback(tmp_path, monkeypatch, capsys):
+    import errno
+
+    where = tmp_path / "run" / "checkpoint"
+
+    def fails(code):
+        def run_training(*args, **kwargs):
+            raise OSError(code, os.strerror(code), str(where))
+        return run_training
+
+    monkeypatch.setattr(runner, "run_training", fails(errno.ENOSPC))
+    assert train(run_file(tmp_path), tmp_path / "run") == 2
+    assert error_line(capsys) == (f"adapters-geo: error: no space left on the device writing {where} — fix: free disk "
+                                  "space, or point --out / $ADAPTERS_GEO_CACHE elsewhere")
+    assert not (tmp_path / "run").exists()  # the lock went, and the folder this run created with it
+    monkeypatch.setattr(runner, "run_training", fails(errno.EIO))
+    with pytest.raises(OSError, match="Input/output error"):
+        train(run_file(tmp_path), tmp_path / "run")
