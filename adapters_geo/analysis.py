@@ -98,12 +98,32 @@ def early_step(folder: RunFolder, index: dict) -> int | None:
     return min(full, key=lambda s: abs(s - 0.2 * last)) if full else None
 
 
+RUN_FILES = ("config.json", "done.json", "checkpoint", "metrics.jsonl", "adapter", "trajectory", "state.pt")
+RESULT_FILES = ("geometry.json", "trajectory.json")  # what an earlier geometry or trajectory result holds
+
+
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """`out` may be written: new, or with `overwrite` an earlier result (geometry.json or trajectory.json, nothing of a run)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise AdaptersGeoError(f"--out {out} is a file", "choose a folder for --out")
+    if not overwrite:
+        raise AdaptersGeoError(f"{out} already exists", "pass --overwrite or choose another --out")
+    run_like = [name for name in RUN_FILES if (out / name).exists()]
+    if run_like:
+        raise AdaptersGeoError(f"--overwrite would replace {out}, which holds a training run ({', '.join(run_like)})",
+                               "choose another --out; --overwrite replaces only an earlier geometry or trajectory result")
+    if not any((out / name).is_file() for name in RESULT_FILES) and any(out.iterdir()):
+        raise AdaptersGeoError(f"--overwrite would replace {out}, which holds no {' or '.join(RESULT_FILES)} (not an earlier result)",
+                               "choose another --out; --overwrite replaces only an earlier geometry or trajectory result")
+
+
 def write_run_trajectory(folder, k: int = K_DEFAULT, out=None, overwrite: bool = False) -> Path:
     """Write trajectory.json + trajectory.png into `out` (default FOLDER/trajectory_geometry)."""
-    result = run_trajectory(folder, k)
     out = Path(out or RunFolder(folder).trajectory_geometry_dir)
-    if out.exists() and not overwrite:
-        raise AdaptersGeoError(f"{out} already exists", "pass --overwrite or choose another --out")
+    check_replaceable(out, overwrite)
+    result = run_trajectory(folder, k)
     return write_trajectory(result, out, overwrite=overwrite)
 
 
@@ -140,8 +160,7 @@ def geometry_command(base, tuned=None, adapter=None, quant=None, settings=None, 
     if (tuned is None) == (adapter is None):
         raise AdaptersGeoError("give either TUNED or --adapter, not both or neither", "see adapters-geo geometry --help")
     out = Path(out or Path("runs") / "geometry" / Path(tuned or adapter).name)
-    if out.exists() and not overwrite:
-        raise AdaptersGeoError(f"{out} already exists", "pass --overwrite or choose another --out")
+    check_replaceable(out, overwrite)
     source = checkpoint_source(base, tuned) if tuned else adapter_source(base, adapter, quant)
     result = analyse(source, settings or Settings())
     return write_result(result, out, overwrite=overwrite)

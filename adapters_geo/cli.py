@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.errors import AdaptersGeoError, place_error
 
 
 def cmd_prepare(args) -> None:
@@ -148,6 +148,12 @@ def main(argv=None) -> int:
         args.func(args)
     except AdaptersGeoError as exc:
         print(f"adapters-geo: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an expected one of a place (read-only, a file as --out, a full disk) is one line too
+        error = place_error(exc)
+        if error is None:
+            raise
+        print(f"adapters-geo: error: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,4 +1,6 @@
-"""The one error type users see: a problem and the fix, on one line."""
+"""The one error type users see: a problem and the fix, on one line; and the line for an expected OSError of a place."""
+
+import errno
 
 
 class AdaptersGeoError(Exception):
@@ -8,3 +10,25 @@ class AdaptersGeoError(Exception):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{problem} — fix: {fix}" if fix else problem)
+
+
+# Expected failures of the places a command reads and writes: errno -> (problem, fix). Others keep their traceback.
+_WRITABLE = "make it writable, or choose another --out / $ADAPTERS_GEO_CACHE"
+PLACES = {
+    errno.EACCES: ("{path} is not accessible (permission denied)", _WRITABLE),
+    errno.EPERM: ("{path} is not accessible (operation not permitted)", _WRITABLE),
+    errno.EROFS: ("{path} is on a read-only file system", "choose another --out / $ADAPTERS_GEO_CACHE"),
+    errno.ENOTDIR: ("{path}: a file stands where a folder should be", "choose an --out whose parents are folders"),
+    errno.EEXIST: ("{path} already exists", "remove it or choose another --out"),
+    errno.EISDIR: ("{path} is a folder where a file should be", "choose another path"),
+    errno.ENOSPC: ("no space left on the device writing {path}", "free disk space, or point --out / $ADAPTERS_GEO_CACHE elsewhere"),
+    errno.EDQUOT: ("disk quota exceeded writing {path}", "free space in your quota, or point --out elsewhere"),
+}
+
+
+def place_error(exc: OSError) -> AdaptersGeoError | None:
+    """The one-line error for an expected OSError of a place (a path and the fix); None when unexpected."""
+    if exc.errno not in PLACES:
+        return None
+    problem, fix = PLACES[exc.errno]
+    return AdaptersGeoError(problem.format(path=exc.filename if exc.filename is not None else "a file"), fix)

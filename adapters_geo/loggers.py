@@ -1,13 +1,17 @@
 """Where metrics go: console progress bar, metrics.jsonl, TensorBoard — behind one small Protocol.
 
 `Loggers` fans out to all of them, so the training loop never branches on what is enabled.
+A resumed run drops what was logged after its checkpoint: metrics.jsonl is cut back (`keep`), and
+TensorBoard purges its events from `purge_step` on, so no step appears twice.
 """
 
 import json
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from tqdm import tqdm
+
+from adapters_geo.atomic import atomic_write_text
 
 
 class Logger(Protocol):
@@ -17,7 +21,13 @@ class Logger(Protocol):
 
 
 class JsonlLogger:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, keep: Callable[[dict], bool] | None = None):
+        """Append to `path`; with `keep`, first rewrite it (atomically) with only the rows `keep(row)` accepts."""
+        path = Path(path)
+        if keep is not None and path.is_file():
+            rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            kept = [line for line in rows if _parses(line) and keep(json.loads(line))]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
         self.handle = open(path, "a", encoding="utf-8")
 
     def scalars(self, step, values, prefix=""):
@@ -31,11 +41,20 @@ class JsonlLogger:
         self.handle.close()
 
 
+def _parses(line: str) -> bool:
+    """False for a line cut short by a kill mid-write."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
 class TensorBoardLogger:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, purge_step: int | None = None):
+        """Events into `folder`; `purge_step`: hide earlier events at steps ≥ it (a resumed run's replayed steps)."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(folder))
+        self.writer = SummaryWriter(str(folder), purge_step=purge_step)
 
     def scalars(self, step, values, prefix=""):
         for key, value in values.items():

@@ -10,9 +10,12 @@ CACHE_ENV = "ADAPTERS_GEO_CACHE"
 
 
 def cache_root() -> Path:
-    """The cache folder (created on first use)."""
+    """The cache folder (created on first use where it can be: a read-only place is left to each writer to handle)."""
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "adapters_geo")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # e.g. the SVD cache then works in memory; building a model there fails with the path named
     return root
 
 

@@ -13,12 +13,14 @@ Every module that reads or writes a run goes through `RunFolder`, so the layout 
     behaviour.json         behavioural movement KL(π_T ‖ π_start)
     experiment.json        which named experiment (and hash) made it
     tracker_state.pt       ΔW_start of a run tracked by integrations.AdaptersGeoCallback (read back on resume)
+    .lock                  the pid of the process writing the run (lockfile.py), while it runs
 """
 
 import json
+import re
 from pathlib import Path
 
-from adapters_geo.atomic import atomic_write_text
+from adapters_geo.atomic import OLD, TMP, atomic_write_text
 
 T0_FRACTION = 0.2  # the locking test's early step, as a fraction of the run, when a config does not set it
 
@@ -60,6 +62,9 @@ class RunFolder:
     behaviour_file = property(lambda self: self.path / "behaviour.json")
     t0_state = property(lambda self: self.path / "t0_state")
     tracker_state = property(lambda self: self.path / "tracker_state.pt")
+    lock_file = property(lambda self: self.path / ".lock")
+
+    ATOMIC = ("checkpoint", "t0_state", "adapter", "geometry", "trajectory_geometry")  # folders written by atomic_dir
 
     def adapter_at(self, step: int) -> Path:
         """Folder of the exact adapter saved at `step`."""
@@ -67,6 +72,17 @@ class RunFolder:
 
     def saved_adapter_steps(self) -> list[int]:
         return sorted(int(p.name.rsplit("_", 1)[1]) for p in self.path.glob("adapter_step_*") if p.is_dir())
+
+    def atomic_folders(self) -> list[Path]:
+        """Every folder of the run written by atomic_dir (adapter_step_N/ included), present or left half-written."""
+        names = set(self.ATOMIC) | {p.name for p in self.path.glob("adapter_step_*")}
+        hidden = re.compile(rf"^\.(adapter_step_\d+)(?:{re.escape(TMP)}|{re.escape(OLD)})")
+        names |= {m.group(1) for p in self.path.glob(".adapter_step_*") if (m := hidden.match(p.name))}
+        return [self.path / name for name in sorted(names)]
+
+    def has_checkpoint(self) -> bool:
+        """A checkpoint in any form: checkpoint/, or its previous version left by a killed write."""
+        return self.checkpoint.is_dir() or any(self.path.glob(f".checkpoint{OLD}*"))
 
     # ---- reads
     def _json(self, path: Path):

@@ -4,7 +4,8 @@ tracker → endpoint geometry → trajectory geometry → done.json.
 `adapters-geo train` and `make experiment` both call `run`, so every run folder has the same
 layout (runfolder.py): config.json (resolved, t0 included), meta.json, metrics.jsonl, tb/,
 checkpoint/, trajectory/, adapter/, train_summary.json, geometry/, trajectory_geometry/ and,
-last, done.json with the run's identity hash.
+last, done.json with the run's identity hash. `run` first claims the folder (claim.py): checked
+before any model loads or any file is written, locked against a second writer for the whole run.
 """
 
 import hashlib
@@ -13,8 +14,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import torch
+
 from adapters_geo.adapters import attach_adapter
 from adapters_geo.adapters.io import load_adapter, save_adapter
+from adapters_geo.claim import check, claim
 from adapters_geo.config import LockedSpec, RunConfig, check_adapter_fits
 from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.methods import Context, build_method, validate
@@ -24,6 +28,7 @@ from adapters_geo.report.tensorboard import write_figures, write_header, write_s
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.tasks import load_task
 from adapters_geo.tasks.outcome import outcome_kind
+from adapters_geo.training.checkpoint import checkpoint_step
 from adapters_geo.training.config import TrainConfig
 from adapters_geo.training.evaluation import HeldOut
 from adapters_geo.training.loop import train
@@ -61,16 +66,23 @@ def resolved(config: RunConfig) -> RunConfig:
 
 
 def build_model(config: RunConfig):
-    """(model with its adapter, tokenizer) for `config`."""
+    """(model with its adapter, tokenizer) for `config`; the adapter's random initialisation is seeded by train.seed."""
     base = load_base(config.model, config.quant)
     check_adapter_fits(config.adapter, base.model)  # r / K against the shapes, before anything trains
-    if isinstance(config.adapter, LockedSpec):
-        from adapters_geo.continuation import locked_model
+    with torch.random.fork_rng(devices=_devices(base.model)):  # the global stream is left as it was
+        torch.manual_seed(config.train.seed * 1_000_003 - 1)  # "step -1": the loop seeds seed · 1_000_003 + step
+        if isinstance(config.adapter, LockedSpec):
+            from adapters_geo.continuation import locked_model
 
-        return locked_model(base.model, config.adapter), base.tokenizer
-    if config.init:
-        return load_adapter(base.model, config.init), base.tokenizer
-    return attach_adapter(base.model, config.adapter), base.tokenizer
+            return locked_model(base.model, config.adapter), base.tokenizer
+        if config.init:
+            return load_adapter(base.model, config.init), base.tokenizer
+        return attach_adapter(base.model, config.adapter), base.tokenizer
+
+
+def _devices(model) -> list[int]:
+    """The CUDA devices `model` lives on (their generators are forked too)."""
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
 
 
 def held_out_kind(method: str, has_teacher: bool) -> str:
@@ -112,28 +124,47 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
                       config.track_layers, references, init)
     if tracker.start and init is None:  # a non-zero start nobody saved: store every snapshot itself
         tracker.writer.references = {}
-    tensorboard = TensorBoardLogger(folder.tensorboard)
+    kept = last_kept_step(folder, config) if resume else None  # a resume drops what was logged after its checkpoint
+    tensorboard = TensorBoardLogger(folder.tensorboard, None if kept is None else kept + 1)
     if hparams:
         write_header(tensorboard.writer, hparams, folder.config_file)
-    log = Loggers([JsonlLogger(folder.metrics_file), tensorboard]
+    log = Loggers([JsonlLogger(folder.metrics_file, kept_rows(kept, config.steps)), tensorboard]
                   + ([ConsoleLogger(config.steps, config.first_step, label or method.name)] if progress else []))
     examples = task.test[: config.eval_size] if config.eval_size else task.test
     kind = held_out_kind(method.name, teacher is not None)
     held_out = HeldOut(model, tokenizer, task, examples, kind, folder, {config.first_step, config.steps}, teacher,
                        teacher_hint, max_new_tokens, config.eval_batch, system_prompt, curve_size=config.curve_size,
                        teacher_key=teacher_id)
-    step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume)
-    final = held_out(step)
-    log.scalars(step, final, "eval")
-    log.close()
+    try:
+        step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume)
+        final = held_out(step)
+        log.scalars(step, final, "eval")
+    finally:
+        log.close()
     untrained = step == config.first_step and init is not None  # e.g. the frozen arm: its adapter is the init's
     if not untrained:
         save_adapter(model, folder.adapter, overwrite=True)
     summary = {"final_eval": final, "steps": step, "trajectory_mb": tracker.disk_bytes() / 2**20,
                "adapter": str(init) if untrained else str(folder.adapter),
                "config": config.model_dump()}
-    folder.summary_file.write_text(json.dumps(summary, indent=1))
+    folder.write_json(folder.summary_file, summary)
     return summary
+
+
+def last_kept_step(folder: RunFolder, config: TrainConfig) -> int | None:
+    """The last step whose metrics a resumed run keeps: its checkpoint's (none: first_step − 1); None: nothing logged yet."""
+    if not folder.metrics_file.is_file() and not folder.tensorboard.is_dir():
+        return None
+    step = checkpoint_step(folder.checkpoint)
+    return step if step is not None else config.first_step - 1
+
+
+def kept_rows(kept: int | None, steps: int):
+    """Which metrics.jsonl rows a run resumed after step `kept` keeps (None: all, a fresh run)."""
+    if kept is None:
+        return None
+    # Up to the checkpoint, less the final evaluation: it is logged after the last checkpoint, and again on resuming.
+    return lambda row: row["step"] < kept or (row["step"] == kept and not (row["group"] == "eval" and kept == steps))
 
 
 def run_training(config: RunConfig, out, resume: bool = False, progress: bool = True, label: str | None = None) -> dict:
@@ -141,6 +172,7 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     validate(config.method)
     config = resolved(config)
     folder = RunFolder(out)
+    check(folder, config.to_dict(), resume)  # nothing loaded, nothing written before this
     task = load_task(config.task)
     model, tokenizer = build_model(config)
     teacher = reference = None
@@ -150,9 +182,9 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
         reference = load_base(config.model, config.quant)
     ctx = Context(model, tokenizer, task, config.method, teacher, reference, config.system_prompt, config.train.seed)
     folder.path.mkdir(parents=True, exist_ok=True)
-    folder.config_file.write_text(json.dumps(config.to_dict(), indent=1))
+    folder.write_json(folder.config_file, config.to_dict())  # atomic: a kill never leaves half a config.json
     meta = {**run_meta(), "rollout_correction": config.method.rollout_correction() if config.method.name != "sft" else None}
-    folder.meta_file.write_text(json.dumps(meta, indent=1))
+    folder.write_json(folder.meta_file, meta)
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
                       config.method.teacher == "self_hint", label,
@@ -187,15 +219,22 @@ def seconds(folder: RunFolder, training: float, analysis: float) -> dict:
 
 def run(config: RunConfig, out, resume: bool = False, progress: bool = True, analyse: bool = True,
         identity: str | None = None, label: str | None = None) -> dict:
-    """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval, seconds})."""
-    started = time.perf_counter()
-    summary = run_training(config, out, resume, progress, label)
-    trained = time.perf_counter()
-    if analyse and config.train.analyse:
-        analyse_run(out, progress)
-    folder = RunFolder(out)
-    write_session_end(folder.tensorboard, summary["steps"])
-    done = {"hash": identity or config_hash(resolved(config)), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "final_eval": summary["final_eval"], "seconds": seconds(folder, trained - started, time.perf_counter() - trained)}
-    folder.write_json(folder.done_file, done)
+    """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval, seconds}).
+
+    The folder is claimed first (claim.py): a new or empty folder, or with `resume` an unfinished run of
+    the same config; locked for the whole run.
+    """
+    validate(config.method)
+    config = resolved(config)
+    with claim(out, config.to_dict(), resume):
+        started = time.perf_counter()
+        summary = run_training(config, out, resume, progress, label)
+        trained = time.perf_counter()
+        if analyse and config.train.analyse:
+            analyse_run(out, progress)
+        folder = RunFolder(out)
+        write_session_end(folder.tensorboard, summary["steps"])
+        done = {"hash": identity or config_hash(config), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "final_eval": summary["final_eval"], "seconds": seconds(folder, trained - started, time.perf_counter() - trained)}
+        folder.write_json(folder.done_file, done)
     return summary

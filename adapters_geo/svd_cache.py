@@ -41,7 +41,7 @@ class SVDCache:
             tensors = {"u": ref.u.contiguous(), "s": ref.s.contiguous(), "v": ref.v.contiguous(), "shape": torch.tensor(w0.shape)}
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(self._path(name), safetensors_bytes(tensors))
+                atomic_write_bytes(self._path(name), safetensors_bytes(tensors), sync=False)  # a cache: no fsync
             except OSError:
                 self.folder = None  # not writable: compute without a disk cache from here on
         return ref

@@ -3,6 +3,12 @@
 Run: make test   (or: python -m pytest -q tests/)
 """
 
+import builtins
+import errno
+import io
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,3 +55,47 @@ def train_steps(model, steps: int, lr: float = 1e-2, optimizer: str = "adamw", p
         opt.zero_grad()
         losses.append(loss.item())
     return losses
+
+
+class ReadOnly:
+    """`folder` cannot be written: chmod 555, or (as root, whom chmod does not stop) mkdir / open raise EACCES."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.patch = pytest.MonkeyPatch()
+
+    def __enter__(self):
+        if os.geteuid() != 0:
+            self.folder.chmod(0o555)
+            return self
+
+        inside = lambda path: Path(os.path.abspath(path)).is_relative_to(self.folder)
+        deny = lambda path: PermissionError(errno.EACCES, "Permission denied", str(path))
+        mkdir, os_open, open_ = os.mkdir, os.open, builtins.open
+
+        def guarded_mkdir(path, *args, **kwargs):
+            if inside(path):
+                raise deny(path)
+            return mkdir(path, *args, **kwargs)
+
+        def guarded_os_open(path, flags, *args, **kwargs):
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
+                raise deny(path)
+            return os_open(path, flags, *args, **kwargs)
+
+        def guarded_open(path, mode="r", *args, **kwargs):
+            if isinstance(path, (str, Path)) and set(mode) & set("wax+") and inside(path):
+                raise deny(path)
+            return open_(path, mode, *args, **kwargs)
+
+        self.patch.setattr(os, "mkdir", guarded_mkdir)
+        self.patch.setattr(os, "open", guarded_os_open)
+        self.patch.setattr(builtins, "open", guarded_open)
+        self.patch.setattr(io, "open", guarded_open)
+        return self
+
+    def __exit__(self, *exc):
+        if os.geteuid() != 0:
+            self.folder.chmod(0o755)
+        self.patch.undo()
+        return False

@@ -4,6 +4,7 @@ what is allowed, before any training, and nothing is written to --out or runs/.
 Run: python -m pytest -q tests/test_bad_input.py
 """
 
+import contextlib
 import json
 
 import pytest
@@ -231,3 +232,83 @@ def test_experiment_overrides_reach_the_run_config_and_experiment_json(tmp_path,
     recorded = json.loads((tmp_path / "runs" / "top" / "experiment.json").read_text())
     assert recorded["set"] == sets and recorded["hash"] == experiment_hash("top", False, sets)
     assert main(["experiment", "top"]) == 2  # without the overrides it is another config: not silently reused
+
+
+RUN_FILE = TINY + "train: {steps: 2, batch_size: 2, lr: 0.001}\n"
+
+
+def _hand_made_run(folder, config_path, done: bool = False):
+    """A run folder as far as the checks read it: the resolved config.json, a checkpoint, done.json when finished."""
+    from adapters_geo.runner import resolved
+
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(resolved(load_run_config(config_path)).to_dict()))
+    (folder / "checkpoint").mkdir()
+    (folder / "checkpoint" / "state.pt").write_bytes(b"not read")
+    if done:
+        (folder / "done.json").write_text('{"hash": "x"}')
+
+
+def _holding(what: str, out, config_path) -> None:
+    """Put `what` at --out."""
+    import os
+    import socket
+
+    if what == "a file":
+        out.write_text("not a folder")
+    elif what == "other files":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif what in ("a finished run", "an unfinished run"):
+        _hand_made_run(out, config_path, done=what == "a finished run")
+    elif what == "a live lock":
+        out.mkdir()
+        (out / ".lock").write_text(f"{os.getppid()} {socket.gethostname()}\n")
+    elif what == "a read-only folder":
+        out.mkdir()
+
+
+# (what --out holds, argv with CFG / OUT, fragment of the one-line error with OUT): nothing at OUT changes, no model loads
+PLACES = [
+    ("a file", ["train", "CFG", "--out", "OUT"], "--out OUT is a file, not a run folder — fix: choose a new or empty folder for --out"),
+    ("other files", ["train", "CFG", "--out", "OUT"],
+     "OUT is not empty and holds no run (notes.txt) — fix: a new run needs a new or empty folder: choose another --out"),
+    ("a finished run", ["train", "CFG", "--out", "OUT", "--resume"],
+     "OUT holds a finished run (done.json): a finished run is never extended or rewritten in place — fix: use another --out"),
+    ("an unfinished run", ["train", "CFG", "--out", "OUT"],
+     "OUT already holds a checkpoint of an unfinished run — fix: continue it with --resume (same config), or train into a new --out"),
+    ("an unfinished run", ["train", "CFG", "--out", "OUT", "--resume", "--set", "train.lr=0.05", "--set", "train.steps=3"],
+     "OUT holds a run of another config, which --resume would not continue (train.lr: 0.001 -> 0.05; train.steps: 2 -> 3)"),
+    ("a live lock", ["train", "CFG", "--out", "OUT"], "OUT is being written by process"),
+    ("a read-only folder", ["train", "CFG", "--out", "OUT/run"],
+     "OUT/run is not accessible (permission denied) — fix: make it writable, or choose another --out / $ADAPTERS_GEO_CACHE"),
+    ("a file", ["geometry", "tiny-llama", "--adapter", "CFG", "--out", "OUT"], "--out OUT is a file — fix: choose a folder for --out"),
+    ("an unfinished run", ["geometry", "tiny-llama", "--adapter", "CFG", "--out", "OUT", "--overwrite"],
+     "--overwrite would replace OUT, which holds a training run (config.json, checkpoint) — fix: choose another --out"),
+    ("other files", ["geometry", "tiny-llama", "--adapter", "CFG", "--out", "OUT", "--overwrite"],
+     "--overwrite would replace OUT, which holds no geometry.json or trajectory.json (not an earlier result)"),
+    ("a finished run", ["trajectory", "OUT", "--out", "OUT", "--overwrite"],
+     "--overwrite would replace OUT, which holds a training run (config.json, done.json, checkpoint)"),
+]
+
+
+@pytest.mark.parametrize("holds, argv, fragment", PLACES, ids=[f"{i}:{row[0]}:{row[1][0]}" for i, row in enumerate(PLACES)])
+def test_a_place_that_cannot_take_the_output_is_one_line_and_changes_nothing(tmp_path, monkeypatch, capsys, holds, argv, fragment):
+    from adapters_geo import runner
+    from tests.conftest import ReadOnly
+    from tests.test_faults import snapshot
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(runner, "load_base", refuse)
+    config, out = tmp_path / "run.yaml", tmp_path / "out"
+    config.write_text(RUN_FILE)
+    _holding(holds, out, config)
+    before = snapshot(tmp_path)
+    with ReadOnly(out) if holds == "a read-only folder" else contextlib.nullcontext():
+        assert main([arg.replace("CFG", str(config)).replace("OUT", str(out)) for arg in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("adapters-geo: error:") == 1 and err.count("\n") == 1, err
+    assert fragment.replace("OUT", str(out)) in err, err
+    assert snapshot(tmp_path) == before

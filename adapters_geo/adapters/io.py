@@ -15,6 +15,7 @@ refused with a clear error.
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import save_file
 from torch import nn
 
@@ -49,6 +50,10 @@ def save_adapter(model: nn.Module, folder, overwrite: bool = False) -> Path:
     }
     if folder.exists() and not overwrite:
         raise AdaptersGeoError(f"{folder} already exists", "choose a new folder or pass overwrite=True")
+    bad = next((key for key, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise AdaptersGeoError(f"refused to save the adapter to {folder}: {bad} holds non-finite values",
+                               "the update diverged: lower train.lr")
     with atomic_dir(folder, overwrite=overwrite) as tmp:
         if kind == "lora":
             files = lora.save_peft(model, tmp)

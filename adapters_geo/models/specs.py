@@ -4,12 +4,14 @@ A spec is one of
 - `smollm2-135m-instruct`: the embedded default (converted once, cached);
 - `tiny-llama`: the deterministic test model (built once, cached);
 - a local folder holding an HF checkpoint (config.json + weights);
-- a hub id (`org/name`), fetched through huggingface_hub (fails without a network).
+- a hub id (`org/name`), fetched through huggingface_hub within a time limit (hub.py); with
+  HF_HUB_OFFLINE=1, from the local hub cache only.
 """
 
 import hashlib
 from pathlib import Path
 
+from adapters_geo import hub
 from adapters_geo.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.embedded import EMBEDDED_NAME, EMBEDDED_VERSION, convert_embedded
@@ -52,10 +54,22 @@ def _from_hub(spec: str) -> Path:
             f"unknown model '{spec}': not a built-in name ({known}), not an existing folder, not a hub id",
             f"use one of {known}, a local HF folder, or org/name",
         )
-    try:
-        from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt"]
+    if hub.offline():
+        try:
+            return Path(snapshot_download(spec, allow_patterns=patterns, local_files_only=True))
+        except Exception:  # not in the cache: the hub is not asked
+            raise AdaptersGeoError(
+                f"model '{spec}' could not be fetched from the hub: HF_HUB_OFFLINE is set (the hub was not asked) "
+                "and it is not in the local hub cache",
+                f"unset HF_HUB_OFFLINE where the hub is reachable, or pass a local folder or a built-in model ({known})",
+            ) from None
+    try:
+        return Path(hub.call(f"model '{spec}'", snapshot_download, spec, allow_patterns=patterns))
+    except AdaptersGeoError:
+        raise
     except Exception as exc:  # network, auth, missing repo: all end the same way here
         raise AdaptersGeoError(
             f"model '{spec}' could not be fetched from the hub ({type(exc).__name__})",

@@ -2,10 +2,13 @@
 
 Holds the adapter's trainable tensors, the optimizer and scheduler states, the step, the
 states of the method (e.g. stale policies) and of the tracker (the run's start ΔW), and the
-base fingerprint. Written atomically (`checkpoint/` appears complete or not at all); resuming
-on another base is refused.
+base fingerprint. Written atomically (`checkpoint/` appears complete or not at all), never with
+non-finite weights; resuming on another base is refused. Read with `weights_only=True`: tensors,
+numbers, strings and containers only, so a crafted state.pt cannot run code when it is loaded.
 """
 
+import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -15,6 +18,7 @@ from adapters_geo.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 
 STATE = "state.pt"
+STEP = "step.json"  # the step alone, readable without loading the state
 
 
 def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, fingerprint: str, parts=None, also=None) -> None:
@@ -22,16 +26,22 @@ def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, finger
 
     `also(tmp_folder)` writes more into the same atomic folder (e.g. the adapter itself).
     """
+    params = {n: p.detach().cpu().clone() for n, p in trainable_named(model).items()}
+    bad = next((n for n, p in params.items() if not torch.isfinite(p).all()), None)
+    if bad is not None:
+        raise AdaptersGeoError(f"refused to write the checkpoint of step {step}: {bad} holds non-finite values",
+                               "lower train.lr (the update diverged); the previous checkpoint is kept")
     state = {
         "step": step,
         "fingerprint": fingerprint,
-        "params": {n: p.detach().cpu().clone() for n, p in trainable_named(model).items()},
+        "params": params,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "extra": parts or {},
     }
     with atomic_dir(Path(folder), overwrite=True) as tmp:
         torch.save(state, tmp / STATE)
+        (tmp / STEP).write_text(json.dumps({"step": step}))
         if also is not None:
             also(tmp)
 
@@ -40,8 +50,42 @@ def has_checkpoint(folder: Path) -> bool:
     return (Path(folder) / STATE).is_file()
 
 
+def checkpoint_step(folder: Path) -> int | None:
+    """The step a checkpoint holds (None: no checkpoint), without loading its tensors."""
+    folder = Path(folder)
+    if not has_checkpoint(folder):
+        return None
+    if (folder / STEP).is_file():
+        return int(json.loads((folder / STEP).read_text())["step"])
+    return int(load_state(folder, mmap=True)["step"])  # written before step.json existed
+
+
+def load_state(folder: Path, mmap: bool = False) -> dict:
+    """state.pt as written, through the weights-only unpickler; one line when it holds anything else or is damaged."""
+    path = Path(folder) / STATE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise AdaptersGeoError(
+                f"checkpoint {path} holds objects other than tensors and plain values, and was not loaded (they could run code)",
+                "if adapters_geo did not write it, delete it; otherwise train into a new --out") from None
+        raise _damaged(path, exc) from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise _damaged(path, exc) from None
+    if not isinstance(state, dict) or not {"step", "fingerprint", "params"} <= set(state):
+        raise _damaged(path, "not a training state")
+    return state
+
+
+def _damaged(path: Path, why) -> AdaptersGeoError:
+    why = why if isinstance(why, str) else type(why).__name__
+    return AdaptersGeoError(f"checkpoint {path} is damaged ({why})",
+                            "delete the checkpoint folder and train into a new --out (an interrupted write never leaves one)")
+
+
 def _read(folder: Path, fingerprint: str) -> dict:
-    state = torch.load(Path(folder) / STATE, map_location="cpu", weights_only=False)
+    state = load_state(folder)
     if state["fingerprint"] != fingerprint:
         raise AdaptersGeoError(
             f"checkpoint {folder} was written for base fingerprint {state['fingerprint']}, this base is {fingerprint}",

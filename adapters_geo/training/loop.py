@@ -5,6 +5,8 @@ scores) and its loss, one optimizer update with gradient clipping, log, then let
 record the update. All randomness is seeded by (seed, step), so a resumed run reaches exactly
 the result of an uninterrupted run on the CPU. What is measured about the update lives in the
 tracker (tracker.py); what a method does, in methods/; evaluation is passed in as a callable.
+A non-finite loss or gradient stops the run before the optimizer steps (one line: the step, the
+value, the learning rate): nothing of that step is applied or saved, the last checkpoint stays.
 """
 
 import math
@@ -16,16 +18,39 @@ import torch
 
 from adapters_geo.adapters import trainable_parameters
 from adapters_geo.adapters.io import save_adapter
+from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models import base_info
 from adapters_geo.optim import build_scheduler, optimizer_for
 from adapters_geo.runfolder import RunFolder
-from adapters_geo.training.checkpoint import has_checkpoint, resume as resume_from, save_checkpoint, start_from
+from adapters_geo.training.checkpoint import checkpoint_step, has_checkpoint, resume as resume_from, save_checkpoint, start_from
 from adapters_geo.training.config import TrainConfig
 
 
 def draw(pool: list, size: int, seed: int, step: int) -> list:
     """The examples of `step`: a seeded sample of the pool (same on resume and in every continuation)."""
     return random.Random(seed * 7919 + step).sample(pool, min(size, len(pool)))
+
+
+def check_finite(step: int, loss: torch.Tensor, grad_norm: torch.Tensor, config: TrainConfig, updated: bool,
+                 checkpoint) -> None:
+    """One line when the loss or the gradient norm of `step` is not finite (before the optimizer steps).
+
+    `updated`: this run had made an update before `step`; `checkpoint`: the run's checkpoint folder.
+    """
+    found = {"loss": float(loss.detach()), "gradient norm": float(grad_norm)}
+    bad = ", ".join(f"{name} {value}" for name, value in found.items() if not math.isfinite(value))
+    if not bad:
+        return
+    last = checkpoint_step(checkpoint)
+    kept = f"the last checkpoint (step {last}) is intact" if last is not None else "no checkpoint was written"
+    if updated:
+        cause = f"train.lr = {config.lr:g} ({config.optimizer}) is too large, the updates diverged"
+        fix = f"lower train.lr (e.g. to {config.lr / 10:g}) and train into a new --out"
+    else:
+        cause = f"the starting weights or the data (no update had been made, so not train.lr = {config.lr:g})"
+        fix = "check the init adapter and the task data, then train into a new --out"
+    raise AdaptersGeoError(f"step {step}: {bad} (not finite): training stopped before the optimizer step, {kept}; "
+                           f"likely cause: {cause}", fix)
 
 
 def optimizer_step(optimizer, scheduler, grad_norm: torch.Tensor) -> bool:
@@ -70,6 +95,7 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
         loss, metrics = method.loss(model, batch)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
+        check_finite(step + 1, loss, grad_norm, config, step > config.first_step, folder.checkpoint)
         stepped = optimizer_step(optimizer, scheduler, grad_norm)
         method.after_update(model)
         step += 1

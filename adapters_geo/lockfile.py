@@ -1,0 +1,122 @@
+"""One writer per folder: FOLDER/.lock, created with O_EXCL, holds the writer's pid and host.
+
+A lock whose process is gone (killed, crashed) is stale: the next writer takes it over and says
+so on stderr. A lock of a live process is refused in one line naming the pid. A lock written on
+another host cannot be checked from here and counts as live.
+"""
+
+import contextlib
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from adapters_geo.errors import AdaptersGeoError
+
+NAME = ".lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except (OverflowError, ValueError):
+        return False  # not a pid at all
+    return True
+
+
+def _holder(path: Path) -> tuple[int | None, str]:
+    """(pid, host) written in a lock file; (None, '') when it cannot be read."""
+    try:
+        pid, _, host = path.read_text().strip().partition(" ")
+        return int(pid), host
+    except (OSError, ValueError):
+        return None, ""
+
+
+def _create(path: Path) -> bool:
+    """Create the lock file with our pid; False when it already exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+    return True
+
+
+def _take_over(path: Path, pid: int | None) -> None:
+    """Move a stale lock aside (one process wins the rename), then drop it."""
+    aside = path.with_name(f"{NAME}.stale-{os.getpid()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return  # another process took it over first: try again
+    if _holder(aside)[0] != pid:  # raced: what we moved is a fresh lock; put it back (never over another)
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+        aside.unlink(missing_ok=True)
+        return
+    aside.unlink(missing_ok=True)
+    whose = f"of process {pid}, which is no longer running" if pid is not None else "that names no process"
+    print(f"adapters-geo: {path.parent}: took over a stale lock {whose}", file=sys.stderr, flush=True)
+
+
+def _refuse_if_held(path: Path, pid: int | None, host: str) -> None:
+    """One line when the lock at `path` names a live process (or one on another host)."""
+    here = host in ("", socket.gethostname())
+    if pid is not None and (not here or _alive(pid)):
+        where = "" if here else f" on {host}"
+        raise AdaptersGeoError(
+            f"{path.parent} is being written by process {pid}{where} (its lock file {path} exists)",
+            f"wait for that run to end, or use another --out; if no such process runs, delete {path}",
+        )
+
+
+def check(folder: Path) -> None:
+    """Refuse, without writing anything, a folder another live process holds."""
+    path = Path(folder) / NAME
+    if path.is_file():
+        _refuse_if_held(path, *_holder(path))
+
+
+def acquire(folder: Path) -> Path:
+    """Lock `folder` (created if needed) for this process; returns the lock file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / NAME
+    for attempt in range(10):
+        if _create(path):
+            return path
+        pid, host = _holder(path)
+        if pid is None and attempt < 5:
+            time.sleep(0.05)  # being written by its creator this instant, or unreadable: look again, then take it
+            continue
+        _refuse_if_held(path, pid, host)
+        _take_over(path, pid)
+    raise AdaptersGeoError(f"could not lock {folder}: other processes keep taking its lock {path}", "run one at a time")
+
+
+def release(path: Path) -> None:
+    """Remove our lock file (only if it is still ours)."""
+    if _holder(path)[0] == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def locked(folder: Path):
+    """Hold `folder`'s lock for the block; a folder this created is removed again if left empty."""
+    folder = Path(folder)
+    created = not folder.exists()
+    path = acquire(folder)
+    try:
+        yield path
+    finally:
+        release(path)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when nothing was written
