@@ -10,12 +10,13 @@ import torch
 
 
 def top_singular_basis(deltas: dict, k: int, side: str = "right") -> dict:
-    """{name: (n, K) top right singular vectors} (or (m, K) left ones) of each delta."""
+    """{name: (n, K) top right singular vectors} (or (m, K) left ones) of each delta (float64, geometry/linalg)."""
+    from adapters_geo.geometry.linalg import top_pair
+
     bases = {}
     for name, delta in deltas.items():
-        u, _, vh = torch.linalg.svd(delta.detach().double().cpu(), full_matrices=False)
-        vectors = vh.T if side == "right" else u
-        bases[name] = vectors[:, : min(k, vectors.shape[1])].float().contiguous()
+        u, v = top_pair(delta.detach().cpu(), min(k, min(delta.shape)))
+        bases[name] = (v if side == "right" else u).float().contiguous()
     return bases
 
 
