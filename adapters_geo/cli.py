@@ -72,6 +72,18 @@ def cmd_report(args) -> None:
     print(f"wrote {write_report(args.runs or runs_root(args.smoke))}")
 
 
+def cmd_clean_checkpoints(args) -> None:
+    """Drop what only resuming needs from every finished run under a runs folder."""
+    from adapters_geo.disk import clean_checkpoints
+    from adapters_geo.experiments.execute import runs_root
+
+    root = args.runs or runs_root()
+    freed = clean_checkpoints(root, t0_states=args.t0_states)
+    for folder, size in freed:
+        print(f"{folder}: dropped {size / 2**30:.2f} GiB")
+    print(f"{len(freed)} finished run(s) cleaned under {root}, {sum(s for _, s in freed) / 2**30:.2f} GiB freed")
+
+
 def cmd_train(args) -> None:
     """Train one run from a YAML file into a folder."""
     from adapters_geo.config import load_run_config
@@ -120,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seeds", type=int, metavar="N",
                     help="a lock experiment: run its source and arms for N training seeds (the source's seed and the next N-1)")
     ex.set_defaults(func=cmd_experiment)
+    cl = sub.add_parser("clean-checkpoints", help="drop checkpoint/ (only needed to resume) from finished runs")
+    cl.add_argument("--runs", help="runs folder (default runs/)")
+    cl.add_argument("--t0-states", action="store_true",
+                    help="also drop t0_state/ (a locking test on such a run then asks for a re-run with FORCE=1)")
+    cl.set_defaults(func=cmd_clean_checkpoints)
     rp = sub.add_parser("report", help="write runs/report.md from the finished runs")
     rp.add_argument("--runs", help="runs folder (default runs/, or runs/smoke with --smoke)")
     rp.add_argument("--smoke", action="store_true")

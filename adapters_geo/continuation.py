@@ -45,6 +45,10 @@ def _deltas(folder) -> dict:
 def t0_adapter(source) -> str:
     """The source's adapter at t0 (inside its t0 state); one line when the source kept none."""
     folder = RunFolder(source)
+    if "t0_state" in ((folder.done() or {}).get("dropped") or []):
+        from adapters_geo.disk import dropped_line
+
+        raise dropped_line(folder.path, "t0 state (t0_state/), which a locking test continues from")
     if not (folder.t0_state / "adapter").is_dir():
         raise AdaptersGeoError(
             f"run {folder.path} kept no training state at t0 ({folder.t0_state} is missing), which a locking test continues from",

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from adapters_geo.adapters import attach_adapter
+from adapters_geo.adapters import attach_adapter, trainable_parameters
 from adapters_geo.adapters.io import load_adapter, save_adapter
 from adapters_geo.claim import check, claim
 from adapters_geo.config import LockedSpec, RunConfig, check_adapter_fits
+from adapters_geo.disk import check_space, drop_resume_state, run_need
 from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.methods import Context, build_method, validate
 from adapters_geo.methods.teacher import load_teacher_for, teacher_key
@@ -175,6 +176,10 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     check(folder, config.to_dict(), resume)  # nothing loaded, nothing written before this
     task = load_task(config.task)
     model, tokenizer = build_model(config)
+    if not resume:  # before anything is written: a disk that cannot hold the run refuses it
+        trainable = sum(p.numel() for p in trainable_parameters(model))
+        check_space(folder.path, run_need(trainable, config.train.optimizer, config.train.save_t0_state,
+                                          config.train.track_steps != []))
     teacher = reference = None
     if config.method.needs_teacher():
         teacher = load_teacher_for(config.method.teacher, config.method.teacher_quant, config.model, tokenizer)
@@ -237,4 +242,5 @@ def run(config: RunConfig, out, resume: bool = False, progress: bool = True, ana
         done = {"hash": identity or config_hash(config), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "final_eval": summary["final_eval"], "seconds": seconds(folder, trained - started, time.perf_counter() - trained)}
         folder.write_json(folder.done_file, done)
+        drop_resume_state(folder)  # finished: what only resuming needs goes (done.json says so)
     return summary
