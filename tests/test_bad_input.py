@@ -39,6 +39,7 @@ TRAIN = [
     ("method: {token_fraction: 0}", [], "method.token_fraction = 0 is not allowed — fix: set method.token_fraction to a number in (0, 1]"),
     ("method: {token_fraction: 1.5}", [], "method.token_fraction = 1.5 is not allowed"),
     ("method: {name: opd, teacher: self_hint, mix_alpha: 1.5}", [], "method.mix_alpha = 1.5 is not allowed — fix: set method.mix_alpha to a number in [0, 1] (or null)"),
+    ("method: {name: opd, teacher: self_hint, mix_alpha: 0.5, full_vocab_kl: true}", [], "method.full_vocab_kl = true cannot be mixed with RLVR advantages"),
     ("method: {group_size: 0}", [], "method.group_size = 0 is not allowed"),
     ("method: {temperature: -1}", [], "method.temperature = -1 is not allowed — fix: set method.temperature to a number > 0"),
     ("method: {max_new_tokens: 0}", [], "method.max_new_tokens = 0 is not allowed"),

@@ -103,7 +103,7 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
     changed.mkdir()
     for path in (ROOT / "experiments").glob("*.yaml"):
         (changed / path.name).write_text(path.read_text())
-    (changed / "opd_dense.yaml").write_text((changed / "opd_dense.yaml").read_text().replace("max_new_tokens: 40}", "max_new_tokens: 40, opd_coef: 0.5}"))
+    (changed / "opd_dense.yaml").write_text((changed / "opd_dense.yaml").read_text().replace("full_vocab_kl: true}", "full_vocab_kl: true, opd_coef: 0.5}"))
     monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(changed))
     before = (runs / "opd_dense" / "done.json").read_text()
     with pytest.raises(AdaptersGeoError, match="was run with another config"):

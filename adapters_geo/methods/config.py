@@ -41,6 +41,9 @@ class MethodConfig(Section):
         if self.token_select == "top_gap" and self.token_fraction < 1 and not self.needs_teacher():
             raise rule("token_select", "{key} = 'top_gap' ranks tokens by the teacher gap but there is no teacher",
                        "use random, or method opd")
+        if self.mix_alpha is not None and self.full_vocab_kl:
+            raise rule("full_vocab_kl", "{key} = true cannot be mixed with RLVR advantages (mix_alpha mixes the "
+                       "sampled-token policy gradient's advantages)", "set {key} to false for a mix")
         if self.name == "rlvr" and self.group_size < 2:
             raise rule("group_size", f"{{key}} = {self.group_size}: rlvr needs group_size ≥ 2 (advantages are "
                        "normalised within a group)", "set {key} to 4")
