@@ -34,8 +34,11 @@ class DeltaLinear(nn.Module):
         if self.merged is not None and not torch.is_grad_enabled():
             return F.linear(x, self.merged, self.base_layer.bias)
         if type(self.base_layer) is nn.Linear and torch.is_grad_enabled():
-            weight = self.base_layer.weight
-            return F.linear(x, weight + self.delta.delta_weight().to(weight.dtype), self.base_layer.bias)
+            weight, delta = self.base_layer.weight, self.delta.delta_weight()
+            # one matmul with W0 + ΔW where W0 is fp32 (or as precise as ΔW); a bf16 base (CUDA) keeps the
+            # two-matmul path below: W0 + ΔW rounded to bf16 drops every update under W0's bf16 resolution
+            if weight.dtype == torch.float32 or weight.dtype == delta.dtype:
+                return F.linear(x, weight + delta.to(weight.dtype), self.base_layer.bias)
         out = self.base_layer(x)
         return out + self.delta(x).to(out.dtype)
 
@@ -47,7 +50,7 @@ def inference_weights(model: nn.Module):
     with torch.no_grad():
         for layer in layers:
             weight = layer.base_layer.weight
-            layer.merged = weight + layer.delta.delta_weight().to(weight.dtype)
+            layer.merged = (weight.float() + layer.delta.delta_weight().float()).to(weight.dtype)  # one rounding
     try:
         yield model
     finally:

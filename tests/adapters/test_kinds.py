@@ -21,7 +21,7 @@ from adapters_geo import (
     top_singular_basis,
 )
 from adapters_geo.models.weights import adapted_linears
-from tests.conftest import QUANTS, train_steps
+from tests.conftest import QUANTS, fixed_batch, train_steps
 
 K = 4
 
@@ -172,3 +172,41 @@ def test_only_adapter_parameters_train(tiny):
         model = attach_adapter(tiny("none").model, config)
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         assert trainable and all(("delta" in n or "lora_" in n) for n in trainable)
+
+
+def test_a_bf16_base_keeps_fp32_updates_below_its_resolution_in_the_training_forward():
+    # The CUDA default: base in bf16, the dense ΔW in fp32. An update of 1e-4 × rms(W) is far below
+    # bf16's resolution of W (≈ 2^-8 relative), so W + ΔW rounded to bf16 is W again for almost every
+    # entry; the training forward (gradients on) must still feel the update, through the fp32 ΔW path.
+    from adapters_geo import load_base
+    from adapters_geo.adapters import DenseConfig, attach_adapter, trainable_named
+
+    torch.manual_seed(0)
+    model = attach_adapter(load_base("tiny-llama", dtype="bfloat16").model, DenseConfig())
+    x = fixed_batch()
+    generator = torch.Generator().manual_seed(1)
+    layers = {n: m for n, m in model.named_modules() if hasattr(m, "delta") and hasattr(m, "base_layer")}
+    lost = total = 0
+    with torch.no_grad():
+        for name, p in trainable_named(model).items():
+            w = layers[name.rsplit(".delta", 1)[0]].base_layer.weight
+            p.copy_(torch.randn(p.shape, generator=generator) * 1e-4 * w.float().pow(2).mean().sqrt())
+            lost += ((w.float() + p).to(torch.bfloat16) == w).sum().item()
+            total += p.numel()
+    assert lost / total > 0.9  # merged into bf16, the update would (almost) vanish
+    logits = {}
+    for grad in (True, False):  # the training forward and the inference one (base(x) + x·ΔWᵀ in fp32)
+        with torch.set_grad_enabled(grad):
+            moved = model(x).logits.float()
+            saved = {n: p.detach().clone() for n, p in trainable_named(model).items()}
+            with torch.no_grad():
+                for p in trainable_named(model).values():
+                    p.zero_()
+            logits[grad] = moved - model(x).logits.float()  # the update's effect
+            with torch.no_grad():
+                for n, p in trainable_named(model).items():
+                    p.copy_(saved[n])
+    effect, reference = logits[True].detach(), logits[False]
+    assert reference.norm() > 0
+    assert ((effect - reference).norm() / reference.norm()).item() < 0.1  # before the fix (W0 + ΔW summed in bf16): 1.24
+    assert next(iter(trainable_named(model).values())).dtype == torch.float32
