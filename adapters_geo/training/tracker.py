@@ -10,8 +10,8 @@ geometry_seconds, along_seconds, format):
   top-k right subspace and principal energy, which need W_start's SVD (once per run, held) and an
   SVD of W_start + ΔW_t per matrix.
 ΔW_start is the adapter's update when the run started (non-zero for a run from an init adapter);
-it and the first tracked step's subspaces are part of the tracker's state, so a resumed run
-measures from the same start.
+it (or, for a run from a saved adapter, that adapter's folder) and the first tracked step's subspaces
+are part of the tracker's state, so a resumed run measures from the same start.
 """
 
 import time
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from adapters_geo.adapters import merged_deltas
+from adapters_geo.adapters.io import load_saved_deltas
 from adapters_geo.geometry.aggregate import ALONG_LAYERS, layer_subset, module_type
 from adapters_geo.geometry.online import along_scalars, online_scalars, top_rank
 from adapters_geo.geometry.reference import reference_svd
@@ -47,13 +48,21 @@ class Tracker:
         self.along = layer_subset(self.names, along_layers) if along_layers else []
         self.refs = {}  # {name: W_start's top-k SVD} of the `along` matrices, from the first tracked step on
         self.first_right = None  # {name: (n, ≤ K) top right singular vectors} of the first tracked update
+        self.start_adapter = start  # the saved adapter ΔW_start was read from (None: zero, or not saved)
 
     def state_dict(self) -> dict:
-        return {"start_deltas": self.start or None,  # None: the run started from a zero adapter
-                "first_right": self.first_right}
+        # ΔW_start of a run from a saved adapter is that adapter's: checkpoints (the t0 state a locking
+        # test keeps too) name it instead of holding another fp32 copy (425 MB for SmolLM2-135M, dense)
+        saved = self.start_adapter is not None and bool(self.start)
+        return {"start_deltas": None if saved else (self.start or None),  # None: a zero start, or the adapter's
+                "start_adapter": str(self.start_adapter) if saved else None, "first_right": self.first_right}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("start_deltas") is not None:
+        if state.get("start_adapter") is not None:
+            if not self.start:  # built before the resume, the model still held that adapter: self.start is it
+                device = next(self.model.parameters()).device
+                self.start = {n: d.to(device) for n, d in load_saved_deltas(state["start_adapter"])[1] if d.abs().max() > 0}
+        elif state.get("start_deltas") is not None:
             self.start = state["start_deltas"]
         if state.get("first_right") is not None:
             self.first_right = state["first_right"]
@@ -93,3 +102,21 @@ class Tracker:
 
     def disk_bytes(self) -> int:
         return self.writer.disk_bytes()
+
+
+class NoTracking:
+    """The tracker of a data-parallel run's other processes (training/parallel.py): the main one tracks."""
+
+    start = None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def on_step(self, step: int, log) -> None:
+        pass
+
+    def disk_bytes(self) -> int:
+        return 0
