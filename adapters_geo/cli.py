@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 
 from adapters_geo.errors import AdaptersGeoError, place_error
@@ -61,7 +62,8 @@ def cmd_experiment(args) -> None:
             print(f"  {name:<{max(map(len, names))}}  {description(name)}")
         return
     folder = run_experiment(args.name, force=args.force, smoke=args.smoke, overrides=overrides, seeds=args.seeds)
-    print(f"{args.name}: done in {folder}")
+    if os.environ.get("RANK", "0") == "0":  # under a data-parallel launch the main process speaks
+        print(f"{args.name}: done in {folder}")
 
 
 def cmd_report(args) -> None:
@@ -92,7 +94,8 @@ def cmd_train(args) -> None:
 
     config = load_run_config(args.config, parse_overrides(args.set))
     summary = run(config, args.out, resume=args.resume, analyse=not args.no_analysis)
-    print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
+    if os.environ.get("RANK", "0") == "0":  # under a data-parallel launch the main process speaks
+        print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
 
 
 def build_parser() -> argparse.ArgumentParser:

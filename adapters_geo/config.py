@@ -84,7 +84,10 @@ class RunConfig(Section):
             adapter_dict = {"kind": "locked", **adapter.extra}
         else:
             adapter_dict = adapter.model_dump()
-        return {"adapter": adapter_dict, **self.model_dump(exclude={"adapter"})}
+        data = {"adapter": adapter_dict, **self.model_dump(exclude={"adapter"})}
+        if not data["train"]["gradient_checkpointing"]:  # memory, not results: off is every older run's identity
+            del data["train"]["gradient_checkpointing"]
+        return data
 
 
 def run_config_from_dict(data: dict, source: str = "<dict>", overrides: dict | None = None) -> RunConfig:

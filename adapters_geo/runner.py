@@ -24,7 +24,7 @@ from adapters_geo.disk import check_space, drop_resume_state, run_need
 from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.methods import Context, build_method, validate
 from adapters_geo.methods.teacher import load_teacher_for, teacher_key
-from adapters_geo.models import load_base
+from adapters_geo.models import checkpoint_activations, load_base
 from adapters_geo.report.tensorboard import write_figures, write_header, write_session_end
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.tasks import load_task
@@ -33,7 +33,8 @@ from adapters_geo.training.checkpoint import checkpoint_step
 from adapters_geo.training.config import TrainConfig
 from adapters_geo.training.evaluation import HeldOut
 from adapters_geo.training.loop import train
-from adapters_geo.training.tracker import Tracker
+from adapters_geo.training.parallel import Parallel, current
+from adapters_geo.training.tracker import NoTracking, Tracker
 
 
 def run_meta() -> dict:
@@ -70,6 +71,8 @@ def build_model(config: RunConfig):
     """(model with its adapter, tokenizer) for `config`; the adapter's random initialisation is seeded by train.seed."""
     base = load_base(config.model, config.quant)
     check_adapter_fits(config.adapter, base.model)  # r / K against the shapes, before anything trains
+    if config.train.gradient_checkpointing:  # active in train mode only (the loop's loss), not when sampling
+        checkpoint_activations(base.model)
     with torch.random.fork_rng(devices=_devices(base.model)):  # the global stream is left as it was
         torch.manual_seed(config.train.seed * 1_000_003 - 1)  # "step -1": the loop seeds seed · 1_000_003 + step
         if isinstance(config.adapter, LockedSpec):
@@ -108,14 +111,18 @@ def run_hparams(config: RunConfig, name: str) -> dict:
 def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_new_tokens: int = 48,
                system_prompt=None, resume: bool = False, progress: bool = True, teacher=None,
                teacher_hint: bool = False, label: str | None = None, teacher_id: str | None = None,
-               init: str | None = None, hparams: dict | None = None) -> dict:
+               init: str | None = None, hparams: dict | None = None, parallel: Parallel = Parallel()) -> dict:
     """Train an adapted model into `folder`: loggers, tracker, evaluation, loop, final adapter; returns the summary.
 
     `teacher` (a model) is what an OPD run's outcome (reverse KL) is measured against; without one, NLL.
     `init`: the saved adapter the model was built from (None: a fresh adapter, ΔW = 0 at the start).
     `hparams`: the run's TensorBoard HPARAMS row, written with config.json's text into the training events.
+    `parallel`: a data-parallel process other than the main one trains its share and writes nothing.
     """
     folder = RunFolder(folder)
+    if not parallel.main:
+        step = train(model, method, task.train, config, folder.path, NoTracking(), lambda step: {}, Loggers([]), resume, parallel)
+        return {"final_eval": {}, "steps": step, "trajectory_mb": 0.0, "adapter": str(folder.adapter), "config": config.model_dump()}
     folder.path.mkdir(parents=True, exist_ok=True)
     t0 = config.resolved_t0()
     references = {config.steps: "adapter"}  # kept anyway: the trajectory refers to them instead of copying them
@@ -137,7 +144,7 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
                        teacher_hint, max_new_tokens, config.eval_batch, system_prompt, curve_size=config.curve_size,
                        teacher_key=teacher_id)
     try:
-        step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume)
+        step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume, parallel)
         final = held_out(step)
         log.scalars(step, final, "eval")
     finally:
@@ -173,10 +180,12 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     validate(config.method)
     config = resolved(config)
     folder = RunFolder(out)
-    check(folder, config.to_dict(), resume)  # nothing loaded, nothing written before this
+    parallel = current()
+    if parallel.main:
+        check(folder, config.to_dict(), resume)  # nothing loaded, nothing written before this
     task = load_task(config.task)
     model, tokenizer = build_model(config)
-    if not resume:  # before anything is written: a disk that cannot hold the run refuses it
+    if not resume and parallel.main:  # before anything is written: a disk that cannot hold the run refuses it
         trainable = sum(p.numel() for p in trainable_parameters(model))
         check_space(folder.path, run_need(trainable, config.train.optimizer, config.train.save_t0_state,
                                           config.train.track_steps != []))
@@ -186,15 +195,17 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
     if config.method.kl_coef:
         reference = load_base(config.model, config.quant)
     ctx = Context(model, tokenizer, task, config.method, teacher, reference, config.system_prompt, config.train.seed)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    folder.write_json(folder.config_file, config.to_dict())  # atomic: a kill never leaves half a config.json
-    meta = {**run_meta(), "rollout_correction": config.method.rollout_correction() if config.method.name != "sft" else None}
-    folder.write_json(folder.meta_file, meta)
+    if parallel.main:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.write_json(folder.config_file, config.to_dict())  # atomic: a kill never leaves half a config.json
+        meta = {**run_meta(), "rollout_correction": config.method.rollout_correction() if config.method.name != "sft" else None,
+                "processes": parallel.world}
+        folder.write_json(folder.meta_file, meta)
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
                       config.method.teacher == "self_hint", label,
                       teacher_key(config.method.teacher, teacher) if teacher else None, config.init,
-                      run_hparams(config, label or folder.path.name))
+                      run_hparams(config, label or folder.path.name), parallel)
 
 
 def analyse_run(folder, progress: bool = True) -> None:
@@ -231,6 +242,11 @@ def run(config: RunConfig, out, resume: bool = False, progress: bool = True, ana
     """
     validate(config.method)
     config = resolved(config)
+    parallel = current()
+    if not parallel.main:  # a data-parallel process other than the main one: trains its share, writes nothing
+        summary = run_training(config, out, resume, False, label)
+        parallel.barrier()  # until the main process has analysed the run and written done.json
+        return summary
     with claim(out, config.to_dict(), resume):
         started = time.perf_counter()
         summary = run_training(config, out, resume, progress, label)
@@ -243,4 +259,5 @@ def run(config: RunConfig, out, resume: bool = False, progress: bool = True, ana
                 "final_eval": summary["final_eval"], "seconds": seconds(folder, trained - started, time.perf_counter() - trained)}
         folder.write_json(folder.done_file, done)
         drop_resume_state(folder)  # finished: what only resuming needs goes (done.json says so)
+    parallel.barrier()
     return summary

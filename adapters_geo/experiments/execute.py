@@ -22,6 +22,7 @@ from adapters_geo.experiments.resolve import dependency_order, experiment_hash, 
 from adapters_geo.experiments.schema import META_KEYS
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.runner import run
+from adapters_geo.training.parallel import Parallel, current
 
 RUNS_ENV = "ADAPTERS_GEO_RUNS"
 
@@ -134,29 +135,39 @@ def run_experiment(name: str, force: bool = False, smoke: bool = False, progress
     if seeds is not None:
         overrides = {**(overrides or {}), **seeds_override(name, seeds, smoke)}
     order = chain(name, smoke, overrides)  # every file of the chain valid, no cycle: before anything trains
+    parallel = current()
+    progress = progress and parallel.main  # under a data-parallel launch the main process speaks and writes
     if progress:
         todo = plan(name, smoke, force, overrides)
         print(f"{name}: " + (f"to run: {', '.join(todo)}; each run shows its ETA" if todo else "nothing to run"), flush=True)
-    for current, sets, folder_name in order:
-        folder = _run_one(current, force and current == name, smoke, progress, sets, folder_name)
+    for step, sets, folder_name in order:
+        folder = _run_one(step, force and step == name, smoke, progress, sets, folder_name, parallel)
     from adapters_geo.report.runs import write_report
 
-    print(f"report: {write_report(runs_root(smoke))}", flush=True)
+    if parallel.main:
+        print(f"report: {write_report(runs_root(smoke))}", flush=True)
+    parallel.barrier()
     return folder
 
 
-def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dict | None, folder_name: str | None = None) -> Path:
-    """One experiment of the chain into runs/FOLDER_NAME (default NAME), its dependencies already finished."""
+def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dict | None, folder_name: str | None = None,
+             parallel: Parallel = Parallel()) -> Path:
+    """One experiment of the chain into runs/FOLDER_NAME (default NAME), its dependencies already finished.
+
+    Under a data-parallel launch the main process decides (reuse, resume, archive) and writes; the
+    others follow its decision and train their shares (training/parallel.py).
+    """
     data = load_resolved(name, smoke, overrides)
     root = runs_root(smoke)
     wanted = experiment_hash(name, smoke, overrides)
     folder = root / (folder_name or name)
-    state = _state(folder, wanted, force, name)
+    state = parallel.from_main(_state(folder, wanted, force, name) if parallel.main else None)
     seeds = lock_seeds(data, smoke) if data.get("kind") == "lock" else None
     if state == "reuse" and seeds and not set(map(str, seeds)) <= set((RunFolder(folder).done() or {}).get("seeds", {})):
         state = "resume"  # finished for fewer training seeds: the missing ones are added
     if state == "reuse":
-        print(f"{name}: finished and up to date (hash {wanted}), reused", flush=True)
+        if parallel.main:
+            print(f"{name}: finished and up to date (hash {wanted}), reused", flush=True)
         return folder
     paths = {dep: {"init": str(RunFolder(root / dep).adapter), "teacher": str(RunFolder(root / dep).adapter),
                    "source": str(root / dep)} for dep in references(data)}
@@ -165,16 +176,19 @@ def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dic
     if data.get("kind") != "lock":
         config = run_config_from_dict({k: v for k, v in resolved.items() if k not in META_KEYS}, str(experiment_path(name)))
     run_folder = RunFolder(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    run_folder.write_json(run_folder.experiment_file, {"name": name, "hash": wanted, "smoke": smoke, "file": data,
-                                                       "set": overrides or {}})
-    print(f"{name}: {'resuming' if state == 'resume' else 'running'} in {folder}", flush=True)
+    if parallel.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        run_folder.write_json(run_folder.experiment_file, {"name": name, "hash": wanted, "smoke": smoke, "file": data,
+                                                           "set": overrides or {}})
+        print(f"{name}: {'resuming' if state == 'resume' else 'running'} in {folder}", flush=True)
     if config is None:
         source = references(data)[0]
         sources = {s: str(root / (source if s == lock_seeds({**data, "seeds": None}, smoke)[0] else f"{source}-seed{s}"))
                    for s in seeds}
-        summary = run_lock(resolved, folder, progress, name, sources)
-        run_folder.write_json(run_folder.done_file, {"hash": wanted, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **summary})
+        summary = run_lock(resolved, folder, progress, name, sources, parallel.main)
+        if parallel.main:
+            run_folder.write_json(run_folder.done_file, {"hash": wanted, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **summary})
+        parallel.barrier()
     else:
         run(config, folder, resume=True, progress=progress, identity=wanted, label=name)
     return folder

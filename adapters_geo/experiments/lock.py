@@ -22,10 +22,12 @@ def arm_folder(folder: Path, seed: int, arm: str) -> Path:
     return Path(folder) / f"seed_{seed}" / arm
 
 
-def run_lock(resolved: dict, folder: Path, progress: bool, name: str = "lock", sources: dict | None = None) -> dict:
+def run_lock(resolved: dict, folder: Path, progress: bool, name: str = "lock", sources: dict | None = None,
+             main: bool = True) -> dict:
     """Train every arm of every seed's source; returns done.json's content (without the hash).
 
-    `sources` {training seed: source run folder}; default: the one `source` of the file.
+    `sources` {training seed: source run folder}; default: the one `source` of the file. `main`: False
+    for the other processes of a data-parallel launch (they train their shares; the main one measures).
     """
     sources = sources or {RunFolder(resolved["source"]).config().train.seed: resolved["source"]}
     k, mode, seed = int(resolved.get("K", 16)), resolved.get("mode", "projected"), int(resolved.get("seed", 0))
@@ -39,6 +41,8 @@ def run_lock(resolved: dict, folder: Path, progress: bool, name: str = "lock", s
             final_eval = done["final_eval"]  # this seed's arm finished earlier (e.g. before more seeds were asked for)
         else:
             final_eval = run(config, out, resume=True, progress=progress, analyse=False, label=f"{name} seed {s} {arm}")["final_eval"]
+        if not main:
+            continue
         entry = by_seed.setdefault(str(s), {"source": str(source.path), "arms": {}})
         entry["arms"][arm] = {"final_eval": final_eval}
         if arm != "frozen":

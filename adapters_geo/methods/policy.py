@@ -146,7 +146,8 @@ class PolicyGradient:
             loss = clipped_pg(logp, behaviour, advantages, weights, denominator, self.cfg.eps_low, self.cfg.eps_high)
         if self.cfg.kl_coef:
             loss = loss + self.cfg.kl_coef * (k3_kl(logp, batch.reference) * token_mask).sum() / max(denominator, 1.0)
-        metrics = {"loss": loss.item(), "completion_len": float(mask.sum(1).mean().item()), "kept_samples": float(keep.mean().item())}
+        metrics = {"loss": loss.item(), "completion_len": float(mask.sum(1).mean().item()), "kept_samples": float(keep.mean().item()),
+                   "loss_tokens": float(denominator)}
         if gaps is not None:
             metrics["teacher_gap"] = float((gaps * mask).sum().item() / mask.sum().clamp_min(1).item())
         if batch.rewards is not None:

@@ -1,7 +1,8 @@
 """What the loop needs from a method: a typed batch and five calls (the `Method` Protocol).
 
 A method turns a step's examples into a `Batch` (rollouts, scores, rewards), computes
-`loss(model, batch) -> (scalar loss, metrics)`, may update its own state after each optimizer
+`loss(model, batch) -> (scalar loss, metrics)` (metrics may hold `loss_tokens`, the loss's
+denominator, by which data-parallel processes weight their shares: training/parallel.py), may update its own state after each optimizer
 step (e.g. stale policies), and saves / restores that state with the checkpoint.
 """
 

@@ -41,4 +41,4 @@ class SFT:
         logp = completion_logprobs(model, packed)
         mask = completion_mask(packed.lengths, packed.width, device)
         loss = nll(logp, mask)
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.item(), "loss_tokens": float(mask.sum())}

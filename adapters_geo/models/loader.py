@@ -5,6 +5,7 @@ adapters record when saved, so that loading one onto another base fails clearly.
 """
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +45,9 @@ class Base:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """`auto` means CUDA when present, else CPU."""
+    """`auto` means CUDA when present (under a data-parallel launcher, this process's GPU: LOCAL_RANK), else CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
     return torch.device(device)
 
 
@@ -117,3 +118,13 @@ def base_info(model: nn.Module) -> BaseInfo:
         if isinstance(info, BaseInfo):
             return info
     raise AdaptersGeoError("this model was not loaded by adapters_geo.load_base", "load it with load_base(spec)")
+
+
+def checkpoint_activations(model: nn.Module) -> None:
+    """Gradient (activation) checkpointing on `model`, non-reentrant (frozen bases need no input grads);
+    transformers 5.24 renamed gradient_checkpointing_enable to activation_checkpointing_enable."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable({"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -36,6 +36,8 @@ class TrainConfig(Section):
     save_t0_state: bool = False  # keep the full training state at t0 in t0_state/ (what a locking test continues from)
     eval_at_start: bool = True  # evaluate before the first step (a locking arm's start is evaluated once, elsewhere)
     analyse: bool = True  # after training: endpoint and trajectory geometry, behavioural movement (false: e.g. a teacher)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, same result
+    #   (not part of a run's identity while off, so older runs keep their hashes)
 
     @model_validator(mode="after")
     def _warmup_fits(self):

@@ -7,6 +7,8 @@ the result of an uninterrupted run on the CPU. What is measured about the update
 tracker (tracker.py); what a method does, in methods/; evaluation is passed in as a callable.
 A non-finite loss or gradient stops the run before the optimizer steps (one line: the step, the
 value, the learning rate): nothing of that step is applied or saved, the last checkpoint stays.
+Under a data-parallel launch (parallel.py) each process trains on its share of the step's examples,
+gradients are summed across processes, and only the main process tracks, logs and writes.
 """
 
 import math
@@ -24,6 +26,7 @@ from adapters_geo.optim import build_scheduler, optimizer_for
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.training.checkpoint import checkpoint_step, has_checkpoint, resume as resume_from, save_checkpoint, start_from
 from adapters_geo.training.config import TrainConfig
+from adapters_geo.training.parallel import Parallel
 
 
 def draw(pool: list, size: int, seed: int, step: int) -> list:
@@ -67,13 +70,16 @@ def optimizer_step(optimizer, scheduler, grad_norm: torch.Tensor) -> bool:
     return stepped
 
 
-def train(model, method, pool: list, config: TrainConfig, folder, tracker, evaluate, log, resume: bool = False) -> int:
+def train(model, method, pool: list, config: TrainConfig, folder, tracker, evaluate, log, resume: bool = False,
+          parallel: Parallel = Parallel()) -> int:
     """Train `model`'s adapter with `method` on `pool` up to config.steps; returns the last step.
 
     `evaluate(step)` -> held-out metrics (logged at the start, every eval_every steps, default steps // 4);
-    `tracker.on_step(step, log)` records the update; checkpoints go to folder/checkpoint.
+    `tracker.on_step(step, log)` records the update; checkpoints go to folder/checkpoint. `parallel`:
+    this process's share of a data-parallel run (non-main processes get a no-op tracker, evaluate and log).
     """
     folder = RunFolder(folder)
+    main = parallel.main
     params = trainable_parameters(model)
     optimizer = optimizer_for(model, config.optimizer, config.lr, config.weight_decay)
     scheduler = build_scheduler(optimizer, config.schedule, config.warmup_steps, config.steps)
@@ -87,33 +93,47 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
     if step == config.first_step and config.eval_at_start:
         log.scalars(step, evaluate(step), "eval")
     while step < config.steps:
-        torch.manual_seed(config.seed * 1_000_003 + step)
+        torch.manual_seed(config.seed * 1_000_003 + step + 7_919 * parallel.rank)  # rank 0: a lone run's stream
         started = time.perf_counter()
-        batch = method.batch(draw(pool, config.batch_size, config.seed, step), step)
+        batch = method.batch(parallel.share(draw(pool, config.batch_size, config.seed, step)), step)
         rollout_seconds = time.perf_counter() - started
         model.train()
         loss, metrics = method.loss(model, batch)
+        loss, metrics = weighted(loss, metrics, batch, parallel)
         loss.backward()
+        parallel.sum_gradients(params)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
         check_finite(step + 1, loss, grad_norm, config, step > config.first_step, folder.checkpoint)
         stepped = optimizer_step(optimizer, scheduler, grad_norm)
         method.after_update(model)
         step += 1
         seconds = time.perf_counter() - started
-        log.scalars(step, {**metrics, "completion_tokens": float(batch.completion_tokens), "grad_norm": float(grad_norm),
+        tokens = metrics.pop("completion_tokens_all", batch.completion_tokens)  # every process's, under data parallelism
+        log.scalars(step, {**metrics, "completion_tokens": float(tokens), "grad_norm": float(grad_norm),
                            "skipped_update": float(not stepped), "lr": scheduler.get_last_lr()[0], "step_seconds": seconds,
-                           "tokens_per_s": batch.completion_tokens / seconds, "generation_share": rollout_seconds / seconds})
+                           "tokens_per_s": tokens / seconds, "generation_share": rollout_seconds / seconds})
         tracker.on_step(step, log)
-        if step in (config.save_adapter_at or []):
+        if main and step in (config.save_adapter_at or []):
             save_adapter(model, folder.adapter_at(step), overwrite=True)
-        if step == t0 and config.save_t0_state:
+        if main and step == t0 and config.save_t0_state:
             save_state(folder.t0_state, step, model, optimizer, scheduler, fingerprint, stateful)
         if eval_every and step % eval_every == 0 and step < config.steps:
             log.scalars(step, evaluate(step), "eval")
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if main and (step % config.checkpoint_every == 0 or step == config.steps):
             parts = {name: obj.state_dict() for name, obj in stateful.items()}
             save_checkpoint(folder.checkpoint, step, model, optimizer, scheduler, fingerprint, parts)
     return step
+
+
+def weighted(loss: torch.Tensor, metrics: dict, batch, parallel: Parallel) -> tuple[torch.Tensor, dict]:
+    """This process's loss weighted by its share n_r / N of the loss's denominator (parallel.py), and the
+    step's metrics with the whole step's loss and completion tokens; a lone process's loss is unchanged."""
+    own = float(metrics.pop("loss_tokens", 1.0))
+    if parallel.world == 1:
+        return loss, metrics
+    share = own / max(parallel.total(own), 1e-12)
+    whole = parallel.total(float(loss.detach()) * share)
+    return loss * share, {**metrics, "loss": whole, "completion_tokens_all": parallel.total(batch.completion_tokens)}
 
 
 def save_state(path, step, model, optimizer, scheduler, fingerprint, stateful) -> None:
