@@ -14,10 +14,18 @@ ours in its default form (sampled-token policy gradient on the teacher's log-pro
 `full_vocab_kl` (the same objective as TRL's). RLVR's reward is a fixed pseudo-random coin per
 completion text, so groups have reward variance and both sides do a full update every step.
 
+Sampling precision: ours draws rollouts from a bf16 copy of the merged policy where the hardware
+has fast bf16 kernels (rollout/sampler.py; AVX512-BF16 CPUs, CUDA); TRL samples in its training
+precision (fp32 on the CPU, bf16 on CUDA). Where the two differ, ours also runs with an fp32
+sampler ("ours, fp32 sampler") so the ratio at equal precision is printed too.
+
 Reported per row: median step time over the timed steps (after warm-up), completion tokens/s
 (SFT: sequences/s), the ratio ours / TRL, and for ours the cost of trajectory tracking measured
 in the same run: seconds per tracked step by storage format, and the overhead it adds to a
 100-step run with the default 10 tracked steps (8 factor steps, one bf16, one fp32).
+At the end it prints the targets (OPD and RLVR ≥ 1.5× TRL; tracking < 5% of a 100-step run) and
+whether this run met them; `--runs runs` adds tracking + analysis as a share of each finished
+run's wall time (from its done.json), against the < 25% target.
 """
 
 import argparse
@@ -41,6 +49,7 @@ from adapters_geo.runner import train_into  # noqa: E402
 from adapters_geo.training.config import TrainConfig  # noqa: E402
 from adapters_geo.methods.teacher import load_teacher_for  # noqa: E402
 from adapters_geo.models import load_base  # noqa: E402
+from adapters_geo.rollout.sampler import sampler_dtype  # noqa: E402
 from adapters_geo.tasks import TaskConfig, load_task  # noqa: E402
 
 
@@ -63,22 +72,25 @@ def coin_reward(completion: str, answer) -> float:
     return float(zlib.crc32(completion.strip().encode()) % 2)
 
 
-def build_run(method: str, setting: Setting, student, teacher, task, quant: str = "none", full_vocab: bool = False):
+def build_run(method: str, setting: Setting, student, teacher, task, quant: str = "none", full_vocab: bool = False,
+              sampler: str = "auto"):
     """(model, tokenizer, method object, prompts per step) for adapters_geo's loop; OPD's teacher quantized like the student."""
     base = load_base(str(student), quant)
     adapter = DenseConfig() if setting.adapter == "dense" else LoraConfig(r=setting.lora_r, alpha=setting.lora_alpha)
     model = attach_adapter(base.model, adapter)
     config = MethodConfig(name=method, group_size=setting.group, max_new_tokens=setting.max_new_tokens,
-                          teacher=str(teacher) if method == "opd" else None, teacher_quant=quant, full_vocab_kl=full_vocab)
+                          teacher=str(teacher) if method == "opd" else None, teacher_quant=quant, full_vocab_kl=full_vocab,
+                          sampler=sampler)
     teacher_base = load_teacher_for(config.teacher, quant, str(student), base.tokenizer) if method == "opd" else None
     ctx = Context(model, base.tokenizer, task, config, teacher_base, None, None, setting.seed)
     batch = setting.prompts * (setting.group if method == "sft" else 1)
     return model, base.tokenizer, build_method(ctx), batch
 
 
-def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, full_vocab: bool = False) -> dict:
+def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, full_vocab: bool = False,
+             sampler: str = "auto") -> dict:
     """Train with adapters_geo's loop; step time and tokens from its metrics.jsonl, tracking cost too."""
-    model, tokenizer, runner, batch = build_run(method, setting, student, teacher, task, full_vocab=full_vocab)
+    model, tokenizer, runner, batch = build_run(method, setting, student, teacher, task, full_vocab=full_vocab, sampler=sampler)
     steps = setting.warmup + setting.steps
     train_config = TrainConfig(steps=steps, batch_size=batch, lr=setting.lr, seed=setting.seed, eval_size=1, eval_every=0,
                                eval_batch=1, checkpoint_every=10**6)
@@ -99,10 +111,14 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
 
 def quiet() -> None:
     """No progress bars from datasets / transformers: the benchmark prints one line per run."""
-    import datasets
     import transformers
 
-    datasets.disable_progress_bars()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # only TRL's side needs datasets
+        pass
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
 
@@ -125,7 +141,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", default="sft,opd,rlvr")
     parser.add_argument("--adapters", default="dense,lora")
-    parser.add_argument("--weights", default="random", help="random (SmolLM2-135M's shape) or a model spec")
+    parser.add_argument("--weights", default="random", help="random (of --shape) or a model spec")
+    parser.add_argument("--shape", default="smollm2-135m", choices=["smollm2-135m", "smollm2-1.7b"], help="random weights' shape")
+    parser.add_argument("--runs", type=Path, default=None, help="also report tracking + analysis shares of the finished runs here")
     parser.add_argument("--layers", type=int, default=None, help="random weights: fewer layers (quick checks)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1)
@@ -139,19 +157,24 @@ def main() -> None:
             import trl  # noqa: F401
         except ImportError:
             sys.exit('error: TRL is not installed; fix: pip install -e ".[bench]" (or run with --no-trl)')
-    student = random_model(seed=0, layers=args.layers) if args.weights == "random" else args.weights
-    teacher = random_model(seed=1, layers=args.layers) if args.weights == "random" else args.weights
+    student = random_model(args.shape, seed=0, layers=args.layers) if args.weights == "random" else args.weights
+    teacher = random_model(args.shape, seed=1, layers=args.layers) if args.weights == "random" else args.weights
     task = dataclasses.replace(load_task(TaskConfig(train_size=512, test_size=8)), reward=coin_reward)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device}; student {student}; {args.steps} timed steps after {args.warmup} warm-up")
+    ours_sampler = sampler_dtype("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    trl_precision = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    print(f"sampling precision: ours {str(ours_sampler).removeprefix('torch.')}, TRL {str(trl_precision).removeprefix('torch.')}")
     results = []
     for adapter in args.adapters.split(","):
         for method in args.methods.split(","):
             setting = Setting(adapter=adapter, steps=args.steps, warmup=args.warmup, max_new_tokens=args.max_new_tokens)
-            variants = [("ours", False)] + ([("ours full-vocab KL", True)] if method == "opd" else [])
-            for label, full_vocab in variants:
+            variants = [("ours", False, "auto")] + ([("ours full-vocab KL", True, "auto")] if method == "opd" else [])
+            if method != "sft" and ours_sampler != trl_precision:
+                variants.append(("ours, fp32 sampler", method == "opd", "float32"))  # equal precision (OPD: TRL's objective)
+            for label, full_vocab, sampler in variants:
                 with tempfile.TemporaryDirectory() as tmp:
-                    ours = run_ours(method, setting, student, teacher, task, Path(tmp), full_vocab)
+                    ours = run_ours(method, setting, student, teacher, task, Path(tmp), full_vocab, sampler)
                 results.append({"method": method, "adapter": adapter, "tool": label, **ours})
                 print(_line(results[-1]), flush=True)
             if not args.no_trl:
@@ -168,8 +191,40 @@ def main() -> None:
                 print(_line(results[-1]), flush=True)
     print()
     print(table(results))
+    print()
+    print(targets(results, args.runs))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def targets(results: list, runs: Path | None) -> str:
+    """The issue's targets, measured in this run: met or not, with the numbers."""
+    lines = ["targets:"]
+    trl = {(r["method"], r["adapter"]): r for r in results if r["tool"] == "trl"}
+    for r in results:
+        ref = trl.get((r["method"], r["adapter"]))
+        if r["method"] in ("opd", "rlvr") and ref and r is not ref:
+            ratio = throughput(r, r["method"]) / throughput(ref, ref["method"])
+            lines.append(f"  {r['method']} {r['adapter']} {r['tool']}: {ratio:.2f}× TRL (target ≥ 1.5×): {'met' if ratio >= 1.5 else 'NOT met'}")
+    for r in results:
+        overhead = tracking_overhead(r) if r["tool"] != "trl" and r.get("tracking") else None
+        if overhead is not None and r["tool"] == "ours":
+            lines.append(f"  tracking {r['method']} {r['adapter']}: {overhead:.1%} of a 100-step run (target < 5%): "
+                         f"{'met' if overhead < 0.05 else 'NOT met'}")
+    for name, share in run_shares(runs).items() if runs else []:
+        lines.append(f"  tracking + analysis of {name}: {share:.0%} of its wall time (target < 25%): {'met' if share < 0.25 else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def run_shares(runs: Path) -> dict:
+    """(tracking + analysis) / total seconds of every finished run under `runs` (done.json's breakdown)."""
+    shares = {}
+    for done in sorted(runs.rglob("done.json")):
+        seconds = json.loads(done.read_text()).get("seconds") or {}
+        total = seconds.get("total", 0.0)
+        if total > 0:
+            shares[str(done.parent.relative_to(runs))] = (seconds.get("tracking", 0.0) + seconds.get("analysis", 0.0)) / total
+    return shares
 
 
 def _line(r: dict) -> str:

@@ -5,9 +5,13 @@ weights (a lent GPU that cannot reach any hub) can still build these. Weights ar
 a fixed seed; the tokenizer is the embedded SmolLM2 one (`make setup` converts it), so prompts
 and completions tokenize exactly as in real runs. Random weights almost never sample EOS, so
 every completion runs to max_new_tokens: both sides of a comparison generate equal lengths.
+Where the embedded model is not installed (a lent GPU machine), `$ADAPTERS_GEO_BENCH_TOKENIZER`
+names a folder holding only the tokenizer files. Shapes of a billion parameters or more are
+built in bf16, on the GPU when there is one (an fp32 build on the CPU takes minutes and 7 GB).
 """
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -25,7 +29,16 @@ SMOLLM2_135M = {
     "rms_norm_eps": 1e-5, "tie_word_embeddings": True, "hidden_act": "silu", "initializer_range": 0.02,
     "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
 }
-SHAPES = {"smollm2-135m": SMOLLM2_135M}
+# SmolLM2-1.7B's architecture: the 1.5B-class shape of the GPU measurements, with the same tokenizer.
+SMOLLM2_1_7B = dict(SMOLLM2_135M, hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
+                    num_attention_heads=32, num_key_value_heads=32, rope_parameters={"rope_type": "default", "rope_theta": 130000.0})
+SHAPES = {"smollm2-135m": SMOLLM2_135M, "smollm2-1.7b": SMOLLM2_1_7B}
+TOKENIZER_ENV = "ADAPTERS_GEO_BENCH_TOKENIZER"
+
+
+def tokenizer_folder():
+    """The tokenizer's source: $ADAPTERS_GEO_BENCH_TOKENIZER, else the embedded SmolLM2 folder."""
+    return os.environ.get(TOKENIZER_ENV) or resolve_spec(EMBEDDED_NAME)
 
 
 def random_model(shape: str = "smollm2-135m", seed: int = 0, layers: int | None = None) -> Path:
@@ -36,10 +49,13 @@ def random_model(shape: str = "smollm2-135m", seed: int = 0, layers: int | None 
     folder = cache_root() / "bench" / f"{shape}-random-s{seed}-l{values['num_hidden_layers']}"
     if (folder / "config.json").is_file():
         return folder
-    tokenizer = AutoTokenizer.from_pretrained(resolve_spec(EMBEDDED_NAME))
-    with torch.random.fork_rng():
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder())
+    big = shape != "smollm2-135m"
+    device = "cuda" if big and torch.cuda.is_available() else "cpu"
+    with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(LlamaConfig(**values))
+        config = LlamaConfig(**values, dtype="bfloat16" if big else "float32")
+        model = LlamaForCausalLM(config).to(torch.bfloat16 if big else torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     with atomic_dir(folder, overwrite=True) as tmp:
         model.save_pretrained(tmp)
