@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Callable, Protocol
 
+import torch
 from tqdm import tqdm
 
 from adapters_geo.atomic import atomic_write_text
@@ -62,7 +63,12 @@ class TensorBoardLogger:
                 self.writer.add_scalar(f"{prefix or 'train'}/{key}", value, step)
 
     def histogram(self, step, name, values):
-        self.writer.add_histogram(name, values, step)
+        values = torch.as_tensor(values, dtype=torch.float64).flatten()
+        # TensorBoard's default buckets end at ±1e20 and it refuses a histogram with nothing inside them:
+        # a diverging run's spectra (inf, or 1e30 after one step at lr 1e30) are left out, the scalars still show them
+        values = values[torch.isfinite(values) & (values.abs() < 1e20)]
+        if values.numel():
+            self.writer.add_histogram(name, values, step)
 
     def close(self):
         self.writer.close()

@@ -212,7 +212,7 @@ def targets(results: list, runs: Path | None) -> str:
             lines.append(f"  tracking {r['method']} {r['adapter']}: {overhead:.1%} of a 100-step run (target < 5%): "
                          f"{'met' if overhead < 0.05 else 'NOT met'}")
     for name, share in run_shares(runs).items() if runs else []:
-        lines.append(f"  tracking + analysis of {name}: {share:.0%} of its wall time (target < 25%): {'met' if share < 0.25 else 'NOT met'}")
+        lines.append(f"  tracking + analysis of {name}: {share:.1%} of its wall time (target < 25%): {'met' if share < 0.25 else 'NOT met'}")
     return "\n".join(lines)
 
 

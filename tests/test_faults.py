@@ -292,6 +292,16 @@ def test_a_non_finite_loss_stops_the_run_at_once_and_keeps_the_last_checkpoint(t
     assert snapshot(out)["checkpoint/state.pt"] == before["checkpoint/state.pt"]
 
 
+def test_a_run_that_diverges_after_a_tracked_step_still_stops_with_the_one_line(tmp_path, capsys):
+    # One AdamW step at lr 1e30 leaves finite weights of ~1e30 whose tracked spectra TensorBoard cannot bin
+    # (its buckets end at 1e20): the histogram is left out and the next step's NaN loss stops the run.
+    config = run_file(tmp_path, steps=4, lr=1e30, track_steps=[1, 2, 4])
+    out = tmp_path / "run"
+    assert train(config, out) == 2
+    assert error_line(capsys).startswith("adapters-geo: error: step 2: loss nan")
+    assert [r["step"] for r in train_rows(out)] == [1]
+
+
 def test_non_finite_weights_are_never_written(tmp_path, tiny):
     from adapters_geo import DenseConfig, attach_adapter, save_adapter
     from adapters_geo.optim import build_optimizer, build_scheduler
