@@ -244,10 +244,12 @@ def run(config: RunConfig, out, resume: bool = False, progress: bool = True, ana
     config = resolved(config)
     parallel = current()
     if not parallel.main:  # a data-parallel process other than the main one: trains its share, writes nothing
+        parallel.barrier()  # until the main process has claimed the folder (and repaired an interrupted write)
         summary = run_training(config, out, resume, False, label)
         parallel.barrier()  # until the main process has analysed the run and written done.json
         return summary
     with claim(out, config.to_dict(), resume):
+        parallel.barrier()
         started = time.perf_counter()
         summary = run_training(config, out, resume, progress, label)
         trained = time.perf_counter()

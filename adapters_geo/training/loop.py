@@ -89,6 +89,7 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
         step = start_from(config.start_state, model, optimizer, scheduler, fingerprint, method)
     else:
         step = resume_from(folder.checkpoint, model, optimizer, scheduler, fingerprint, stateful, resume, config.first_step)
+    check_parallel(parallel, step, config)
     t0, eval_every = config.resolved_t0(), config.resolved_eval_every()
     if step == config.first_step and config.eval_at_start:
         log.scalars(step, evaluate(step), "eval")
@@ -123,6 +124,19 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
             parts = {name: obj.state_dict() for name, obj in stateful.items()}
             save_checkpoint(folder.checkpoint, step, model, optimizer, scheduler, fingerprint, parts)
     return step
+
+
+def check_parallel(parallel: Parallel, step: int, config: TrainConfig) -> None:
+    """Every process starts at the main one's step, and each has examples to train on."""
+    if parallel.world == 1:
+        return
+    if config.batch_size < parallel.world:
+        raise AdaptersGeoError(f"train.batch_size = {config.batch_size} is smaller than the {parallel.world} processes: "
+                               "some would have no examples", f"set train.batch_size to at least {parallel.world}, or launch fewer processes")
+    main_step = parallel.from_main(step)
+    if main_step != step:  # e.g. a checkpoint this process cannot see as the main one does (several machines, no shared runs/)
+        raise AdaptersGeoError(f"process {parallel.rank} would start at step {step}, the main process at step {main_step}",
+                               "put runs/ on a filesystem every process sees, then resume")
 
 
 def weighted(loss: torch.Tensor, metrics: dict, batch, parallel: Parallel) -> tuple[torch.Tensor, dict]:

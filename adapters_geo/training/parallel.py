@@ -19,9 +19,13 @@ CPUs, NCCL on GPUs), which reads the variables `accelerate launch` (or torchrun)
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+
+PROCESS_TIMEOUT_HOURS = 6
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,10 @@ def current() -> Parallel:
         return Parallel()
     from accelerate import PartialState
 
-    # initialises the process group once: NCCL on GPUs; without one accelerate needs cpu=True to use gloo
-    state = PartialState(cpu=not torch.cuda.is_available())
+    # initialises the process group once: NCCL on GPUs; without one accelerate needs cpu=True to use gloo.
+    # The other processes wait in a collective while the main one evaluates, analyses a run or writes the
+    # report alone (minutes on a CPU): NCCL's default 10-minute timeout would kill them, so allow hours.
+    state = PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(hours=PROCESS_TIMEOUT_HOURS))
     if torch.cuda.is_available():
         torch.cuda.set_device(state.local_process_index)
     return Parallel(state.process_index, state.num_processes)

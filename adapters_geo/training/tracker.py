@@ -14,13 +14,15 @@ it (or, for a run from a saved adapter, that adapter's folder) and the first tra
 are part of the tracker's state, so a resumed run measures from the same start.
 """
 
+import hashlib
 import time
 from pathlib import Path
 
 import torch
 
 from adapters_geo.adapters import merged_deltas
-from adapters_geo.adapters.io import load_saved_deltas
+from adapters_geo.adapters.io import META_FILE, load_saved_deltas
+from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.geometry.aggregate import ALONG_LAYERS, layer_subset, module_type
 from adapters_geo.geometry.online import along_scalars, online_scalars, top_rank
 from adapters_geo.geometry.reference import reference_svd
@@ -53,12 +55,20 @@ class Tracker:
     def state_dict(self) -> dict:
         # ΔW_start of a run from a saved adapter is that adapter's: checkpoints (the t0 state a locking
         # test keeps too) name it instead of holding another fp32 copy (425 MB for SmolLM2-135M, dense)
-        saved = self.start_adapter is not None and bool(self.start)
+        meta = Path(self.start_adapter) / META_FILE if self.start_adapter is not None else None
+        saved = meta is not None and meta.is_file() and bool(self.start)  # ours: adapter.json hashes every file
         return {"start_deltas": None if saved else (self.start or None),  # None: a zero start, or the adapter's
-                "start_adapter": str(self.start_adapter) if saved else None, "first_right": self.first_right}
+                "start_adapter": str(self.start_adapter) if saved else None,
+                "start_adapter_sha256": hashlib.sha256(meta.read_bytes()).hexdigest() if saved else None,
+                "first_right": self.first_right}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("start_adapter") is not None:
+            meta = Path(state["start_adapter"]) / META_FILE
+            if not meta.is_file() or hashlib.sha256(meta.read_bytes()).hexdigest() != state.get("start_adapter_sha256"):
+                raise AdaptersGeoError(
+                    f"the adapter this run started from ({state['start_adapter']}) changed or went since its checkpoint",
+                    "train the run afresh into a new --out (a named experiment: FORCE=1)")
             if not self.start:  # built before the resume, the model still held that adapter: self.start is it
                 device = next(self.model.parameters()).device
                 self.start = {n: d.to(device) for n, d in load_saved_deltas(state["start_adapter"])[1] if d.abs().max() > 0}

@@ -100,3 +100,32 @@ def test_a_resumed_tracker_measures_sim_against_the_same_first_update(tmp_path):
     resumed.on_step(2, logs[1])
     assert logs[0].rows[(2, "geometry/overall")] == logs[1].rows[(2, "geometry/overall")]
     assert "rotation_right_max_deg" not in logs[1].rows[(2, "geometry/overall")]  # along_layers=0: no subset metrics
+
+
+def test_a_checkpoint_names_the_start_adapter_and_refuses_one_that_changed(tmp_path):
+    # A run from a saved adapter: its checkpoint names that adapter (with adapter.json's hash) instead of
+    # holding another copy of ΔW_start; a resume after the adapter was replaced is refused, not mismeasured.
+    import pytest
+
+    from adapters_geo.adapters.io import load_adapter, save_adapter
+    from adapters_geo.errors import AdaptersGeoError
+    from adapters_geo.training.tracker import Tracker
+
+    torch.manual_seed(0)
+    model = attach_adapter(load_base("tiny-llama").model, DenseConfig())
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 1e-3)
+    init = save_adapter(model, tmp_path / "init")
+    resumed = load_adapter(load_base("tiny-llama").model, init)
+    tracker = Tracker(resumed, tmp_path / "trajectory", 4, [], start=str(init))
+    state = tracker.state_dict()
+    assert state["start_deltas"] is None and state["start_adapter"] == str(init) and tracker.start
+    again = Tracker(resumed, tmp_path / "trajectory2", 4, [], start=str(init))
+    again.load_state_dict(state)
+    assert again.start.keys() == tracker.start.keys()
+    meta = init / "adapter.json"
+    meta.write_text(meta.read_text() + " ")
+    with pytest.raises(AdaptersGeoError, match="changed or went"):
+        Tracker(resumed, tmp_path / "trajectory3", 4, [], start=str(init)).load_state_dict(state)
