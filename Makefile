@@ -33,10 +33,9 @@ test-fast:
 
 # make experiment NAME=lock_opd [FORCE=1] [SMOKE=1] [SEEDS=3] [SET="train.steps=200 train.lr=1e-5"] [NPROC=2]; without NAME, lists them.
 # SET overrides keys of NAME only (not of its dependencies); each becomes one --set.
-# NPROC=N: N data-parallel processes through accelerate (one per GPU; gloo processes on a CPU); see README.
-LAUNCH = $(if $(NPROC),$(PYTHON) -m accelerate.commands.launch --multi_gpu --num_processes $(NPROC) --num_machines 1 --mixed_precision no --dynamo_backend no -m,$(PYTHON) -m)
+# NPROC=N: N data-parallel processes through accelerate (adapters_geo/launch.py: one per GPU; gloo processes on a CPU); see README.
 experiment:
-	$(LAUNCH) adapters_geo.cli experiment $(NAME) $(if $(FORCE),--force) $(if $(SMOKE),--smoke) $(if $(SEEDS),--seeds $(SEEDS)) $(foreach s,$(SET),--set '$(s)')
+	$(PYTHON) -m $(if $(NPROC),adapters_geo.launch $(NPROC),adapters_geo.cli) experiment $(NAME) $(if $(FORCE),--force) $(if $(SMOKE),--smoke) $(if $(SEEDS),--seeds $(SEEDS)) $(foreach s,$(SET),--set '$(s)')
 
 report:
 	$(PYTHON) -m adapters_geo.cli report $(if $(SMOKE),--smoke)

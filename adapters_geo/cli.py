@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import os
 import sys
 
 from adapters_geo.errors import AdaptersGeoError, place_error
@@ -62,7 +61,9 @@ def cmd_experiment(args) -> None:
             print(f"  {name:<{max(map(len, names))}}  {description(name)}")
         return
     folder = run_experiment(args.name, force=args.force, smoke=args.smoke, overrides=overrides, seeds=args.seeds)
-    if os.environ.get("RANK", "0") == "0":  # under a data-parallel launch the main process speaks
+    from adapters_geo.training.parallel import current
+
+    if current().main:  # under a data-parallel launch the main process speaks
         print(f"{args.name}: done in {folder}")
 
 
@@ -94,7 +95,9 @@ def cmd_train(args) -> None:
 
     config = load_run_config(args.config, parse_overrides(args.set))
     summary = run(config, args.out, resume=args.resume, analyse=not args.no_analysis)
-    if os.environ.get("RANK", "0") == "0":  # under a data-parallel launch the main process speaks
+    from adapters_geo.training.parallel import current
+
+    if current().main:  # under a data-parallel launch the main process speaks
         print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
 
 

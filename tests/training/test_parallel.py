@@ -2,7 +2,7 @@
 one-process step and reach the same adapter; only the main process writes.
 
 Run: python -m pytest -q tests/training/test_parallel.py
-The two-process runs use gloo on the CPU, launched by accelerate exactly as `make experiment NPROC=2` does.
+The two-process runs use gloo on the CPU, launched exactly as `make experiment NPROC=2` does (adapters_geo/launch.py).
 """
 
 import os
@@ -82,7 +82,7 @@ def test_a_lone_process_loss_is_unchanged_by_the_weighting():
 def _train(command_prefix: list, config: Path, out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("WORLD_SIZE", None)
-    return subprocess.run([*command_prefix, "adapters_geo.cli", "train", str(config), "--out", str(out)],
+    return subprocess.run([*command_prefix, "train", str(config), "--out", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -94,11 +94,10 @@ def test_two_processes_with_the_same_global_batch_reach_the_one_process_adapter(
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(data))
     one, two = tmp_path / "one", tmp_path / "two"
-    done = _train([sys.executable, "-m"], config, one)
+    done = _train([sys.executable, "-m", "adapters_geo.cli"], config, one)
     assert done.returncode == 0, done.stderr[-2000:]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()), "-m"]
-    done = _train(launch, config, two)
+    monkeypatch.setenv("ADAPTERS_GEO_MAIN_PORT", str(free_port()))
+    done = _train([sys.executable, "-m", "adapters_geo.launch", "2"], config, two)  # what make experiment NPROC=2 runs
     assert done.returncode == 0, done.stderr[-2000:]
 
     from adapters_geo.adapters.io import load_saved_deltas

@@ -1,0 +1,36 @@
+"""`python -m adapters_geo.launch N ARGS...`: `adapters-geo ARGS` in N data-parallel processes, through accelerate.
+
+What `make experiment NPROC=N` runs. It is `accelerate launch --multi_gpu --num_processes N -m
+adapters_geo.cli ARGS` (torchrun underneath: one process per GPU, or gloo processes on a CPU), except
+that a process that stops on bad input (its one line, exit code 2) ends the launch with exit code 2
+instead of torchrun's ChildFailedError traceback after that line.
+"""
+
+import os
+import sys
+
+PORT_ENV = "ADAPTERS_GEO_MAIN_PORT"  # the main process's port, where the default 29500 is taken
+
+
+def main(argv: list[str]) -> int:
+    if not argv or not argv[0].isdigit() or int(argv[0]) < 1:
+        print("adapters-geo: error: the process count must be a whole number ≥ 1 — fix: NPROC=2 (or leave NPROC out)",
+              file=sys.stderr)
+        return 2
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    port = ["--main_process_port", os.environ[PORT_ENV]] if os.environ.get(PORT_ENV) else []  # default 29500
+    args = launch_command_parser().parse_args(["--multi_gpu", "--num_processes", argv[0], "--num_machines", "1",
+                                               "--mixed_precision", "no", "--dynamo_backend", "no", *port,
+                                               "-m", "adapters_geo.cli", *argv[1:]])
+    try:
+        launch_command(args)
+    except ChildFailedError as failed:  # the failing process has said why; its exit code is the launch's
+        codes = [f.exitcode for f in failed.failures.values()]
+        return 2 if 2 in codes else max(1, *codes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
