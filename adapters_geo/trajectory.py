@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from adapters_geo.atomic import atomic_write_bytes, atomic_write_text
-from adapters_geo.geometry.linalg import svdvals64, top_svd64
+from adapters_geo.geometry.linalg import decompose64
 from adapters_geo.runfolder import default_t0
 
 FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
@@ -71,36 +71,49 @@ class TrajectoryWriter:
     def due(self, step: int) -> bool:
         return step in self.steps
 
-    def save(self, step: int, deltas: dict, k: int = 0) -> tuple[dict, dict]:
-        """Store the snapshot ΔW_t of `step` (relative to the run's start).
+    def format_of(self, step: int) -> str:
+        """How `step` is stored: adapter (a reference), fp32 (final), bf16 (t0) or factors."""
+        return "adapter" if step in self.references else "fp32" if step == self.final else "bf16" if step in self.full else "factors"
 
-        Returns ({name: all singular values}, {name: top-k right singular vectors (n, k)}, empty when k = 0).
-        """
-        fmt = "adapter" if step in self.references else "fp32" if step == self.final else "bf16" if step in self.full else "factors"
-        tensors, spectra, right = {}, {}, {}
-        for name, delta in deltas.items():
-            if fmt == "factors":
-                u, s, v = top_svd64(delta, max(self.rank, k))
-            elif k:  # stored in full: the spectrum and the top-k right vectors
-                _, s, v = top_svd64(delta, k)
-            else:  # stored in full: only the spectrum (no eigenvectors, about 25% cheaper)
-                s = svdvals64(delta)
-            spectra[name] = s
-            if k:
-                right[name] = v[:, :k]
-            tensors[name + SPECTRUM] = s.float().contiguous()
-            if fmt == "factors":
-                r = min(self.rank, s.numel())
-                tensors[f"{name}:us"] = (u[:, :r] * s[:r]).float().contiguous()
-                tensors[f"{name}:v"] = v[:, :r].float().contiguous()
-            elif fmt != "adapter":
-                tensors[name] = delta.to(torch.float32 if fmt == "fp32" else torch.bfloat16).contiguous()
+    def vectors_needed(self, step: int, k: int = 0) -> int:
+        """How many top singular vectors `step`'s snapshot needs: the factors' rank, or the caller's k."""
+        return max(self.rank, k) if self.format_of(step) == "factors" else k
+
+    def pack(self, step: int, name: str, delta: torch.Tensor, u, s: torch.Tensor, v) -> dict:
+        """The tensors (on the CPU) one matrix adds to `step`'s file, from ΔW_t and its decomposition (decompose64)."""
+        fmt = self.format_of(step)
+        tensors = {name + SPECTRUM: s.float().cpu().contiguous()}
+        if fmt == "factors":
+            r = min(self.rank, s.numel(), v.shape[1])
+            tensors[f"{name}:us"] = (u[:, :r] * s[:r]).float().cpu().contiguous()
+            tensors[f"{name}:v"] = v[:, :r].float().cpu().contiguous()
+        elif fmt != "adapter":
+            tensors[name] = delta.to(torch.float32 if fmt == "fp32" else torch.bfloat16).cpu().contiguous()
+        return tensors
+
+    def write(self, step: int, tensors: dict) -> None:
+        """Write `step`'s file (every matrix's packed tensors) and its index entry."""
+        fmt = self.format_of(step)
         file = f"step_{step:06d}.safetensors"
         atomic_write_bytes(self.folder / file, safetensors_bytes(tensors))
         self.index[str(step)] = {"format": fmt, "file": file, "rank": self.rank, "spectrum": True}
         if fmt == "adapter":
             self.index[str(step)].update({"adapter": self.references[step], "start": self.start})
         atomic_write_text(self.folder / INDEX, json.dumps(self.index, indent=1))
+
+    def save(self, step: int, deltas: dict, k: int = 0) -> tuple[dict, dict]:
+        """Store the snapshot ΔW_t of `step` (relative to the run's start), all matrices at once.
+
+        Returns ({name: all singular values}, {name: top-k right singular vectors (n, k)}, empty when k = 0).
+        """
+        tensors, spectra, right = {}, {}, {}
+        for name, delta in deltas.items():
+            u, s, v = decompose64(delta, self.vectors_needed(step, k))
+            tensors.update(self.pack(step, name, delta, u, s, v))
+            spectra[name] = s
+            if k:
+                right[name] = v[:, :k]
+        self.write(step, tensors)
         return spectra, right
 
     def disk_bytes(self) -> int:

@@ -13,6 +13,7 @@ from torch import nn
 from adapters_geo.adapters import dense, locked, lora
 from adapters_geo.adapters.bases import random_orthonormal_basis, top_singular_basis
 from adapters_geo.adapters.delta_linear import merged_deltas as _delta_linear_deltas
+from adapters_geo.adapters.delta_linear import readers as _delta_linear_readers
 from adapters_geo.adapters.dense import DenseConfig
 from adapters_geo.adapters.locked import LockedConfig
 from adapters_geo.adapters.lora import LoraConfig
@@ -44,6 +45,19 @@ def merged_deltas(model: nn.Module) -> dict:
     return _delta_linear_deltas(model)
 
 
+def delta_readers(model: nn.Module) -> dict:
+    """{weight name: callable giving that matrix's fp32 ΔW}: merged_deltas one matrix at a time (call under no_grad).
+
+    For whoever must not hold every target's ΔW at once (the tracker: 6.4 GB at 1.7B with LoRA).
+    """
+    return lora.readers(model) if adapter_kind(model) == "lora" else _delta_linear_readers(model)
+
+
+def low_rank_factors(model: nn.Module) -> dict:
+    """{weight name: (L, R)} with ΔW = L @ R where the adapter is low-rank by construction (LoRA), else {}."""
+    return lora.factors(model) if adapter_kind(model) == "lora" else {}
+
+
 def trainable_named(model: nn.Module) -> dict:
     """{parameter name: tensor} of the adapter's trainable parameters (the base is frozen)."""
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -55,6 +69,7 @@ def trainable_parameters(model: nn.Module) -> list:
 
 
 __all__ = [
-    "DenseConfig", "KINDS", "LockedConfig", "LoraConfig", "adapter_kind", "attach_adapter", "merged_deltas",
+    "DenseConfig", "KINDS", "LockedConfig", "LoraConfig", "adapter_kind", "attach_adapter", "delta_readers",
+    "low_rank_factors", "merged_deltas",
     "random_orthonormal_basis", "top_singular_basis", "trainable_named", "trainable_parameters",
 ]

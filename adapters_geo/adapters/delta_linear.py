@@ -96,10 +96,13 @@ def delta_layers(model: nn.Module) -> dict[str, DeltaLinear]:
     return {canonical_name(p): m for p, m in model.named_modules() if isinstance(m, DeltaLinear)}
 
 
+def readers(model: nn.Module) -> dict:
+    """{canonical weight name: callable returning that layer's fp32 ΔW (a copy, never a view)}."""
+    return {name: (lambda layer=layer: layer.delta.delta_weight().detach().to(torch.float32, copy=True))
+            for name, layer in delta_layers(model).items()}
+
+
 def merged_deltas(model: nn.Module) -> dict[str, torch.Tensor]:
     """{canonical weight name: fp32 ΔW} from each wrapped layer's delta module (copies, never views)."""
     with torch.no_grad():
-        return {
-            name: layer.delta.delta_weight().detach().to(torch.float32, copy=True)
-            for name, layer in delta_layers(model).items()
-        }
+        return {name: read() for name, read in readers(model).items()}

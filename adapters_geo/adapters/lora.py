@@ -77,10 +77,32 @@ def layer_delta(layer) -> torch.Tensor:
     return delta.T if getattr(layer, "fan_in_fan_out", False) else delta
 
 
+def layer_factors(layer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, R) with ΔW = L @ R for one peft LoRA layer: (scaling · B, A), transposed for fan_in_fan_out; fp32 copies."""
+    name = layer.active_adapters[0]
+    if layer.use_dora.get(name, False):
+        raise AdaptersGeoError("DoRA adapters are not supported", "train plain LoRA (use_dora=False)")
+    a = layer.lora_A[name].weight.detach().to(torch.float32, copy=True)  # copies: a caller may hold them past the next step
+    b = layer.lora_B[name].weight.detach().to(torch.float32, copy=True)
+    scaling = layer.scaling[name]
+    return (a.T, b.T * scaling) if getattr(layer, "fan_in_fan_out", False) else (b * scaling, a)
+
+
+def readers(model: nn.Module) -> dict:
+    """{canonical weight name: callable returning that layer's fp32 ΔW}, one matrix at a time."""
+    return {name: (lambda layer=layer: layer_delta(layer)) for name, layer in lora_layers(model).items()}
+
+
+def factors(model: nn.Module) -> dict:
+    """{canonical weight name: (L, R)}, ΔW = L @ R, of every LoRA layer (rank r: small to hold)."""
+    with torch.no_grad():
+        return {name: layer_factors(layer) for name, layer in lora_layers(model).items()}
+
+
 def merged_deltas(model: nn.Module) -> dict[str, torch.Tensor]:
     """{canonical weight name: fp32 ΔW} from each layer's LoRA factors."""
     with torch.no_grad():
-        return {name: layer_delta(layer) for name, layer in lora_layers(model).items()}
+        return {name: read() for name, read in readers(model).items()}
 
 
 def export(model: nn.Module) -> tuple[dict, dict]:

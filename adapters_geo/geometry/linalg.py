@@ -9,6 +9,10 @@ arccos of a cosine near 1 loses half the digits exactly where rotations are smal
 
 The Gram route resolves singular values down to about √ε·σ₁ ≈ 1e-8·σ₁; values below
 FLOOR·σ₁ are numerically zero and reported as 0 (so a rank-r update shows exactly r).
+
+`factored_svd64` decomposes a product L R (a LoRA update, rank r) from its factors: a QR of each
+and an r × r SVD, O((m + n) r²) instead of the O(m n min(m, n)) of any route through the m × n
+matrix; exact, and no Gram squaring (σ resolved to ε·σ₁).
 """
 
 import torch
@@ -35,6 +39,50 @@ def svd64(w: torch.Tensor, k: int | None = None):
     other = (w.T @ small if wide else w @ small) / s[:k].clamp_min(torch.finfo(torch.float64).tiny)
     other = _orthonormalize(other, s[:k])
     return (small, s, other) if wide else (other, s, small)
+
+
+def factored_svd64(left: torch.Tensor, right: torch.Tensor, k: int | None = None):
+    """(U[:, :k], S (all min(m, n), descending, zeros past the rank), V[:, :k]) of left @ right in float64.
+
+    left (m, r), right (r, n); columns past the product's rank (σ = 0) are some orthonormal completion.
+    """
+    left, right = left.detach().to(torch.float64), right.detach().to(torch.float64)
+    m, n = left.shape[0], right.shape[1]
+    q_left, r_left = torch.linalg.qr(left)  # (m, r'), (r', r)
+    q_right, r_right = torch.linalg.qr(right.T)  # (n, r''), (r'', r)
+    u, core, vh = torch.linalg.svd(r_left @ r_right.T)  # (r', r'') core of ΔW = Q_L core Q_Rᵀ
+    s = torch.zeros(min(m, n), dtype=torch.float64, device=left.device)
+    s[: core.numel()] = core
+    if s.numel() and s[0] > 0:
+        s = torch.where(s < FLOOR * s[0], torch.zeros_like(s), s)  # as the Gram route reports ranks
+    k = s.numel() if k is None else min(k, s.numel())
+    return _complete(q_left @ u, k), s, _complete(q_right @ vh.T, k)
+
+
+def _complete(q: torch.Tensor, k: int) -> torch.Tensor:
+    """The first k columns of orthonormal `q` (p, c), completed past c by orthonormal columns orthogonal to it.
+
+    Past the rank the singular vectors are any orthonormal completion (the Gram route returns one too);
+    here a seeded Gaussian one, so every caller gets k columns, as from a full-rank matrix.
+    """
+    if q.shape[1] >= k:
+        return q[:, :k]
+    extra = torch.randn(q.shape[0], k - q.shape[1], dtype=q.dtype, generator=torch.Generator().manual_seed(0)).to(q.device)
+    extra = extra - q @ (q.T @ extra)
+    return torch.cat([q, torch.linalg.qr(extra - q @ (q.T @ extra))[0]], 1)
+
+
+def decompose64(w: torch.Tensor, k: int, factors=None):
+    """(U[:, :k], S (all, descending), V[:, :k]) of `w`, or (None, S, None) when k = 0 (values only, cheaper).
+
+    `factors` (L, R) with L @ R = w: the exact SVD from them (factored_svd64) instead of from `w`.
+    """
+    if factors is not None:
+        u, s, v = factored_svd64(*factors, k or None)
+        return (u, s, v) if k else (None, s, None)
+    if k:
+        return top_svd64(w, k)
+    return None, svdvals64(w), None
 
 
 def _orthonormalize(vectors: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

@@ -6,12 +6,13 @@ On every matrix (cheap, from what the trajectory already computes):
 - sim_right_to_first = Sim_K(t, t_first) = ‖V_K(t)ᵀ V_K(t_first)‖²_F / K: the top-K right singular
   subspace of ΔW_t against that of the run's first tracked update (K = 16, or the smaller rank of
   the two updates when lower, e.g. a LoRA); 1 at the first tracked step.
-On a fixed subset of matrices (`along_scalars`; the tracker takes every matrix of about 4 evenly
+On a fixed subset of matrices (`along_row`; the tracker takes every matrix of about 4 evenly
 spaced layers): an SVD of W_start + ΔW_t per matrix, so not on all of them:
 - rotation_right_max_deg: max principal angle between W_start's and W_start + ΔW_t's top-k right
   singular subspaces, k = min(m, n) // 8 (rotation.py);
 - principal_energy: share of ‖ΔW_t‖²_F inside W_start's top-k two-sided subspace (spectrum.py).
-Means are per module type and "overall"; fractions are parameter-weighted (aggregate.summarize).
+Rows are per matrix (the tracker streams the matrices one at a time); `group_means` gives the means
+per module type and "overall"; fractions are parameter-weighted (aggregate.summarize).
 The full suite runs on the final update; this keeps a tracked step cheap.
 """
 
@@ -47,32 +48,11 @@ def similarity_to_first(right, first) -> float:
     return subspace_similarity(right[:, :k], first[:, :k]) if k else math.nan
 
 
-def online_scalars(reference, deltas: dict, spectra: dict, right: dict | None = None, first_right: dict | None = None) -> dict:
-    """{"overall": {...}, "<type>": {...}} of the cheap scalars over every matrix.
-
-    reference {name: W_start} (a mapping, read one matrix at a time), deltas {name: ΔW_t},
-    spectra {name: singular values of ΔW_t, descending}; right / first_right {name: top right singular
-    vectors (n, ≤ K)} of ΔW_t and of the first tracked update (no Sim_K without first_right).
-    """
-    rows = {}
-    for name, delta in deltas.items():
-        rows[name] = matrix_scalars(reference[name], delta, spectra[name])
-        if first_right is not None:
-            rows[name]["sim_right_to_first"] = similarity_to_first((right or {}).get(name), first_right.get(name))
-    return group_means(rows)
-
-
-def along_scalars(reference, deltas: dict, refs: dict) -> dict:
-    """{"overall": {...}, "<type>": {...}} of rotation_right_max_deg and principal_energy over the matrices of `refs`.
-
-    refs {name: RefSVD of W_start with at least min(m, n) // 8 columns} (geometry/reference.py).
-    """
-    rows = {}
-    for name, ref in refs.items():
-        found = endpoint_along(reference[name], ref.u, ref.v, deltas[name])
-        rows[name] = {"params": deltas[name].numel(), "rotation_right_max_deg": found["rotation_right_max_deg"],
-                      "principal_energy": found["principal_energy"]}
-    return group_means(rows) if rows else {}
+def along_row(w_start: torch.Tensor, delta: torch.Tensor, ref) -> dict:
+    """rotation_right_max_deg and principal_energy of one matrix; ref: W_start's top-k SVD (geometry/reference.py)."""
+    found = endpoint_along(w_start, ref.u, ref.v, delta)
+    return {"params": delta.numel(), "rotation_right_max_deg": found["rotation_right_max_deg"],
+            "principal_energy": found["principal_energy"]}
 
 
 def group_means(rows: dict) -> dict:

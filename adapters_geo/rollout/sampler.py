@@ -15,7 +15,7 @@ resolution twice); `refresh(model)` re-merges the adapter's targets before each 
 
 import torch
 
-from adapters_geo.adapters import merged_deltas
+from adapters_geo.adapters import delta_readers
 from adapters_geo.models.quant import dequantized_weight
 from adapters_geo.models.weights import PEFT_PREFIX, base_linears
 from adapters_geo.rollout.sampling import cut_at_eos, left_pad, shared_prefill
@@ -74,11 +74,11 @@ class Sampler:
     @torch.no_grad()
     def refresh(self, model) -> None:
         """Copy W0 + ΔW of every adapted (and every other linear) layer into the replica, merged in fp32."""
-        deltas = merged_deltas(model)
+        deltas = delta_readers(model)  # one ΔW at a time: never every target's fp32 ΔW at once
         for name, layer in base_linears(model).items():
             merged = dequantized_weight(layer).to(self.device, torch.float32)
             if name in deltas:
-                merged = merged + deltas[name].to(self.device)
+                merged = merged + deltas[name]().to(self.device)
             self.params[name].copy_(merged.to(self.dtype))
 
     @torch.no_grad()

@@ -2,29 +2,36 @@
 
 At each tracked step it snapshots ΔW_t − ΔW_start into the trajectory (trajectory.py) and logs
 the online geometry scalars (geometry/online.py) under "geometry/<group>", ΔW singular-value
-histograms per module type, and its own cost (group "tracking": snapshot_seconds,
-geometry_seconds, along_seconds, format):
+histograms per module type, and its own cost (group "tracking": seconds, the step's wall time, and
+snapshot_seconds, geometry_seconds, along_seconds, its parts summed over the matrices (and so over
+the parallel workers of a CPU: they can add up to more than `seconds`); format):
 - on every matrix: bf16 sparsity, relative norm, stable and effective rank, and Sim_K of ΔW_t's
   top-16 right subspace to the first tracked step's (its vectors come with the snapshot's SVD);
 - on every matrix of about 4 evenly spaced layers (aggregate.layer_subset): rotation of W_start's
   top-k right subspace and principal energy, which need W_start's SVD (once per run, held) and an
   SVD of W_start + ΔW_t per matrix.
+The matrices are streamed: one target's ΔW_t at a time on the model's device (never all of them: 6.4 GB
+of fp32 at 1.7B with LoRA), everything kept moved to the CPU. A LoRA's spectrum and top vectors come
+exactly from its factors (linalg.factored_svd64), never from the m × n matrix.
 ΔW_start is the adapter's update when the run started (non-zero for a run from an init adapter);
 it (or, for a run from a saved adapter, that adapter's folder) and the first tracked step's subspaces
 are part of the tracker's state, so a resumed run measures from the same start.
 """
 
 import hashlib
+import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from adapters_geo.adapters import merged_deltas
+from adapters_geo.adapters import delta_readers, low_rank_factors
 from adapters_geo.adapters.io import META_FILE, load_saved_deltas
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.geometry.aggregate import ALONG_LAYERS, layer_subset, module_type
-from adapters_geo.geometry.online import along_scalars, online_scalars, top_rank
+from adapters_geo.geometry.linalg import decompose64
+from adapters_geo.geometry.online import along_row, group_means, matrix_scalars, similarity_to_first, top_rank
 from adapters_geo.geometry.reference import reference_svd
 from adapters_geo.geometry.rotation import default_k
 from adapters_geo.geometry.trajectory import K_DEFAULT
@@ -42,14 +49,17 @@ class Tracker:
     def __init__(self, model, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None,
                  along_layers: int = ALONG_LAYERS, references: dict | None = None, start: str | None = None):
         self.model = model
-        initial = merged_deltas(model)
-        self.names = list(initial)
-        self.start = {n: d for n, d in initial.items() if d.abs().max() > 0}  # zeros are not held
+        readers = delta_readers(model)
+        self.names = list(readers)
+        with torch.no_grad():  # one matrix at a time; zeros (a fresh adapter) are not held
+            self.start = {n: d for n, read in readers.items() if (d := read()).abs().max() > 0}
+        # a LoRA's start as factors too, so ΔW_t − ΔW_start keeps a factored form (rank ≤ 2r)
+        self.start_factors = {n: f for n, f in low_rank_factors(model).items() if n in self.start}
         self.writer = TrajectoryWriter(folder, total_steps, steps, rank, t0, references, start)
         self.rank = rank
         self.along = layer_subset(self.names, along_layers) if along_layers else []
         self.refs = {}  # {name: W_start's top-k SVD} of the `along` matrices, from the first tracked step on
-        self.first_right = None  # {name: (n, ≤ K) top right singular vectors} of the first tracked update
+        self.first_right = None  # {name: (n, ≤ K) top right singular vectors (CPU)} of the first tracked update
         self.start_adapter = start  # the saved adapter ΔW_start was read from (None: zero, or not saved)
 
     def state_dict(self) -> dict:
@@ -72,46 +82,107 @@ class Tracker:
             if not self.start:  # built before the resume, the model still held that adapter: self.start is it
                 device = next(self.model.parameters()).device
                 self.start = {n: d.to(device) for n, d in load_saved_deltas(state["start_adapter"])[1] if d.abs().max() > 0}
+                self.start_factors = {}
         elif state.get("start_deltas") is not None:
-            self.start = state["start_deltas"]
+            self.start, self.start_factors = state["start_deltas"], {}  # held dense: the snapshot route below
         if state.get("first_right") is not None:
-            self.first_right = state["first_right"]
+            self.first_right = {n: v.cpu() for n, v in state["first_right"].items()}
 
     def on_step(self, step: int, log) -> None:
-        """At a tracked step: snapshot ΔW_t, log online scalars, histograms and the cost."""
+        """At a tracked step: snapshot ΔW_t, log online scalars, histograms and the cost.
+
+        Matrix by matrix (measure_matrix): ΔW_t of one target at a time on the model's device, what is kept on
+        the CPU; on a CPU the matrices are spread over a thread per core (LAPACK's eigensolvers barely use a
+        second thread: on this 2-core CPU two one-thread workers halve a dense step's decompositions).
+        """
         if not self.writer.due(step):
             return
         started = time.perf_counter()
-        relative = {n: d - self.start[n] if n in self.start else d for n, d in merged_deltas(self.model).items()}
-        spectra, right = self.writer.save(step, relative, K_DEFAULT)
-        right = {n: v[:, : top_rank(spectra[n])].float() for n, v in right.items() if top_rank(spectra[n])}
-        self.first_right = right if self.first_right is None else self.first_right
-        snapshot_seconds = time.perf_counter() - started
+        readers, factors = delta_readers(self.model), low_rank_factors(self.model)
         reference = LazyBaseWeights(self.model, self.names, self.start)  # W_start, one matrix at a time
-        groups = online_scalars(reference, relative, spectra, right, self.first_right)
-        geometry_seconds = time.perf_counter() - started - snapshot_seconds
-        along = along_scalars(reference, relative, self.reference_svds(reference))
-        along_seconds = time.perf_counter() - started - snapshot_seconds - geometry_seconds
-        for group, values in groups.items():
+        first = self.first_right
+        results = over_matrices(lambda name: self.measure_matrix(step, name, readers[name], factors.get(name), reference, first),
+                                self.names, next(self.model.parameters()).device)
+        tensors, rows, along, right, costs = {}, {}, {}, {}, dict.fromkeys(("snapshot", "geometry", "along"), 0.0)
+        for name, found in zip(self.names, results):
+            tensors.update(found["tensors"])
+            rows[name] = found["row"]
+            if found["along"] is not None:
+                along[name] = found["along"]
+            if found["right"] is not None:
+                right[name] = found["right"]
+            for part in costs:
+                costs[part] += found["seconds"][part]
+        written = time.perf_counter()
+        self.writer.write(step, tensors)
+        costs["snapshot"] += time.perf_counter() - written
+        self.first_right = right if self.first_right is None else self.first_right
+        along = group_means(along) if along else {}
+        for group, values in group_means(rows).items():
             log.scalars(step, {**values, **along.get(group, {})}, f"geometry/{group}")
         by_type = {}
-        for name, values in spectra.items():
-            by_type.setdefault(module_type(name), []).append(values[: self.rank].float())
+        for name, found in zip(self.names, results):
+            by_type.setdefault(module_type(name), []).append(found["top"])
         for kind, values in by_type.items():
             log.histogram(step, f"delta_singular_values/{kind}", torch.cat(values))
-        log.scalars(step, {"snapshot_seconds": snapshot_seconds, "geometry_seconds": geometry_seconds,
-                           "along_seconds": along_seconds, "format": self.writer.index[str(step)]["format"]}, "tracking")
+        log.scalars(step, {"seconds": time.perf_counter() - started, "snapshot_seconds": costs["snapshot"],
+                           "geometry_seconds": costs["geometry"], "along_seconds": costs["along"],
+                           "format": self.writer.format_of(step)}, "tracking")
 
-    def reference_svds(self, reference) -> dict:
-        """W_start's top-k SVD (k = min(m, n) // 8) of each `along` matrix, computed once per run."""
-        for name in self.along:
-            if name not in self.refs:
-                w0 = reference[name]
-                self.refs[name] = reference_svd(w0, default_k(w0.shape))
-        return self.refs
+    @torch.no_grad()
+    def measure_matrix(self, step: int, name: str, read, factors, reference, first) -> dict:
+        """Everything a tracked step needs of one matrix; only CPU tensors and numbers come back.
+
+        `seconds` {snapshot, geometry, along}: this matrix's share of the tracking cost.
+        """
+        begun = time.perf_counter()
+        delta = read()
+        if name in self.start:
+            delta = delta - self.start[name]
+            if factors is not None and name in self.start_factors:  # L R − L0 R0 = [L, −L0] [R; R0]
+                left0, right0 = self.start_factors[name]
+                factors = (torch.cat([factors[0], -left0], 1), torch.cat([factors[1], right0], 0))
+            else:
+                factors = None
+        u, s, v = decompose64(delta, self.writer.vectors_needed(step, K_DEFAULT), factors)
+        tensors = self.writer.pack(step, name, delta, u, s, v)
+        k = top_rank(s)
+        right = v[:, :k].float().cpu() if k else None
+        snapshot = time.perf_counter()
+        w_start = reference[name]
+        row = matrix_scalars(w_start, delta, s)
+        if first is not None:
+            row["sim_right_to_first"] = similarity_to_first(right, first.get(name))
+        else:  # the first tracked step is its own reference
+            row["sim_right_to_first"] = 1.0 if right is not None else math.nan
+        geometry = time.perf_counter()
+        along = None
+        if name in self.along:
+            if name not in self.refs:  # W_start's top-k SVD, once per run
+                self.refs[name] = reference_svd(w_start, default_k(w_start.shape))
+            along = along_row(w_start, delta, self.refs[name])
+        return {"tensors": tensors, "row": row, "along": along, "right": right, "top": s[: self.rank].float().cpu(),
+                "seconds": {"snapshot": snapshot - begun, "geometry": geometry - snapshot, "along": time.perf_counter() - geometry}}
 
     def disk_bytes(self) -> int:
         return self.writer.disk_bytes()
+
+
+def over_matrices(measure, names: list, device) -> list:
+    """[measure(name) for name in names]; on a CPU spread over one one-thread worker per torch thread.
+
+    Each decomposition then runs single-threaded beside the others (results do not depend on the split);
+    the thread count is restored after. On an accelerator the matrices go one after the other.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2 or len(names) < 2:
+        return [measure(name) for name in names]
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(measure, names))
+    finally:
+        torch.set_num_threads(threads)
 
 
 class NoTracking:

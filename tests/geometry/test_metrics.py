@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 
 from adapters_geo.geometry.aggregate import aggregate, module_type
-from adapters_geo.geometry.linalg import principal_angles, svd64, svdvals64
+from adapters_geo.geometry.linalg import decompose64, factored_svd64, principal_angles, svd64, svdvals64
 from adapters_geo.svd_cache import SVDCache
 from adapters_geo.geometry.rotation import curve_ks, rotation_deg, rotation_stats
 from adapters_geo.geometry.sparsity import (
@@ -66,6 +66,24 @@ def test_principal_energy_inside_and_orthogonal():
     share, ratio = principal_energy(inside, u[:, :k], v[:, :k])
     assert share == pytest.approx(1.0) and ratio == pytest.approx(m * n / k**2)
     assert principal_energy(outside, u[:, :k], v[:, :k])[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bf16_changed_takes_the_equality_shortcut_only_where_it_equals_the_relative_test():
+    # below η = 2⁻⁹ the η-relative test is exact bf16 inequality (the fast path the tracker uses on every
+    # matrix); checked against the written formula on neighbours, zeros of both signs, sign flips, subnormals
+    g = torch.Generator().manual_seed(0)
+    w0 = torch.randn(4000, generator=g) * torch.logspace(-40, 3, 4000)
+    nudged = [w0 * (1 + torch.randn(4000, generator=g) * 2.0**-e) for e in (4, 8, 9, 10, 20)]
+    specials = torch.tensor([0.0, -0.0, 1e-39, -1e-39, 2e-39, 1.0, -1.0, 1.00390625])
+    for w1 in nudged + [-w0, torch.zeros(4000)]:
+        for eta in (1e-3, 2.0**-9.5, 1e-6):
+            a, b = w0.bfloat16().float(), w1.bfloat16().float()
+            formula = (b - a).abs() > eta * torch.maximum(a.abs(), b.abs())
+            assert torch.equal(bf16_changed(w0, w1, eta), formula)
+    pairs = torch.cartesian_prod(specials, specials)
+    a, b = pairs[:, 0].bfloat16().float(), pairs[:, 1].bfloat16().float()
+    assert torch.equal(bf16_changed(pairs[:, 0], pairs[:, 1]), (b - a).abs() > 1e-3 * torch.maximum(a.abs(), b.abs()))
+    assert bf16_changed(w0, w0, 0.01).sum() == 0 and bf16_changed(w0, -w0, 0.01).sum() == (w0.bfloat16() != 0).sum()
 
 
 def test_bf16_sparsity_and_masks_with_known_overlap():
@@ -129,6 +147,28 @@ def test_svd64_matches_lapack():
         torch.testing.assert_close(s, s_ref)
         assert principal_angles(u, u_ref[:, :5]).max() < 1e-8
         assert principal_angles(v, vh_ref[:5].T).max() < 1e-8
+
+
+def test_factored_svd64_is_the_exact_svd_of_the_product():
+    # closed form: L R = U diag(σ) Vᵀ with known σ, factors mixed by an invertible r × r matrix
+    g = torch.Generator().manual_seed(3)
+    m, n, sigma = 70, 40, torch.tensor([3.0, 2.0, 0.5, 1e-4], dtype=torch.float64)
+    u = torch.linalg.qr(torch.randn(m, 4, generator=g, dtype=torch.float64))[0]
+    v = torch.linalg.qr(torch.randn(n, 4, generator=g, dtype=torch.float64))[0]
+    mix = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    left, right = u * sigma @ mix, torch.linalg.solve(mix, v.T)  # (m, 4), (4, n)
+    fu, fs, fv = factored_svd64(left, right, 16)
+    assert fs.shape == (n,) and torch.allclose(fs[:4], sigma, rtol=1e-10) and (fs[4:] == 0).all()
+    assert fu.shape == (m, 16) and fv.shape == (n, 16)  # completed past the rank, as the Gram route gives
+    torch.testing.assert_close(fu.T @ fu, torch.eye(16, dtype=torch.float64))
+    torch.testing.assert_close(fv.T @ fv, torch.eye(16, dtype=torch.float64))
+    assert principal_angles(fu[:, :4], u).max() < 1e-8 and principal_angles(fv[:, :4], v).max() < 1e-8
+    torch.testing.assert_close((fu[:, :4] * fs[:4]) @ fv[:, :4].T, left @ right)
+    _, gram_s, gram_v = decompose64((left @ right).float(), 3)  # the dense route agrees (fp32 input)
+    torch.testing.assert_close(gram_s[:4], fs[:4].to(gram_s), rtol=1e-5, atol=1e-6)
+    assert principal_angles(gram_v, fv[:, :3]).max() < 1e-3
+    zero_u, zero_s, _ = factored_svd64(torch.zeros(m, 2), torch.randn(2, n))  # a fresh LoRA (B = 0)
+    assert (zero_s == 0).all() and zero_u.shape == (m, n)
 
 
 def test_rank_r_update_has_exactly_r_nonzero_singular_values():

@@ -6,10 +6,12 @@ Run: python -m pytest -q tests/training/test_tracker.py
 
 import math
 
+import pytest
 import torch
 
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base
 from adapters_geo.geometry.aggregate import layer_subset
+from adapters_geo.geometry.linalg import decompose64
 from adapters_geo.geometry.online import group_means, similarity_to_first
 from adapters_geo.geometry.reference import reference_svd
 from adapters_geo.geometry.rotation import default_k
@@ -129,3 +131,45 @@ def test_a_checkpoint_names_the_start_adapter_and_refuses_one_that_changed(tmp_p
     meta.write_text(meta.read_text() + " ")
     with pytest.raises(AdaptersGeoError, match="changed or went"):
         Tracker(resumed, tmp_path / "trajectory3", 4, [], start=str(init)).load_state_dict(state)
+
+
+def test_a_lora_is_measured_from_its_factors_exactly_and_one_matrix_at_a_time(tmp_path, monkeypatch):
+    # LoRA spectra come from the factors (QR + r × r SVD), also relative to a non-zero start (rank ≤ 2r);
+    # they equal the dense SVD of ΔW_t − ΔW_start, and the tracker never holds every ΔW at once
+    import weakref
+
+    import adapters_geo.training.tracker as tracker_module
+    from adapters_geo.adapters import delta_readers, merged_deltas
+    from adapters_geo.trajectory import read_spectra
+
+    model = attach_adapter(load_base("tiny-llama").model, LoraConfig(r=2))
+    perturb(model, 1e-1, 0)  # a run from a trained adapter: ΔW_start ≠ 0
+    start = merged_deltas(model)
+    live, peak = [0], [0]
+
+    def counted(model):
+        def wrap(read):
+            def reading():
+                delta = read()
+                live[0] += 1
+                peak[0] = max(peak[0], live[0])
+                weakref.finalize(delta, lambda: live.__setitem__(0, live[0] - 1))
+                return delta
+            return reading
+        return {name: wrap(read) for name, read in delta_readers(model).items()}
+
+    monkeypatch.setattr(tracker_module, "delta_readers", counted)
+    monkeypatch.setattr(tracker_module, "decompose64", lambda w, k, factors=None: (
+        pytest.fail(f"{w.shape}: a LoRA went through the dense route") if factors is None else decompose64(w, k, factors)))
+    tracker = Tracker(model, tmp_path, total_steps=3, steps=[1, 2, 3], t0=3, along_layers=0)
+    assert tracker.start_factors.keys() == tracker.start.keys() == start.keys()
+    perturb(model, 1e-1, 1)
+    held = peak[0] = live[0]  # ΔW_start, held by the tracker
+    tracker.on_step(1, Recorder())  # a factors step
+    assert 0 < peak[0] - held <= torch.get_num_threads() + 1 < len(start)  # streamed: at most one ΔW per worker alive
+    stored = read_spectra(tmp_path)[1]
+    for name, delta in merged_deltas(model).items():
+        exact = torch.linalg.svdvals((delta - start[name]).double())
+        torch.testing.assert_close(stored[name][:4].double(), exact[:4], rtol=1e-5, atol=1e-7)
+        assert (stored[name][4:] == 0).all() and (exact[4:] < 1e-5 * exact[0]).all()  # rank 2r = 4
+    torch.testing.assert_close(read_trajectory(tmp_path)[1][name], delta - start[name], rtol=1e-4, atol=1e-6)
