@@ -137,7 +137,8 @@ class PolicyGradient:
         teacher = batch.teacher
         teacher_logp = teacher[0] if isinstance(teacher, tuple) else teacher
         gaps = (old - teacher_logp) if teacher_logp is not None else None
-        generator = torch.Generator().manual_seed(1_000_003 * self.ctx.seed + batch.step)
+        # seeded by (seed, step) and, under data parallelism, by the share: processes draw independently (rank 0 = a lone run)
+        generator = torch.Generator().manual_seed(1_000_003 * self.ctx.seed + batch.step + 7_919 * batch.stream)
         weights = token_selection(token_mask, self.cfg.token_fraction, self.cfg.token_select, gaps, generator)
         denominator = token_mask.sum().item()
         if self.cfg.full_vocab_kl:

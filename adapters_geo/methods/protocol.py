@@ -23,6 +23,7 @@ class Batch:
     teacher: object = None  # (B, L) teacher log-probs on the completion tokens, or ((B, L), (B, L, V)) for the full KL
     reference: torch.Tensor | None = None  # (B, L) log-probs under the initial policy (rlvr's optional KL)
     behaviour: torch.Tensor | None = None  # (B, L) log-probs under the policy that sampled (None: the current one)
+    stream: int = 0  # the data-parallel rank whose share this is (0 alone): the loss's own random draws depend on it
 
     @property
     def completion_tokens(self) -> int:

@@ -97,6 +97,7 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
         torch.manual_seed(config.seed * 1_000_003 + step + 7_919 * parallel.rank)  # rank 0: a lone run's stream
         started = time.perf_counter()
         batch = method.batch(parallel.share(draw(pool, config.batch_size, config.seed, step)), step)
+        batch.stream = parallel.rank
         rollout_seconds = time.perf_counter() - started
         model.train()
         loss, metrics = method.loss(model, batch)
@@ -141,13 +142,17 @@ def check_parallel(parallel: Parallel, step: int, config: TrainConfig) -> None:
 
 def weighted(loss: torch.Tensor, metrics: dict, batch, parallel: Parallel) -> tuple[torch.Tensor, dict]:
     """This process's loss weighted by its share n_r / N of the loss's denominator (parallel.py), and the
-    step's metrics with the whole step's loss and completion tokens; a lone process's loss is unchanged."""
+    step's metrics over every process: the whole step's loss and completion tokens, every other metric the
+    mean of the processes' values weighted by their sequences (a per-sequence mean, as one process computes it).
+    A lone process's loss and metrics are unchanged."""
     own = float(metrics.pop("loss_tokens", 1.0))
     if parallel.world == 1:
         return loss, metrics
     share = own / max(parallel.total(own), 1e-12)
     whole = parallel.total(float(loss.detach()) * share)
-    return loss * share, {**metrics, "loss": whole, "completion_tokens_all": parallel.total(batch.completion_tokens)}
+    rows = len(batch.prompts)
+    means = parallel.weighted_means({k: v for k, v in metrics.items() if k != "loss"}, rows)
+    return loss * share, {**means, "loss": whole, "completion_tokens_all": parallel.total(batch.completion_tokens)}
 
 
 def save_state(path, step, model, optimizer, scheduler, fingerprint, stateful) -> None:

@@ -54,12 +54,31 @@ class Parallel:
         dist.all_reduce(tensor)
         return float(tensor.item())
 
+    def weighted_means(self, values: dict, weight: float) -> dict:
+        """{key: Σ_r w_r v_r / Σ_r w_r} over the processes (every process passes the same keys), in one all-reduce."""
+        if self.world == 1:
+            return dict(values)
+        keys = sorted(values)
+        tensor = torch.tensor([float(weight)] + [float(weight) * float(values[k]) for k in keys], dtype=torch.float64,
+                              device=self._device())
+        dist.all_reduce(tensor)
+        total = max(float(tensor[0]), 1e-12)
+        return {k: float(tensor[i + 1]) / total for i, k in enumerate(keys)}
+
     def sum_gradients(self, params: list) -> None:
-        """Replace every parameter's gradient by its sum over the processes (one flat all-reduce per dtype)."""
+        """Replace every parameter's gradient by its sum over the processes (one flat all-reduce per dtype).
+
+        A parameter no process gave a gradient keeps none (the optimizer skips it, as in a lone run: a zero
+        gradient would still decay its Adam moments and apply weight decay); one that only some processes
+        reached gets zeros from the others.
+        """
         if self.world == 1:
             return
+        reached = torch.tensor([float(p.grad is not None) for p in params], device=self._device())
+        dist.all_reduce(reached)
+        params = [p for p, n in zip(params, reached.tolist()) if n > 0]
         for p in params:
-            if p.grad is None:  # the same on every process (same graph); zeros keep the buffers aligned anyway
+            if p.grad is None:
                 p.grad = torch.zeros_like(p)
         by_dtype = {}
         for p in params:

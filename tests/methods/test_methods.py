@@ -299,3 +299,17 @@ def test_a_mix_logs_each_component_s_gradient_norm():
     norm = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters() if p.requires_grad)).item()
     assert metrics["grad_norm_opd"] == pytest.approx(0.25 * norm, rel=1e-4)
     assert 0 < metrics["grad_share_opd"] < 1 and metrics["grad_norm_rlvr"] > 0
+
+
+def test_data_parallel_shares_draw_their_own_random_token_selection():
+    # the loss's random token selection is seeded by (seed, step, share): a lone run (stream 0) repeats
+    # exactly, and two processes' shares do not select the same positions
+    torch.manual_seed(0)
+    config = MethodConfig(name="rlvr", token_fraction=0.5, token_select="random", **SHORT)
+    method, model, _, task = make(config)
+    batch = method.batch(task.train[:2], step=3)
+    losses = {}
+    for stream in (0, 0, 1):
+        batch.stream = stream
+        losses.setdefault(stream, []).append(method.loss(model, batch)[0].item())
+    assert losses[0][0] == losses[0][1] and losses[1][0] != losses[0][0]

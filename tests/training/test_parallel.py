@@ -43,10 +43,14 @@ def _share_gradient(rank: int, world: int, port: int, x, y, mask, out):
     xs, ys, ms = x[rows], y[rows], mask[rows]
     per_token = (xs @ w - ys) ** 2  # (rows, tokens)
     loss = (per_token * ms).sum() / ms.sum()  # this share's token mean, as a method computes it
-    loss, metrics = weighted(loss, {"loss": loss.item(), "loss_tokens": float(ms.sum())}, SimpleNamespace(completion_tokens=len(rows)), parallel)
+    own = {"loss": loss.item(), "loss_tokens": float(ms.sum()), "reward": xs[:, 0, 0].mean().item()}  # a per-sequence mean
+    loss, metrics = weighted(loss, own, SimpleNamespace(completion_tokens=len(rows), prompts=rows), parallel)
     loss.backward()
-    parallel.sum_gradients([w])
-    out[rank] = (w.grad.clone(), metrics)
+    unused, partial = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.ones(1))
+    if rank == 0:  # a parameter only this process's graph reached
+        (3.0 * partial).sum().backward()
+    parallel.sum_gradients([w, unused, partial])
+    out[rank] = (w.grad.clone(), metrics, unused.grad, partial.grad.clone())
     dist.destroy_process_group()
 
 
@@ -63,9 +67,14 @@ def test_summed_shares_weighted_by_their_tokens_give_the_whole_batch_gradient():
     out = mp.get_context("spawn").Manager().dict()
     mp.start_processes(_share_gradient, args=(2, free_port(), x, y, mask, out), nprocs=2, start_method="spawn")
     whole = (((x @ w - y) ** 2) * mask).sum() / mask.sum()
-    (grad0, metrics0), (grad1, _) = out[0], out[1]
+    (grad0, metrics0, unused0, partial0), (grad1, metrics1, unused1, partial1) = out[0], out[1]
     assert torch.allclose(grad0, w.grad, rtol=1e-12, atol=0) and torch.equal(grad0, grad1)
     assert metrics0["loss"] == pytest.approx(whole.item(), rel=1e-12) and metrics0["completion_tokens_all"] == 5
+    # every other metric is the whole batch's per-sequence mean (3 and 2 sequences), on both processes
+    assert metrics0["reward"] == pytest.approx(x[:, 0, 0].mean().item(), rel=1e-12) and metrics0 == metrics1
+    # no gradient anywhere stays none (the optimizer skips it, as alone); one process's gradient is summed with zeros
+    assert unused0 is None and unused1 is None
+    assert partial0.tolist() == partial1.tolist() == [3.0]
     # equal weights (the mean of the shares' means) would be wrong here:
     shares = [[0, 2, 4], [1, 3]]
     naive = sum(torch.autograd.grad(((((x[r] @ w - y[r]) ** 2) * mask[r]).sum() / mask[r].sum()) / 2, w)[0] for r in shares)
