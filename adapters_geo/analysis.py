@@ -26,18 +26,24 @@ from adapters_geo.report.trajectory import write_trajectory
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.sources import Source, adapter_source, checkpoint_source, run_source, run_start
 from adapters_geo.svd_cache import SVDCache
-from adapters_geo.trajectory import read_index, read_parts
+from adapters_geo.trajectory import read_index, read_parts, read_step_spectra
 
 
-def analyse(source: Source, settings: Settings, cache: SVDCache | None = None, progress: bool = True) -> dict:
-    """{"meta", "matrices", "by_type", "by_layer", "by_block", "overall", "spectra"} for `source`."""
+def analyse(source: Source, settings: Settings, cache: SVDCache | None = None, progress: bool = True,
+            known_spectra: dict | None = None) -> dict:
+    """{"meta", "matrices", "by_type", "by_layer", "by_block", "overall", "spectra"} for `source`.
+
+    `known_spectra` {name: singular values of that ΔW}: computed already (a run's tracked final step), not again.
+    """
+    known_spectra = known_spectra or {}
     cache = cache or SVDCache(source.cache_key)
     rows, spectra = {}, {}
     start = time.perf_counter()
     bar = tqdm(source.pairs(), total=len(source.names), desc="geometry", unit="matrix", disable=not progress)
     for name, w0, delta in bar:
         ref = cache.get(name, w0, settings.reference_columns(w0.shape))
-        rows[name], spectra[name] = matrix_metrics(w0, delta, ref, settings, with_spectra=True)
+        rows[name], spectra[name] = matrix_metrics(w0, delta, ref, settings, with_spectra=True,
+                                                   delta_spectrum=known_spectra.get(name))
     meta = dict(source.meta)
     meta.update(settings.to_dict())
     meta.update({"seconds": time.perf_counter() - start, "svd_cache": {"hits": cache.hits, "misses": cache.misses}})
@@ -47,8 +53,15 @@ def analyse(source: Source, settings: Settings, cache: SVDCache | None = None, p
 def run_geometry(folder, settings: Settings | None = None, progress: bool = True) -> Path:
     """Write FOLDER/geometry/: the endpoint geometry of a finished run against its own start."""
     folder = RunFolder(folder)
-    return write_result(analyse(run_source(folder), settings or Settings(), progress=progress), folder.geometry_dir,
-                        overwrite=True)
+    known = final_spectra(folder)
+    return write_result(analyse(run_source(folder), settings or Settings(), progress=progress, known_spectra=known),
+                        folder.geometry_dir, overwrite=True)
+
+
+def final_spectra(folder: RunFolder) -> dict:
+    """{name: σ of ΔW_T − ΔW_start} the tracker stored at the run's last step (the endpoint's ΔW), else {}."""
+    steps = ((folder.config_dict() or {}).get("train") or {}).get("steps")
+    return read_step_spectra(folder.trajectory_dir, steps) if steps else {}
 
 
 def run_trajectory(folder, k: int = K_DEFAULT) -> dict:

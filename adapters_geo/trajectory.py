@@ -6,7 +6,8 @@ At the tracked steps (default: 10 points, denser early, plus the run's t0) every
 - top-r factors (U_r·S_r and V_r, r = 32, float64 SVD) at the others;
 and, at every tracked step, the exact full singular-value spectrum of each ΔW_t (`NAME:s`, a few
 hundred floats), so rank dynamics (stable / effective rank, norms) stay exact where only factors
-are kept. `read_snapshots` gives both back in one pass: {step: {name: ΔW}} and {step: {name: σ}}.
+are kept; steps kept in full also keep the top-K (16) singular vectors the tracker computed anyway
+(`NAME:u`, `NAME:v`, a few MB). `read_snapshots` gives both back in one pass: {step: {name: ΔW}} and {step: {name: σ}}.
 A step whose exact adapter the run keeps anyway (the final adapter/, the t0 state's adapter) is
 stored as a reference to it (format `adapter`: ΔW_t = that adapter's ΔW − the start adapter's),
 not copied: on SmolLM2 with a dense adapter that saves 0.4 GB (fp32) and 0.2 GB (bf16) per run.
@@ -26,6 +27,7 @@ from adapters_geo.runfolder import default_t0
 FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 INDEX = "index.json"
 SPECTRUM = ":s"
+LEFT, RIGHT = ":u", ":v"  # top-K singular vectors of a snapshot stored in full (or as a reference)
 
 
 def default_steps(total: int, fractions=FRACTIONS) -> list[int]:
@@ -87,8 +89,12 @@ class TrajectoryWriter:
             r = min(self.rank, s.numel(), v.shape[1])
             tensors[f"{name}:us"] = (u[:, :r] * s[:r]).float().cpu().contiguous()
             tensors[f"{name}:v"] = v[:, :r].float().cpu().contiguous()
-        elif fmt != "adapter":
+            return tensors
+        if fmt != "adapter":
             tensors[name] = delta.to(torch.float32 if fmt == "fp32" else torch.bfloat16).cpu().contiguous()
+        if u is not None:  # the top-k vectors computed anyway: the trajectory analysis need not decompose again
+            tensors[name + LEFT] = u.float().cpu().contiguous()
+            tensors[name + RIGHT] = v.float().cpu().contiguous()
         return tensors
 
     def write(self, step: int, tensors: dict) -> None:
@@ -125,6 +131,17 @@ def read_index(folder) -> dict:
     return json.loads((Path(folder) / INDEX).read_text())
 
 
+def read_step_spectra(folder, step: int) -> dict:
+    """{name: exact singular values of ΔW_step} as stored (only those tensors are read); {} if none are."""
+    from safetensors import safe_open
+
+    entry = read_index(folder).get(str(step)) if (Path(folder) / INDEX).is_file() else None
+    if not entry or not entry.get("spectrum"):
+        return {}
+    with safe_open(str(Path(folder) / entry["file"]), framework="pt") as f:
+        return {key[: -len(SPECTRUM)]: f.get_tensor(key) for key in f.keys() if key.endswith(SPECTRUM)}
+
+
 def read_trajectory(folder) -> dict:
     """{step: {name: fp32 ΔW_t}} (factor snapshots are expanded to U_r S_r V_rᵀ)."""
     return read_snapshots(folder)[0]
@@ -146,10 +163,11 @@ def read_snapshots(folder) -> tuple[dict, dict]:
 
 
 def read_parts(folder) -> tuple[dict, dict, dict]:
-    """(snapshots, spectra, vectors): as read_snapshots, plus {step: {name: (U_r, V_r)}} for factor steps.
+    """(snapshots, spectra, vectors): as read_snapshots, plus {step: {name: (U, V)}} where known.
 
     The stored factors are the top-r SVD of ΔW_t, so its top-K singular vectors (K ≤ r) need no
-    new decomposition: V_r as stored, U_r = (U_r S_r) / S_r.
+    new decomposition: V_r as stored, U_r = (U_r S_r) / S_r. Steps stored in full (or by reference)
+    carry the top-K vectors the tracker computed (`NAME:u`, `NAME:v`; older trajectories do not).
     """
     folder = Path(folder)
     index = read_index(folder)
@@ -157,6 +175,11 @@ def read_parts(folder) -> tuple[dict, dict, dict]:
     for step, entry in sorted(index.items(), key=lambda item: int(item[0])):
         loaded = load_file(str(folder / entry["file"]))
         tensors = {k: t for k, t in loaded.items() if not k.endswith(SPECTRUM)}
+        if entry["format"] != "factors":  # full or referenced snapshots may carry their top-K vectors
+            known = {k[: -len(RIGHT)] for k in tensors if k.endswith(RIGHT)}
+            if known:
+                vectors[int(step)] = {n: (tensors[n + LEFT].double(), tensors[n + RIGHT].double()) for n in known}
+            tensors = {k: t for k, t in tensors.items() if not (k.endswith(LEFT) or k.endswith(RIGHT))}
         if entry["format"] == "factors":
             names = dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors)
             snapshots[int(step)] = {n: tensors[f"{n}:us"] @ tensors[f"{n}:v"].T for n in names}

@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base
+from adapters_geo.adapters.io import load_saved_deltas
+from adapters_geo.geometry.linalg import svdvals64
+from adapters_geo.trajectory import read_step_spectra
 from adapters_geo.methods import Context, MethodConfig, build_method
 from adapters_geo.runner import train_into
 from adapters_geo.training.config import TrainConfig
@@ -30,6 +33,12 @@ def test_every_tracked_step_logs_its_cost(tmp_path):
     assert sorted(r["step"] for r in tracking) == sorted(int(s) for s in index)
     assert all(r["snapshot_seconds"] > 0 and r["geometry_seconds"] >= 0 and r["along_seconds"] >= 0 for r in tracking)
     assert {r["format"] for r in tracking} == {"factors", "bf16", "adapter"}  # the final step refers to adapter/
+    # the endpoint analysis reuses the final step's stored spectra: they are those of the endpoint's ΔW
+    known = read_step_spectra(tmp_path / "trajectory", 5)
+    final = dict(load_saved_deltas(tmp_path / "adapter")[1])  # the run started from zero
+    assert set(known) == set(final)
+    for name, delta in final.items():
+        torch.testing.assert_close(known[name].double(), svdvals64(delta), rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("quant", ["none", "4bit"])

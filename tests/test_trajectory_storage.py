@@ -61,3 +61,27 @@ def test_older_trajectories_without_spectra_mark_factor_steps_unknown(tmp_path):
     rows = {r["step"]: r for r in run_trajectory(tmp_path)["matrices"][NAME]["steps"]}
     assert rows[5]["effective_rank"] != rows[5]["effective_rank"]  # NaN: not knowable from top-4 factors
     assert rows[10]["effective_rank"] == rows[10]["effective_rank"] and rows[5]["sim_right"] > 0
+
+
+def test_full_steps_keep_the_tracker_top_vectors_and_the_analysis_uses_them(tmp_path):
+    # steps stored in full carry the top-K vectors computed while tracking; read back, they are those of ΔW_t,
+    # and the trajectory analysis gives what it computes without them (it then decomposes the snapshots again)
+    from adapters_geo.geometry.linalg import principal_angles, top_pair
+    from adapters_geo.geometry.trajectory import model_trajectory
+    from adapters_geo.trajectory import read_parts
+
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(24, 40, generator=g), torch.randn(24, 40, generator=g)
+    writer = TrajectoryWriter(tmp_path, 4, steps=[1, 2, 3, 4], rank=4, t0=2)
+    truth = {t: t * a + t**2 * 0.3 * b for t in range(1, 5)}
+    for t, delta in truth.items():
+        writer.save(t, {NAME: delta}, k=3)
+    snapshots, spectra, vectors = read_parts(tmp_path)
+    assert set(vectors) == {1, 2, 3, 4} and all(list(found) == [NAME] for found in snapshots.values())  # no vector keys
+    for t in (2, 4):  # bf16 (t0) and fp32 (final): stored vectors, exact for ΔW_t (not for its bf16 copy)
+        u, v = top_pair(truth[t].double(), 3)
+        assert principal_angles(vectors[t][NAME][1], v).max() < 1e-5 and principal_angles(vectors[t][NAME][0], u).max() < 1e-5
+    with_vectors = model_trajectory(snapshots, 3, 2, spectra, vectors)
+    without = model_trajectory(snapshots, 3, 2, spectra, {t: found for t, found in vectors.items() if t in (1, 3)})
+    for got, want in zip(with_vectors["matrices"][NAME]["steps"], without["matrices"][NAME]["steps"]):
+        assert abs(got["sim_right"] - want["sim_right"]) < 1e-2  # the recomputation sees t0's bf16 rounding

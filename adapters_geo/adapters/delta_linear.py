@@ -3,7 +3,8 @@
 Shared by the `dense` and `locked` adapters. The base may be a torch or bitsandbytes
 layer; it is never modified, so ΔW always comes from the delta's own factors.
 For a plain (unquantized) torch base the forward is one matmul with W0 + ΔW, built on the
-fly: the cost of full fine-tuning instead of two matmuls, the same gradient for ΔW.
+fly: the cost of full fine-tuning instead of two matmuls, the same gradient for ΔW; without
+gradients too (teacher-forced scoring, evaluation) once an input has MERGE_ROWS rows.
 `inference_weights(model)` caches W0 + ΔW for the length of a block without gradients
 (sampling): decoding then reads one matrix per layer and token instead of two.
 `inject` also disables the model's `save_pretrained`: it would write base_layer/delta keys
@@ -21,6 +22,9 @@ from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.weights import canonical_name
 
 
+MERGE_ROWS = 16  # inputs of at least this many rows use one matmul with W0 + ΔW also without gradients
+
+
 class DeltaLinear(nn.Module):
     """Wraps `base_layer` (frozen) and adds `delta(x)`; `delta.delta_weight()` is ΔW."""
 
@@ -33,7 +37,10 @@ class DeltaLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged is not None and not torch.is_grad_enabled():
             return F.linear(x, self.merged, self.base_layer.bias)
-        if type(self.base_layer) is nn.Linear and torch.is_grad_enabled():
+        # merging costs one pass over the matrix per call: worth it for training and for scoring many tokens
+        # (measured on a 1536 × 576 layer, 2-core CPU: 800 rows 7.5 ms merged vs 15.5 ms as two matmuls, 32 rows
+        # 0.75 vs 1.1, 8 rows 0.42 vs 0.41, 1 row 0.34 vs 0.19); one decoded token per call keeps two matmuls
+        if type(self.base_layer) is nn.Linear and (torch.is_grad_enabled() or x.numel() >= MERGE_ROWS * x.shape[-1]):
             weight, delta = self.base_layer.weight, self.delta.delta_weight()
             # one matmul with W0 + ΔW where W0 is fp32 (or as precise as ΔW); a bf16 base (CUDA) keeps the
             # two-matmul path below: W0 + ΔW rounded to bf16 drops every update under W0's bf16 resolution

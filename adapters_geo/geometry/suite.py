@@ -46,16 +46,18 @@ class Settings:
         return asdict(self)
 
 
-def matrix_metrics(w0: torch.Tensor, delta: torch.Tensor, ref: RefSVD, settings: Settings, with_spectra=False):
+def matrix_metrics(w0: torch.Tensor, delta: torch.Tensor, ref: RefSVD, settings: Settings, with_spectra=False,
+                   delta_spectrum: torch.Tensor | None = None):
     """Every endpoint diagnostic of one matrix; w0 and delta fp32 (m, n), ref = W0's RefSVD.
 
+    `delta_spectrum`: ΔW's singular values where already known (e.g. stored by the tracker), else computed.
     With `with_spectra`, also returns {"w0", "w1", "delta": singular values} for plots.
     """
     w0, delta = w0.float(), delta.float()
     w1 = w0 + delta
     k = settings.k_for(w0.shape)
     u1, s1, v1 = svd64(w1, k)
-    sd = svdvals64(delta)
+    sd = svdvals64(delta) if delta_spectrum is None else delta_spectrum.to(torch.float64)
     changed = bf16_changed(w0, w1, settings.eta)
     sparsity = 1.0 - changed.float().mean().item()
     energy, energy_ratio = principal_energy(delta, ref.u[:, :k], ref.v[:, :k])
