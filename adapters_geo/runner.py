@@ -228,7 +228,9 @@ def seconds(folder: RunFolder, training: float, analysis: float) -> dict:
     After a resume, `total` counts this session only while evaluation and tracking count every session's rows.
     """
     evaluation = sum(r.get("eval_seconds", 0.0) for r in folder.evals())
-    tracking = sum(r.get("snapshot_seconds", 0.0) + r.get("geometry_seconds", 0.0) for r in folder.metrics("tracking"))
+    # a tracked step's wall time (`seconds`; older runs logged only parts, which parallel workers now sum past it)
+    tracking = sum(r["seconds"] if "seconds" in r else r.get("snapshot_seconds", 0.0) + r.get("geometry_seconds", 0.0)
+                   for r in folder.metrics("tracking"))
     return {"total": training + analysis, "evaluation": evaluation, "tracking": tracking,
             "steps": max(0.0, training - evaluation - tracking), "analysis": analysis}
 
