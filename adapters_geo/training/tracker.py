@@ -21,6 +21,7 @@ are part of the tracker's state, so a resumed run measures from the same start.
 import hashlib
 import math
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,10 +52,13 @@ class Tracker:
         self.model = model
         readers = delta_readers(model)
         self.names = list(readers)
+        # a LoRA's start is held as its factors (ΔW_t − ΔW_start then keeps a factored form, rank ≤ 2r, and a
+        # 1.7B LoRA start costs MBs, not 6.4 GB of fp32 matrices); another adapter's as matrices
+        factors = low_rank_factors(model)
         with torch.no_grad():  # one matrix at a time; zeros (a fresh adapter) are not held
-            self.start = {n: d for n, read in readers.items() if (d := read()).abs().max() > 0}
-        # a LoRA's start as factors too, so ΔW_t − ΔW_start keeps a factored form (rank ≤ 2r)
-        self.start_factors = {n: f for n, f in low_rank_factors(model).items() if n in self.start}
+            nonzero = [n for n, read in readers.items() if read().abs().max() > 0]
+        self.start_factors = {n: factors[n] for n in nonzero if n in factors}
+        self.start = FactoredDeltas(self.start_factors) if factors else {n: readers[n]() for n in nonzero}
         self.writer = TrajectoryWriter(folder, total_steps, steps, rank, t0, references, start)
         self.rank = rank
         self.along = layer_subset(self.names, along_layers) if along_layers else []
@@ -67,7 +71,9 @@ class Tracker:
         # test keeps too) name it instead of holding another fp32 copy (425 MB for SmolLM2-135M, dense)
         meta = Path(self.start_adapter) / META_FILE if self.start_adapter is not None else None
         saved = meta is not None and meta.is_file() and bool(self.start)  # ours: adapter.json hashes every file
-        return {"start_deltas": None if saved else (self.start or None),  # None: a zero start, or the adapter's
+        factored = isinstance(self.start, FactoredDeltas)
+        return {"start_deltas": None if saved or factored else (self.start or None),  # None: zero, the adapter's, or factors
+                "start_factors": self.start_factors if factored and not saved and self.start_factors else None,
                 "start_adapter": str(self.start_adapter) if saved else None,
                 "start_adapter_sha256": hashlib.sha256(meta.read_bytes()).hexdigest() if saved else None,
                 "first_right": self.first_right}
@@ -83,6 +89,9 @@ class Tracker:
                 device = next(self.model.parameters()).device
                 self.start = {n: d.to(device) for n, d in load_saved_deltas(state["start_adapter"])[1] if d.abs().max() > 0}
                 self.start_factors = {}
+        elif state.get("start_factors") is not None:
+            self.start_factors = state["start_factors"]
+            self.start = FactoredDeltas(self.start_factors)
         elif state.get("start_deltas") is not None:
             self.start, self.start_factors = state["start_deltas"], {}  # held dense: the snapshot route below
         if state.get("first_right") is not None:
@@ -166,6 +175,23 @@ class Tracker:
 
     def disk_bytes(self) -> int:
         return self.writer.disk_bytes()
+
+
+class FactoredDeltas(Mapping):
+    """{name: L @ R} of held factors {name: (L, R)}, each product computed when read (fp32), never all held."""
+
+    def __init__(self, factors: dict):
+        self.factors = factors
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        left, right = self.factors[name]
+        return left @ right
+
+    def __iter__(self):
+        return iter(self.factors)
+
+    def __len__(self) -> int:
+        return len(self.factors)
 
 
 def over_matrices(measure, names: list, device) -> list:

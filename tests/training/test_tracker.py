@@ -173,3 +173,26 @@ def test_a_lora_is_measured_from_its_factors_exactly_and_one_matrix_at_a_time(tm
         torch.testing.assert_close(stored[name][:4].double(), exact[:4], rtol=1e-5, atol=1e-7)
         assert (stored[name][4:] == 0).all() and (exact[4:] < 1e-5 * exact[0]).all()  # rank 2r = 4
     torch.testing.assert_close(read_trajectory(tmp_path)[1][name], delta - start[name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_lora_start_is_held_and_checkpointed_as_factors(tmp_path):
+    # a LoRA run from a trained LoRA keeps ΔW_start as its factors (MBs at 1.7B, not 6.4 GB of matrices), in
+    # memory and in its checkpoint; a tracker resumed from that state measures exactly what the original does
+    from adapters_geo.training.tracker import FactoredDeltas
+
+    model = attach_adapter(load_base("tiny-llama").model, LoraConfig(r=2))
+    perturb(model, 1e-1, 0)
+    tracker = Tracker(model, tmp_path / "a", total_steps=2, steps=[1, 2], t0=2, along_layers=1)
+    state = tracker.state_dict()
+    assert isinstance(tracker.start, FactoredDeltas) and state["start_deltas"] is None
+    assert all(left.shape[1] == right.shape[0] == 2 for left, right in state["start_factors"].values())
+    fresh = attach_adapter(load_base("tiny-llama").model, LoraConfig(r=2))  # a resume builds it before loading
+    resumed = Tracker(fresh, tmp_path / "b", total_steps=2, steps=[1, 2], t0=2, along_layers=1)
+    resumed.load_state_dict(state)
+    resumed.model = model
+    perturb(model, 1e-1, 1)
+    logs = Recorder(), Recorder()
+    tracker.on_step(1, logs[0])
+    resumed.on_step(1, logs[1])
+    assert logs[0].rows[(1, "geometry/overall")] == logs[1].rows[(1, "geometry/overall")]
+    assert logs[0].rows[(1, "geometry/overall")]["update_norm_rel"] > 0
