@@ -17,10 +17,13 @@ completion text, so groups have reward variance and both sides do a full update 
 Sampling precision: ours draws rollouts from a bf16 copy of the merged policy where the hardware
 has fast bf16 kernels (rollout/sampler.py; AVX512-BF16 CPUs, CUDA); TRL samples in its training
 precision (fp32 on the CPU, bf16 on CUDA). Where the two differ, ours also runs with an fp32
-sampler ("ours, fp32 sampler") so the ratio at equal precision is printed too.
+sampler ("ours, fp32 sampler") so the ratio at equal precision is printed too (a LoRA student on a plain base
+then samples from a merged fp32 copy; TRL samples through peft's layers).
 
 Reported per row: median step time over the timed steps (after warm-up), completion tokens/s
-(SFT: sequences/s), the ratio ours / TRL, and for ours the cost of trajectory tracking measured
+(SFT: sequences/s), the ratio ours / TRL of the mean per-step throughputs with a 95 % bootstrap
+interval over the timed steps (pooled over `--repeats` runs of each side, alternating; a target is met
+only where the whole interval clears it, "undecided at this budget" where it straddles it), and for ours the cost of trajectory tracking measured
 in the same run: every tracked step of a 100-step run's default schedule (10 points: factors, bf16 at
 t0, fp32 at the end) run on the trained adapter, its median seconds per storage format, and their
 sum over the 100 steps' training time (the timed training itself tracks nothing).
@@ -98,7 +101,9 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
     train_into(out, model, tokenizer, runner, task, train_config, max_new_tokens=setting.max_new_tokens, progress=False)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     timed = [r for r in rows if r["group"] == "train" and r["step"] > setting.warmup]
+    sequences = batch * (setting.group if method != "sft" else 1)
     return {
+        "samples": [(r["completion_tokens"] if method != "sft" else sequences) / r["step_seconds"] for r in timed],
         "step_seconds": statistics.median(r["step_seconds"] for r in timed),
         "tokens_per_step": statistics.median(r["completion_tokens"] for r in timed) if method != "sft" else None,
         "sequences_per_step": batch * (setting.group if method != "sft" else 1),
@@ -180,6 +185,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--no-trl", action="store_true", help="measure adapters_geo only")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of every row, ours and TRL alternating; the ratio's 95%% interval pools their steps")
     args = parser.parse_args()
     quiet()
     if not args.no_trl:
@@ -202,23 +209,29 @@ def main() -> None:
             variants = [("ours", False, "auto")] + ([("ours full-vocab KL", True, "auto")] if method == "opd" else [])
             if method != "sft" and ours_sampler != trl_precision:
                 variants.append(("ours, fp32 sampler", method == "opd", "float32"))  # equal precision (OPD: TRL's objective)
-            for label, full_vocab, sampler in variants:
-                with tempfile.TemporaryDirectory() as tmp:
-                    ours = run_ours(method, setting, student, teacher, task, Path(tmp), full_vocab, sampler, track=label == "ours")
-                results.append({"method": method, "adapter": adapter, "tool": label, **ours})
-                print(_line(results[-1]), flush=True)
-            if not args.no_trl:
-                from trl_side import run_trl
+            rows = {}
+            for repeat in range(args.repeats):  # alternating, so a drift of the machine's speed reaches both tools
+                for label, full_vocab, sampler in variants:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        ours = run_ours(method, setting, student, teacher, task, Path(tmp), full_vocab, sampler,
+                                        track=label == "ours" and repeat == 0)
+                    row = {"method": method, "adapter": adapter, "tool": label, **ours}
+                    rows[label] = pooled(rows.get(label), row)
+                    print(_line(row), flush=True)
+                if not args.no_trl:
+                    from trl_side import run_trl
 
-                from transformers import AutoTokenizer
+                    from transformers import AutoTokenizer
 
-                tokenizer = AutoTokenizer.from_pretrained(student)
-                prompts = [e.prompt for e in task.train]
-                solutions = [e.solution for e in task.train]
-                with tempfile.TemporaryDirectory() as tmp:
-                    theirs = run_trl(method, setting, student, teacher, tokenizer, prompts, solutions, coin_reward, Path(tmp))
-                results.append({"method": method, "adapter": adapter, "tool": "trl", **theirs})
-                print(_line(results[-1]), flush=True)
+                    tokenizer = AutoTokenizer.from_pretrained(student)
+                    prompts = [e.prompt for e in task.train]
+                    solutions = [e.solution for e in task.train]
+                    with tempfile.TemporaryDirectory() as tmp:
+                        theirs = run_trl(method, setting, student, teacher, tokenizer, prompts, solutions, coin_reward, Path(tmp))
+                    row = {"method": method, "adapter": adapter, "tool": "trl", **theirs}
+                    rows["trl"] = pooled(rows.get("trl"), row)
+                    print(_line(row), flush=True)
+            results.extend(rows.values())
     print()
     print(table(results))
     print()
@@ -234,8 +247,9 @@ def targets(results: list, runs: Path | None) -> str:
     for r in results:
         ref = trl.get((r["method"], r["adapter"]))
         if r["method"] in ("opd", "rlvr") and ref and r is not ref:
-            ratio = throughput(r, r["method"]) / throughput(ref, ref["method"])
-            lines.append(f"  {r['method']} {r['adapter']} {r['tool']}: {ratio:.2f}× TRL (target ≥ 1.5×): {'met' if ratio >= 1.5 else 'NOT met'}")
+            ratio, low, high = ratio_interval(r["samples"], ref["samples"])
+            lines.append(f"  {r['method']} {r['adapter']} {r['tool']}: {ratio:.2f}× TRL [{low:.2f}, {high:.2f}] "
+                         f"(target ≥ 1.5×): {verdict(low, high)}")
     for r in results:
         overhead = tracking_overhead(r) if r["tool"] != "trl" and r.get("tracking") else None
         if overhead is not None and r["tool"] == "ours":
@@ -244,6 +258,30 @@ def targets(results: list, runs: Path | None) -> str:
     for name, share in run_shares(runs).items() if runs else []:
         lines.append(f"  tracking + analysis of {name}: {share:.1%} of its wall time (target < 25%): {'met' if share < 0.25 else 'NOT met'}")
     return "\n".join(lines)
+
+
+def pooled(previous: dict | None, result: dict) -> dict:
+    """`result` with the per-step throughputs of an earlier repeat of the same row added (tracking from the first)."""
+    if previous is None:
+        return result
+    return {**previous, "samples": previous["samples"] + result["samples"],
+            "step_seconds": statistics.median([previous["step_seconds"], result["step_seconds"]])}
+
+
+def ratio_interval(ours: list, theirs: list, draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean throughput ratio ours / theirs, 95 % bootstrap interval) resampling each tool's timed steps."""
+    a, b = torch.tensor(ours, dtype=torch.float64), torch.tensor(theirs, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    ia = torch.randint(len(a), (draws, len(a)), generator=g)
+    ib = torch.randint(len(b), (draws, len(b)), generator=g)
+    ratios = a[ia].mean(1) / b[ib].mean(1)
+    low, high = torch.quantile(ratios, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return (a.mean() / b.mean()).item(), low, high
+
+
+def verdict(low: float, high: float, target: float = 1.5) -> str:
+    """met / NOT met / undecided for a ratio whose 95 % interval is [low, high]."""
+    return "met" if low >= target else "NOT met" if high < target else "undecided at this budget"
 
 
 def run_shares(runs: Path) -> dict:
@@ -270,7 +308,7 @@ def table(results: list) -> str:
     for r in results:
         unit = "seq/s" if r["method"] == "sft" else "tok/s"
         ref = trl.get((r["method"], r["adapter"]))
-        ratio = f"{throughput(r, r['method']) / throughput(ref, ref['method']):.2f}×" if ref and r is not ref else ""
+        ratio = "{:.2f}× [{:.2f}, {:.2f}]".format(*ratio_interval(r["samples"], ref["samples"])) if ref and r is not ref else ""
         share = f"{r['generation_share']:.0%}" if r.get("generation_share") is not None and r["method"] != "sft" else ""
         t = r.get("tracking") or {}
         tracked = " / ".join(f"{t[k]:.2f}" for k in ("factors", "bf16", "fp32") if k in t) + (" s" if t else "")

@@ -113,6 +113,9 @@ def run_trl(method: str, setting, student_folder, teacher_folder, tokenizer, pro
     timer.trainer = trainer
     trainer.train()
     timed = timer.seconds[setting.warmup:]
-    tokens = [length * sequences for length in timer.lengths[setting.warmup:] if length is not None]
+    lengths = timer.lengths[setting.warmup:]
+    tokens = [length * sequences for length in lengths if length is not None]
+    per_step = [length * sequences if method != "sft" and length is not None else sequences for length in lengths]
     return {"step_seconds": statistics.median(timed), "tokens_per_step": statistics.median(tokens) if tokens else None,
-            "sequences_per_step": sequences, "steps": len(timed)}
+            "sequences_per_step": sequences, "steps": len(timed),
+            "samples": [work / seconds for work, seconds in zip(per_step, timed)]}

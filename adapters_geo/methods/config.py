@@ -29,7 +29,8 @@ class MethodConfig(Section):
     mix_alpha: float | None = Field(None, ge=0, le=1)  # A = α·A_OPD + (1 − α)·A_RLVR (needs a teacher and a reward)
     sft_source: Literal["reference", "teacher"] = "reference"  # sft: reference solutions, or greedy teacher completions
     # precision of the copy the student's rollouts are drawn from (rollout/sampler.py): auto = bf16 where the hardware is
-    # fast at it (CUDA, AVX512-BF16 CPUs), else the model itself; its log-probs are the importance ratio's behaviour policy
+    # fast at it (CUDA, AVX512-BF16 CPUs), else the model's; at the model's precision a dense adapter samples from the
+    # model itself, a LoRA on an unquantized base from a merged copy; its log-probs are the ratio's behaviour policy
     sampler: Literal["auto", "float32", "bfloat16"] = "auto"
 
     @model_validator(mode="after")

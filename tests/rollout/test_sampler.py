@@ -66,3 +66,26 @@ def test_bf16_samples_carry_their_own_log_probs_close_to_the_trained_policy():
     logp, mask = scored(model, tok, got)
     gap = ((behaviour[:, : logp.shape[1]] - logp).abs() * mask).sum() / mask.sum()
     assert 0 < gap < 0.1
+
+
+def test_a_lora_on_a_plain_base_samples_from_a_merged_copy_at_its_own_precision():
+    # peft's layers decode two extra small matmuls per layer and token: an fp32 LoRA student draws its rollouts
+    # from a merged fp32 copy instead (the same policy: no mismatch beyond rounding); a dense one from itself
+    from adapters_geo.methods import Context, MethodConfig, build_method
+    from adapters_geo.tasks import TaskConfig, load_task
+
+    task = load_task(TaskConfig(levels=[0], train_size=20, test_size=2))
+    kinds = {}
+    for name, adapter in (("lora", LoraConfig(r=4)), ("dense", DenseConfig())):
+        model, tok = trained(adapter)
+        method = build_method(Context(model, tok, task, MethodConfig(name="rlvr", group_size=2, max_new_tokens=6,
+                                                                     sampler="float32")))
+        batch = method.batch(task.train[:2], step=1)
+        kinds[name] = method.sampler
+        if name == "lora":
+            packed = pack(batch.prompts, batch.completions, tok.pad_token_id)
+            with torch.no_grad():
+                logp = completion_logprobs(model, packed)
+            mask = completion_mask(packed.lengths, packed.width)
+            assert ((batch.behaviour[:, : logp.shape[1]] - logp).abs() * mask).max() < 1e-4
+    assert isinstance(kinds["lora"], Sampler) and kinds["lora"].dtype == torch.float32 and kinds["dense"] is False
