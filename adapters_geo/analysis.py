@@ -8,6 +8,7 @@
 - `geometry_command(...)`: `adapters-geo geometry` (checkpoints or an adapter on a base).
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -18,13 +19,12 @@ from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.geometry.aggregate import aggregate
 from adapters_geo.geometry.suite import Settings, matrix_metrics
 from adapters_geo.geometry.aggregate import layer_subset
-from adapters_geo.geometry.reference import reference_svd
 from adapters_geo.geometry.rotation import default_k
 from adapters_geo.geometry.trajectory import K_DEFAULT, endpoint_along, model_trajectory
 from adapters_geo.report.geometry import write_result
 from adapters_geo.report.trajectory import write_trajectory
 from adapters_geo.runfolder import RunFolder
-from adapters_geo.sources import Source, adapter_source, checkpoint_source, run_source, run_start
+from adapters_geo.sources import Source, adapter_source, checkpoint_source, reference_key, run_source, run_start
 from adapters_geo.svd_cache import SVDCache
 from adapters_geo.trajectory import read_index, read_parts, read_step_spectra
 
@@ -89,10 +89,13 @@ def along_trajectory(folder: RunFolder, snapshots: dict) -> dict:
     """
     chosen = layer_subset(list(snapshots[max(snapshots)]))
     start = run_start(folder)
+    adapter_meta = folder.adapter / META_FILE  # ours records its base; a plain peft folder does not
+    meta = json.loads(adapter_meta.read_text()) if adapter_meta.is_file() else {}
+    cache = SVDCache(reference_key(folder.config_dict() or {}, meta) if "base" in meta else None)  # the endpoint suite's
     rows = {step: [] for step in sorted(snapshots)}
     for name in chosen:
         w0 = start[name].double()
-        ref = reference_svd(w0, default_k(w0.shape))
+        ref = cache.get(name, w0, default_k(w0.shape))
         for step in rows:
             rows[step].append(endpoint_along(w0, ref.u, ref.v, snapshots[step][name]))
     keys = ("rotation_right_max_deg", "principal_energy", "update_norm_rel")

@@ -206,8 +206,12 @@ def run_source(run_dir) -> Source:
     rank = config["adapter"].get("r", config["adapter"].get("K"))
     reference = f"{base} + {config['init']}" if config.get("init") else base
     meta_out = {"reference": reference, "tuned": str(run_dir.path), "quant": quant, "adapter_kind": kind, "adapter_rank": rank}
-    key = None if config.get("init") else f"{fingerprint(resolve_spec(base))}-{quant}"  # cache only plain bases
-    return Source(list(final), pairs, meta_out, cache_key=key)
+    return Source(list(final), pairs, meta_out, cache_key=reference_key(config, meta))
+
+
+def reference_key(config: dict, meta: dict) -> str | None:
+    """The SVD cache key of a run's reference: its base's identity and quantization; None (no cache) from an init adapter."""
+    return None if config.get("init") else f"{fingerprint(resolve_spec(meta['base']['spec']))}-{meta['base']['quant']}"
 
 
 class StartWeights:
