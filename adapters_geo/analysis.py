@@ -42,12 +42,20 @@ def analyse(source: Source, settings: Settings, cache: SVDCache | None = None, p
     bar = tqdm(source.pairs(), total=len(source.names), desc="geometry", unit="matrix", disable=not progress)
     for name, w0, delta in bar:
         ref = cache.get(name, w0, settings.reference_columns(w0.shape))
-        rows[name], spectra[name] = matrix_metrics(w0, delta, ref, settings, with_spectra=True,
-                                                   delta_spectrum=known_spectra.get(name))
+        known = known_spectra.get(name)
+        if known is not None and not same_energy(known, delta):
+            known = None  # measured from another start, or a stale trajectory: decompose this ΔW itself
+        rows[name], spectra[name] = matrix_metrics(w0, delta, ref, settings, with_spectra=True, delta_spectrum=known)
     meta = dict(source.meta)
     meta.update(settings.to_dict())
     meta.update({"seconds": time.perf_counter() - start, "svd_cache": {"hits": cache.hits, "misses": cache.misses}})
     return {"meta": meta, "matrices": rows, **aggregate(rows), "spectra": spectra}
+
+
+def same_energy(spectrum, delta, rtol: float = 1e-4) -> bool:
+    """Whether Σσ² of a stored spectrum equals ‖ΔW‖²_F (a cheap check that it belongs to this ΔW)."""
+    energy, norm = spectrum.double().square().sum().item(), delta.double().square().sum().item()
+    return abs(energy - norm) <= rtol * norm + 1e-30
 
 
 def run_geometry(folder, settings: Settings | None = None, progress: bool = True) -> Path:

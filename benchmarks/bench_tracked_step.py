@@ -48,14 +48,15 @@ def main() -> None:
     parser.add_argument("--along-layers", type=int, default=4, help="layers with rotation / principal energy (0: none)")
     args = parser.parse_args()
     model = attach_adapter(load_base(str(random_model())).model, DenseConfig() if args.adapter == "dense" else LoraConfig(r=8))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.copy_(1e-3 * torch.randn(p.shape, generator=generator))
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
+        # built on the fresh adapter, as a run builds it: ΔW_start = 0, so the steps below measure the update itself
         tracker = Tracker(model, Path(tmp), total_steps=100, along_layers=args.along_layers)
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.copy_(1e-3 * torch.randn(p.shape, generator=generator))
         for repeat in range(args.repeats):
             for step in STEPS:
                 costs = Costs()

@@ -95,6 +95,7 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
              sampler: str = "auto", track: bool = False) -> dict:
     """Train with adapters_geo's loop; step time and tokens from its metrics.jsonl; with `track`, the tracking cost."""
     model, tokenizer, runner, batch = build_run(method, setting, student, teacher, task, full_vocab=full_vocab, sampler=sampler)
+    tracker = tracker_for(model, out / "tracking") if track else None  # before training: ΔW_start = 0, as in a run
     steps = setting.warmup + setting.steps
     train_config = TrainConfig(steps=steps, batch_size=batch, lr=setting.lr, seed=setting.seed, eval_size=1, eval_every=0,
                                eval_batch=1, checkpoint_every=10**6, track_steps=[])
@@ -108,7 +109,7 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
         "tokens_per_step": statistics.median(r["completion_tokens"] for r in timed) if method != "sft" else None,
         "sequences_per_step": batch * (setting.group if method != "sft" else 1),
         "generation_share": statistics.median(r["generation_share"] for r in timed),
-        **(tracking_cost(model, out / "tracking") if track else {}),
+        **(tracking_cost(tracker) if track else {}),
     }
 
 
@@ -126,16 +127,20 @@ class _Costs:
         pass
 
 
-def tracking_cost(model, folder: Path, total: int = 100) -> dict:
-    """Every tracked step of a `total`-step run's default schedule, run on the trained model and timed (wall).
-
-    The steps all see the same ΔW (the cost does not depend on its values); as in a run, the first one also
-    decomposes W_start for the layer subset, and the last one is stored in full (fp32: pessimistic, a real run
-    refers to its saved adapter instead).
-    """
+def tracker_for(model, folder: Path, total: int = 100):
+    """A tracker with a `total`-step run's default schedule, built on the untrained adapter (ΔW_start = 0)."""
     from adapters_geo.training.tracker import Tracker
 
-    tracker, costs = Tracker(model, folder, total_steps=total), _Costs()
+    return Tracker(model, folder, total_steps=total)
+
+
+def tracking_cost(tracker) -> dict:
+    """Every tracked step of the tracker's schedule, run on the trained adapter and timed (wall).
+
+    The steps all see the trained ΔW; as in a run, the first one also decomposes W_start for the layer subset,
+    and the last one is stored in full (fp32: pessimistic, a real run refers to its saved adapter instead).
+    """
+    costs = _Costs()
     for step in tracker.writer.steps:
         tracker.on_step(step, costs)
     by_format = {}
@@ -185,6 +190,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--no-trl", action="store_true", help="measure adapters_geo only")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--ours-only", action="store_true", help="only the plain `ours` row of each method × adapter")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of every row, ours and TRL alternating; the ratio's 95%% interval pools their steps")
     args = parser.parse_args()
@@ -207,7 +213,9 @@ def main() -> None:
         for method in args.methods.split(","):
             setting = Setting(adapter=adapter, steps=args.steps, warmup=args.warmup, max_new_tokens=args.max_new_tokens)
             variants = [("ours", False, "auto")] + ([("ours full-vocab KL", True, "auto")] if method == "opd" else [])
-            if method != "sft" and ours_sampler != trl_precision:
+            if args.ours_only:
+                variants = variants[:1]
+            elif method != "sft" and ours_sampler != trl_precision:
                 variants.append(("ours, fp32 sampler", method == "opd", "float32"))  # equal precision (OPD: TRL's objective)
             rows = {}
             for repeat in range(args.repeats):  # alternating, so a drift of the machine's speed reaches both tools

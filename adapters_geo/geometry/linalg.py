@@ -78,7 +78,7 @@ def decompose64(w: torch.Tensor, k: int, factors=None):
     `factors` (L, R) with L @ R = w: the exact SVD from them (factored_svd64) instead of from `w`.
     """
     if factors is not None:
-        u, s, v = factored_svd64(*factors, k or None)
+        u, s, v = factored_svd64(*factors, max(k, 1))  # k = 0: no completion of the vectors, which are dropped
         return (u, s, v) if k else (None, s, None)
     if k:
         return top_svd64(w, k)

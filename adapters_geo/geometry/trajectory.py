@@ -89,6 +89,13 @@ def matrix_trajectory(deltas: dict, k: int = K_DEFAULT, spectra: dict | None = N
     steps = sorted(deltas)
     final = deltas[steps[-1]]
     k = min(k, min(final.shape))
+    exact = {t: spectra[t] if t in spectra else svdvals64(deltas[t]) for t in steps}
+
+    def defined(step) -> int:
+        """How many of the top-k directions of ΔW_step exist (σ > 0): past a low rank, singular vectors are an
+        arbitrary completion and would make two unrelated rank-8 LoRA updates look 50 % alike; k if unknown."""
+        s = exact[step]
+        return k if s is None else min(k, int((s > 0).sum()))
 
     def top(step, side):
         if step not in vectors or vectors[step][1].shape[1] < k:
@@ -96,19 +103,20 @@ def matrix_trajectory(deltas: dict, k: int = K_DEFAULT, spectra: dict | None = N
         return vectors[step][1 if side == "right" else 0][:, :k]
 
     final_right, final_left = top(steps[-1], "right"), top(steps[-1], "left")
+    similarity = lambda a, b, kk: subspace_similarity(a[:, :kk], b[:, :kk]) if kk else float("nan")
     rows = []
     for step in steps:
         delta = deltas[step]
-        s = spectra[step] if step in spectra else svdvals64(delta)
-        right = top(step, "right")
-        capture, baseline = future_capture(delta, final, k, right) if step != steps[-1] else (float("nan"), k / delta.shape[1])
+        right, own, common = top(step, "right"), defined(step), min(defined(step), defined(steps[-1]))
+        capture, baseline = (future_capture(delta, final, own, right[:, :own]) if own else (float("nan"), float("nan"))) \
+            if step != steps[-1] else (float("nan"), own / delta.shape[1])
         rows.append({
             "step": step,
-            "sim_right": subspace_similarity(right, final_right),
-            "sim_left": subspace_similarity(top(step, "left"), final_left),
+            "sim_right": similarity(right, final_right, common),
+            "sim_left": similarity(top(step, "left"), final_left, common),
             "future_capture": capture,
             "future_capture_random": baseline,
-            **_rank_metrics(s),
+            **_rank_metrics(exact[step]),
         })
     out = {
         "steps": rows,
@@ -116,7 +124,9 @@ def matrix_trajectory(deltas: dict, k: int = K_DEFAULT, spectra: dict | None = N
         "locking_step_left": locking_step(steps, [r["sim_left"] for r in rows]),
     }
     if early_step is not None:
-        out["early_energy_capture"] = early_energy_capture(deltas[early_step], final, k, top(early_step, "right"))
+        early = defined(early_step)
+        out["early_energy_capture"] = (early_energy_capture(deltas[early_step], final, early, top(early_step, "right")[:, :early])
+                                       if early else float("nan"))
     return out
 
 

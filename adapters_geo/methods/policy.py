@@ -89,7 +89,9 @@ class PolicyGradient:
         if self.sampler is None:
             dtype = sampler_dtype(self.cfg.sampler, next(model.parameters()).device)
             same = dtype == next(model.parameters()).dtype
-            plain_lora = adapter_kind(model) == "lora" and all(type(m) is torch.nn.Linear for m in base_linears(model).values())
+            # only in fp32: a bf16 copy of W0 + ΔW would round away the LoRA's small early updates (delta_linear.py)
+            plain_lora = (dtype == torch.float32 and adapter_kind(model) == "lora"
+                          and all(type(m) is torch.nn.Linear for m in base_linears(model).values()))
             self.sampler = Sampler(model, dtype) if not same or plain_lora else False
         return self.sampler is not False
 

@@ -89,11 +89,14 @@ class Tracker:
                 device = next(self.model.parameters()).device
                 self.start = {n: d.to(device) for n, d in load_saved_deltas(state["start_adapter"])[1] if d.abs().max() > 0}
                 self.start_factors = {}
-        elif state.get("start_factors") is not None:
-            self.start_factors = state["start_factors"]
+        elif state.get("start_factors") is not None:  # checkpoints load on the CPU: back to the model's device
+            device = next(self.model.parameters()).device
+            self.start_factors = {n: (left.to(device), right.to(device)) for n, (left, right) in state["start_factors"].items()}
             self.start = FactoredDeltas(self.start_factors)
         elif state.get("start_deltas") is not None:
-            self.start, self.start_factors = state["start_deltas"], {}  # held dense: the snapshot route below
+            device = next(self.model.parameters()).device
+            self.start = {n: d.to(device) for n, d in state["start_deltas"].items()}  # held dense: the snapshot route
+            self.start_factors = {}
         if state.get("first_right") is not None:
             self.first_right = {n: v.cpu() for n, v in state["first_right"].items()}
 
@@ -186,6 +189,9 @@ class FactoredDeltas(Mapping):
     def __getitem__(self, name: str) -> torch.Tensor:
         left, right = self.factors[name]
         return left @ right
+
+    def __contains__(self, name) -> bool:  # without computing the product
+        return name in self.factors
 
     def __iter__(self):
         return iter(self.factors)

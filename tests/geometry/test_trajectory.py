@@ -1,5 +1,6 @@
 """Trajectory diagnostics on synthetic trajectories with known answers."""
 
+import pytest
 import torch
 
 from adapters_geo.geometry.trajectory import (
@@ -94,3 +95,23 @@ def test_endpoint_metrics_along_the_way_closed_form():
     assert abs(out["update_norm_rel"] - 0.5 / s.norm().item()) < 1e-12
     swap = 3.0 * u[:, :1] @ (v[:, 4:5] - v[:, :1]).T  # moves weight from the 1st right direction to the 5th
     assert endpoint_along(w0, u, v, swap, k=4)["rotation_right_max_deg"] > 1.0
+
+
+def test_a_low_rank_update_is_compared_on_its_defined_directions_only():
+    # past a rank-2 update's rank its singular vectors are an arbitrary completion (the same seeded one for every
+    # step from the factors): comparing K = 16 columns would make two unrelated rank-2 updates look alike
+    from adapters_geo.geometry.linalg import factored_svd64
+
+    g = torch.Generator().manual_seed(5)
+    factors = {t: (torch.randn(60, 2, generator=g, dtype=torch.float64), torch.randn(2, 40, generator=g, dtype=torch.float64))
+               for t in (1, 2)}
+    deltas = {t: left @ right for t, (left, right) in factors.items()}
+    spectra, vectors = {}, {}
+    for t, (left, right) in factors.items():
+        u, s, v = factored_svd64(left, right, 16)
+        spectra[t], vectors[t] = s, (u, v)
+    found = matrix_trajectory(deltas, 16, spectra, vectors)
+    direct = subspace_similarity(vectors[1][1][:, :2], vectors[2][1][:, :2])
+    assert abs(found["steps"][0]["sim_right"] - direct) < 1e-12 and direct < 0.3  # unrelated: low, not inflated
+    assert found["steps"][1]["sim_right"] == pytest.approx(1.0)
+    assert found["steps"][0]["future_capture_random"] == pytest.approx(2 / 40)
