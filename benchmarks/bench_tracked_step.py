@@ -22,23 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base  # noqa: E402
 from adapters_geo.training.tracker import Tracker  # noqa: E402
+from benchmarks.bench_training import TrackingCosts  # noqa: E402
 from benchmarks.random_models import random_model  # noqa: E402
 
 STEPS = (2, 5, 20, 100)  # of default_steps(100): factors, factors, bf16 (t0), fp32 (final)
-
-
-class Costs:
-    """A logger that keeps the tracker's own cost rows."""
-
-    def __init__(self):
-        self.rows = []
-
-    def scalars(self, step, values, prefix=""):
-        if prefix == "tracking":
-            self.rows.append(values)
-
-    def histogram(self, step, name, values):
-        pass
 
 
 def main() -> None:
@@ -59,7 +46,7 @@ def main() -> None:
                     p.copy_(1e-3 * torch.randn(p.shape, generator=generator))
         for repeat in range(args.repeats):
             for step in STEPS:
-                costs = Costs()
+                costs = TrackingCosts()
                 tracker.on_step(step, costs)
                 row = {"total": costs.rows[0]["seconds"], **costs.rows[0]}
                 key = "first" if repeat == 0 and step == STEPS[0] else row["format"]

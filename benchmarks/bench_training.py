@@ -113,7 +113,7 @@ def run_ours(method: str, setting: Setting, student, teacher, task, out: Path, f
     }
 
 
-class _Costs:
+class TrackingCosts:
     """A logger keeping the tracker's own cost rows."""
 
     def __init__(self):
@@ -140,7 +140,7 @@ def tracking_cost(tracker) -> dict:
     The steps all see the trained ΔW; as in a run, the first one also decomposes W_start for the layer subset,
     and the last one is stored in full (fp32: pessimistic, a real run refers to its saved adapter instead).
     """
-    costs = _Costs()
+    costs = TrackingCosts()
     for step in tracker.writer.steps:
         tracker.on_step(step, costs)
     by_format = {}
@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of every row, ours and TRL alternating; the ratio's 95%% interval pools their steps")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     quiet()
     if not args.no_trl:
         try:

@@ -68,8 +68,9 @@ def _complete(q: torch.Tensor, k: int) -> torch.Tensor:
     if q.shape[1] >= k:
         return q[:, :k]
     extra = torch.randn(q.shape[0], k - q.shape[1], dtype=q.dtype, generator=torch.Generator().manual_seed(0)).to(q.device)
-    extra = extra - q @ (q.T @ extra)
-    return torch.cat([q, torch.linalg.qr(extra - q @ (q.T @ extra))[0]], 1)
+    for _ in range(2):  # projected off span(q) twice: one pass leaves rounding-level components (Gram–Schmidt)
+        extra = extra - q @ (q.T @ extra)
+    return torch.cat([q, torch.linalg.qr(extra)[0]], 1)
 
 
 def decompose64(w: torch.Tensor, k: int, factors=None):

@@ -104,8 +104,9 @@ class Tracker:
         """At a tracked step: snapshot ΔW_t, log online scalars, histograms and the cost.
 
         Matrix by matrix (measure_matrix): ΔW_t of one target at a time on the model's device, what is kept on
-        the CPU; on a CPU the matrices are spread over a thread per core (LAPACK's eigensolvers barely use a
-        second thread: on this 2-core CPU two one-thread workers halve a dense step's decompositions).
+        the CPU; on a CPU the matrices are spread over a thread per core (LAPACK's values-only eigensolver uses
+        one thread: 40 eigvalsh of 576 × 576 took 0.39 s on two one-thread workers against 0.79 s in sequence
+        with two threads, and the full eigh 0.73 s against 0.93 s, on this 2-core CPU).
         """
         if not self.writer.due(step):
             return
