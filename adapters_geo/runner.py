@@ -128,8 +128,11 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     references = {config.steps: "adapter"}  # kept anyway: the trajectory refers to them instead of copying them
     if config.save_t0_state and config.first_step < t0 <= config.steps:
         references[t0] = "t0_state/adapter"
+    background = config.track_background
+    if background is None:  # an accelerator trains while the CPU decomposes; a CPU does both, so there inline
+        background = next(model.parameters()).device.type != "cpu"
     tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, t0,
-                      config.track_layers, references, init)
+                      config.track_layers, references, init, background)
     if tracker.start and init is None:  # a non-zero start nobody saved: store every snapshot itself
         tracker.writer.references = {}
     kept = last_kept_step(folder, config) if resume else None  # a resume drops what was logged after its checkpoint

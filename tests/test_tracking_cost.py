@@ -20,18 +20,23 @@ from adapters_geo.models.weights import LazyBaseWeights
 from adapters_geo.tasks import TaskConfig, load_task
 
 
-def test_every_tracked_step_logs_its_cost(tmp_path):
+@pytest.mark.parametrize("background", [False, True])
+def test_every_tracked_step_logs_its_cost(tmp_path, background):
+    # in the background (track_background) too: every tracked step is measured, written and logged by the end
     base = load_base("tiny-llama")
     model = attach_adapter(base.model, DenseConfig())
     task = load_task(TaskConfig(levels=[0], train_size=50, test_size=2))
     method = build_method(Context(model, base.tokenizer, task, MethodConfig(name="sft")))
-    train_into(tmp_path, model, base.tokenizer, method, task, TrainConfig(steps=5, batch_size=4, lr=1e-3, track_steps=[1, 3, 5]),
-               progress=False)
+    config = TrainConfig(steps=5, batch_size=4, lr=1e-3, track_steps=[1, 3, 5], track_background=background, checkpoint_every=2)
+    train_into(tmp_path, model, base.tokenizer, method, task, config, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     tracking = [r for r in rows if r["group"] == "tracking"]
     index = json.loads((tmp_path / "trajectory" / "index.json").read_text())
-    assert sorted(r["step"] for r in tracking) == sorted(int(s) for s in index)
+    assert sorted(r["step"] for r in tracking) == sorted(int(s) for s in index) == [1, 3, 5]
     assert all(r["snapshot_seconds"] > 0 and r["geometry_seconds"] >= 0 and r["along_seconds"] >= 0 for r in tracking)
+    assert all(("background_seconds" in r) == background for r in tracking)
+    geometry = {r["step"] for r in rows if r["group"] == "geometry/overall"}
+    assert geometry == {1, 3, 5}
     assert {r["format"] for r in tracking} == {"factors", "bf16", "adapter"}  # the final step refers to adapter/
     # the endpoint analysis reuses the final step's stored spectra: they are those of the endpoint's ΔW
     known = read_step_spectra(tmp_path / "trajectory", 5)

@@ -31,12 +31,18 @@ def top_rank(s: torch.Tensor, k: int = K_DEFAULT) -> int:
     return min(k, int((s > 0).sum()))
 
 
-def matrix_scalars(w0: torch.Tensor, delta: torch.Tensor, s: torch.Tensor) -> dict:
-    """The cheap scalars of one matrix from W_start, ΔW_t and ΔW_t's spectrum `s`."""
+def update_scalars(w0: torch.Tensor, delta: torch.Tensor) -> dict:
+    """The scalars that need W_start and ΔW_t themselves (on whichever device they are)."""
     return {
         "params": delta.numel(),
         "sparsity_bf16": sparsity_bf16(w0, w0 + delta),
         "update_norm_rel": delta.norm().item() / max(w0.norm().item(), 1e-12),
+    }
+
+
+def spectrum_scalars(s: torch.Tensor) -> dict:
+    """The scalars that need only ΔW_t's spectrum `s`: stable and effective rank."""
+    return {
         "stable_rank": stable_rank(s) if s.numel() else math.nan,
         "effective_rank": effective_rank(s) if s.numel() else math.nan,
     }

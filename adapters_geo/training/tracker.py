@@ -11,7 +11,10 @@ the parallel workers of a CPU: they can add up to more than `seconds`); format):
   top-k right subspace and principal energy, which need W_start's SVD (once per run, held) and an
   SVD of W_start + ΔW_t per matrix.
 The matrices are streamed: one target's ΔW_t at a time on the model's device (never all of them: 6.4 GB
-of fp32 at 1.7B with LoRA), everything kept moved to the CPU. A LoRA's spectrum and top vectors come
+of fp32 at 1.7B with LoRA), everything kept moved to the CPU. With `background` (a model on an accelerator:
+its CPU cores idle while it trains), the training thread only copies each ΔW_t (a LoRA's: its factors) and
+what needs the device to the CPU and trains on; one worker thread decomposes and writes them meanwhile.
+That holds one step's ΔW copies in CPU memory (dense: 4 bytes per targeted weight) until they are measured. A LoRA's spectrum and top vectors come
 exactly from its factors (linalg.factored_svd64), never from the m × n matrix.
 ΔW_start is the adapter's update when the run started (non-zero for a run from an init adapter);
 it (or, for a run from a saved adapter, that adapter's folder) and the first tracked step's subspaces
@@ -32,7 +35,7 @@ from adapters_geo.adapters.io import META_FILE, load_saved_deltas
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.geometry.aggregate import ALONG_LAYERS, layer_subset, module_type
 from adapters_geo.geometry.linalg import decompose64
-from adapters_geo.geometry.online import along_row, group_means, matrix_scalars, similarity_to_first, top_rank
+from adapters_geo.geometry.online import along_row, group_means, similarity_to_first, spectrum_scalars, top_rank, update_scalars
 from adapters_geo.geometry.reference import reference_svd
 from adapters_geo.geometry.rotation import default_k
 from adapters_geo.geometry.trajectory import K_DEFAULT
@@ -44,11 +47,13 @@ class Tracker:
     """Trajectory snapshots and online geometry of one run's adapter.
 
     `along_layers`: how many evenly spaced layers get rotation and principal energy (0: none);
-    `references`, `start`: snapshots kept as references to adapters the run saves anyway (trajectory.py).
+    `references`, `start`: snapshots kept as references to adapters the run saves anyway (trajectory.py);
+    `background`: measure off the training thread (on_step), for a model on an accelerator, whose CPU cores idle.
     """
 
     def __init__(self, model, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None,
-                 along_layers: int = ALONG_LAYERS, references: dict | None = None, start: str | None = None):
+                 along_layers: int = ALONG_LAYERS, references: dict | None = None, start: str | None = None,
+                 background: bool = False):
         self.model = model
         readers = delta_readers(model)
         self.names = list(readers)
@@ -65,8 +70,12 @@ class Tracker:
         self.refs = {}  # {name: W_start's top-k SVD} of the `along` matrices, from the first tracked step on
         self.first_right = None  # {name: (n, ≤ K) top right singular vectors (CPU)} of the first tracked update
         self.start_adapter = start  # the saved adapter ΔW_start was read from (None: zero, or not saved)
+        # measuring off the training thread: one worker, one tracked step at a time (the next needs its subspaces)
+        self.background = ThreadPoolExecutor(1, thread_name_prefix="tracker") if background else None
+        self.pending = None  # (step, log, seconds spent gathering, future) of the step measured in the background
 
     def state_dict(self) -> dict:
+        self.flush()  # a checkpoint holds every tracked step before it: measured, written and logged
         # ΔW_start of a run from a saved adapter is that adapter's: checkpoints (the t0 state a locking
         # test keeps too) name it instead of holding another fp32 copy (425 MB for SmolLM2-135M, dense)
         meta = Path(self.start_adapter) / META_FILE if self.start_adapter is not None else None
@@ -103,22 +112,58 @@ class Tracker:
     def on_step(self, step: int, log) -> None:
         """At a tracked step: snapshot ΔW_t, log online scalars, histograms and the cost.
 
-        Matrix by matrix (measure_matrix): ΔW_t of one target at a time on the model's device, what is kept on
-        the CPU; on a CPU the matrices are spread over a thread per core (LAPACK's values-only eigensolver uses
-        one thread: 40 eigvalsh of 576 × 576 took 0.39 s on two one-thread workers against 0.79 s in sequence
-        with two threads, and the full eigh 0.73 s against 0.93 s, on this 2-core CPU).
+        Matrix by matrix: ΔW_t of one target at a time on the model's device (gather_matrix: what needs the
+        device), its decompositions on the CPU (finish_matrix). Inline, on a CPU the matrices are spread over a
+        thread per core (LAPACK's values-only eigensolver uses one thread: 40 eigvalsh of 576 × 576 took 0.39 s on
+        two one-thread workers against 0.79 s in sequence with two threads, and the full eigh 0.73 s against
+        0.93 s, on this 2-core CPU). In the background (`background`), the training thread only gathers CPU copies
+        and goes on; the step is logged when the next tracked step, a checkpoint or the end of training flushes it.
         """
         if not self.writer.due(step):
             return
+        self.flush()  # one tracked step in flight at a time: the next one needs the previous one's subspaces
         started = time.perf_counter()
         readers, factors = delta_readers(self.model), low_rank_factors(self.model)
         reference = LazyBaseWeights(self.model, self.names, self.start)  # W_start, one matrix at a time
-        first = self.first_right
-        results = over_matrices(lambda name: self.measure_matrix(step, name, readers[name], factors.get(name), reference, first),
-                                self.names, next(self.model.parameters()).device)
-        tensors, rows, along, right, costs = {}, {}, {}, {}, dict.fromkeys(("snapshot", "geometry", "along"), 0.0)
-        for name, found in zip(self.names, results):
+        if self.background is None:
+            results = over_matrices(lambda name: self.finish_matrix(step, name, self.gather_matrix(
+                name, readers[name], factors.get(name), reference, copy=False)), self.names, next(self.model.parameters()).device)
+            written = self.write(step, results)
+            self.record(step, results, log, {"seconds": time.perf_counter() - started}, written)
+            return
+        gathered = {name: self.gather_matrix(name, readers[name], factors.get(name), reference, copy=True) for name in self.names}
+        self.pending = (step, log, time.perf_counter() - started, self.background.submit(self.finish_all, step, gathered))
+
+    def flush(self) -> None:
+        """Wait for the tracked step measured in the background (if any), then log it from the training thread."""
+        if self.pending is None:
+            return
+        step, log, gathering, future = self.pending
+        self.pending = None
+        waited = time.perf_counter()
+        results, written, background = future.result()
+        timing = {"seconds": gathering + time.perf_counter() - waited, "background_seconds": background}
+        self.record(step, results, log, timing, written)
+
+    def finish_all(self, step: int, gathered: dict) -> tuple[list, float, float]:
+        """The background job of one tracked step: (finish_matrix of every matrix, write seconds, its wall seconds)."""
+        begun = time.perf_counter()
+        results = [self.finish_matrix(step, name, gathered.pop(name)) for name in self.names]  # pop: a copy goes once measured
+        return results, self.write(step, results), time.perf_counter() - begun
+
+    def write(self, step: int, results: list) -> float:
+        """Write the step's snapshot file from every matrix's packed tensors; returns the seconds it took."""
+        begun = time.perf_counter()
+        tensors = {}
+        for found in results:
             tensors.update(found["tensors"])
+        self.writer.write(step, tensors)
+        return time.perf_counter() - begun
+
+    def record(self, step: int, results: list, log, timing: dict, written: float) -> None:
+        """Log a measured step: group means of the rows, ΔW's singular values per module type, the cost."""
+        rows, along, right, costs = {}, {}, {}, {"snapshot": written, "geometry": 0.0, "along": 0.0}
+        for name, found in zip(self.names, results):
             rows[name] = found["row"]
             if found["along"] is not None:
                 along[name] = found["along"]
@@ -126,9 +171,6 @@ class Tracker:
                 right[name] = found["right"]
             for part in costs:
                 costs[part] += found["seconds"][part]
-        written = time.perf_counter()
-        self.writer.write(step, tensors)
-        costs["snapshot"] += time.perf_counter() - written
         self.first_right = right if self.first_right is None else self.first_right
         along = group_means(along) if along else {}
         for group, values in group_means(rows).items():
@@ -138,16 +180,14 @@ class Tracker:
             by_type.setdefault(module_type(name), []).append(found["top"])
         for kind, values in by_type.items():
             log.histogram(step, f"delta_singular_values/{kind}", torch.cat(values))
-        log.scalars(step, {"seconds": time.perf_counter() - started, "snapshot_seconds": costs["snapshot"],
-                           "geometry_seconds": costs["geometry"], "along_seconds": costs["along"],
-                           "format": self.writer.format_of(step)}, "tracking")
+        log.scalars(step, {**timing, "snapshot_seconds": costs["snapshot"], "geometry_seconds": costs["geometry"],
+                           "along_seconds": costs["along"], "format": self.writer.format_of(step)}, "tracking")
 
     @torch.no_grad()
-    def measure_matrix(self, step: int, name: str, read, factors, reference, first) -> dict:
-        """Everything a tracked step needs of one matrix; only CPU tensors and numbers come back.
-
-        `seconds` {snapshot, geometry, along}: this matrix's share of the tracking cost.
-        """
+    def gather_matrix(self, name: str, read, factors, reference, copy: bool) -> dict:
+        """What one matrix's measurement needs of the model, read on its device: ΔW_t (or its factors), the
+        scalars that need W_start, W_start itself for the `along` subset. `copy`: all of it moved to the CPU, to
+        be measured while the model trains on (a LoRA's ΔW then travels as its factors only)."""
         begun = time.perf_counter()
         delta = read()
         if name in self.start:
@@ -157,27 +197,51 @@ class Tracker:
                 factors = (torch.cat([factors[0], -left0], 1), torch.cat([factors[1], right0], 0))
             else:
                 factors = None
+        read_seconds = time.perf_counter() - begun
+        w_start = reference[name]
+        row = update_scalars(w_start, delta)
+        found = {"delta": delta, "factors": factors, "row": row, "w_start": w_start if name in self.along else None}
+        if copy:
+            found = {"delta": None if factors is not None else delta.cpu(), "row": row,
+                     "factors": None if factors is None else tuple(f.cpu() for f in factors),
+                     "w_start": None if found["w_start"] is None else w_start.cpu()}
+        found["seconds"] = {"snapshot": read_seconds, "geometry": time.perf_counter() - begun - read_seconds}
+        return found
+
+    @torch.no_grad()
+    def finish_matrix(self, step: int, name: str, gathered: dict) -> dict:
+        """Everything a tracked step needs of one gathered matrix; only CPU tensors and numbers come back.
+
+        `seconds` {snapshot, geometry, along}: this matrix's share of the tracking cost.
+        """
+        begun = time.perf_counter()
+        factors, delta = gathered["factors"], gathered["delta"]
+        if delta is None:  # gathered as factors alone
+            delta = factors[0] @ factors[1]
         u, s, v = decompose64(delta, self.writer.vectors_needed(step, K_DEFAULT), factors)
         tensors = self.writer.pack(step, name, delta, u, s, v)
         k = top_rank(s)
         right = v[:, :k].float().cpu() if k else None
         snapshot = time.perf_counter()
-        w_start = reference[name]
-        row = matrix_scalars(w_start, delta, s)
+        row = {**gathered["row"], **spectrum_scalars(s)}
+        first = self.first_right
         if first is not None:
             row["sim_right_to_first"] = similarity_to_first(right, first.get(name))
         else:  # the first tracked step is its own reference
             row["sim_right_to_first"] = 1.0 if right is not None else math.nan
         geometry = time.perf_counter()
-        along = None
-        if name in self.along:
+        along, w_start = None, gathered["w_start"]
+        if w_start is not None:
             if name not in self.refs:  # W_start's top-k SVD, once per run
                 self.refs[name] = reference_svd(w_start, default_k(w_start.shape))
             along = along_row(w_start, delta, self.refs[name])
         return {"tensors": tensors, "row": row, "along": along, "right": right, "top": s[: self.rank].float().cpu(),
-                "seconds": {"snapshot": snapshot - begun, "geometry": geometry - snapshot, "along": time.perf_counter() - geometry}}
+                "seconds": {"snapshot": snapshot - begun + gathered["seconds"]["snapshot"],
+                            "geometry": geometry - snapshot + gathered["seconds"]["geometry"],
+                            "along": time.perf_counter() - geometry}}
 
     def disk_bytes(self) -> int:
+        self.flush()
         return self.writer.disk_bytes()
 
 

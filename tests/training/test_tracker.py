@@ -196,3 +196,42 @@ def test_a_lora_start_is_held_and_checkpointed_as_factors(tmp_path):
     resumed.on_step(1, logs[1])
     assert logs[0].rows[(1, "geometry/overall")] == logs[1].rows[(1, "geometry/overall")]
     assert logs[0].rows[(1, "geometry/overall")]["update_norm_rel"] > 0
+
+
+@pytest.mark.parametrize("adapter", [DenseConfig(), LoraConfig(r=2)])
+def test_a_background_tracker_measures_the_step_it_was_given_as_inline_tracking_does(tmp_path, adapter):
+    # Off the training thread the tracker measures CPU copies taken at the tracked step: training on before the
+    # worker gets to them changes nothing. Rows, snapshots and spectra equal the inline tracker's; a checkpoint
+    # (state_dict) waits for the step in flight and logs it first.
+    import threading
+
+    from adapters_geo.trajectory import read_spectra
+
+    model = attach_adapter(load_base("tiny-llama").model, adapter)
+    perturb(model, 1e-1, 0)  # a non-zero start for the LoRA (its factors are combined with the start's)
+    inline = Tracker(model, tmp_path / "inline", total_steps=3, steps=[1, 2, 3], t0=2, along_layers=1)
+    background = Tracker(model, tmp_path / "background", total_steps=3, steps=[1, 2, 3], t0=2, along_layers=1, background=True)
+    logs = Recorder(), Recorder()
+    for step in (1, 2, 3):
+        perturb(model, 1e-2, step)
+        inline.on_step(step, logs[0])
+        gate = threading.Event()
+        background.background.submit(gate.wait)  # the worker is busy: the step waits for it
+        background.on_step(step, logs[1])
+        assert (step, "tracking") not in logs[1].rows  # measured later, logged by whoever flushes
+        perturb(model, 1.0, 100 + step)  # the model trains on before the worker gets to the step
+        gate.set()
+        if step == 2:
+            background.state_dict()  # a checkpoint: the step in flight is measured and logged first
+            assert (2, "tracking") in logs[1].rows
+    background.disk_bytes()  # after training: the last step is flushed
+    for step in (1, 2, 3):
+        ours, theirs = logs[1].rows[(step, "geometry/overall")], logs[0].rows[(step, "geometry/overall")]
+        assert ours.keys() == theirs.keys() and all(math.isclose(ours[k], theirs[k], rel_tol=1e-6, abs_tol=1e-9) for k in ours)
+        assert logs[1].rows[(step, "tracking")]["background_seconds"] > 0
+    spectra, expected = read_spectra(tmp_path / "background"), read_spectra(tmp_path / "inline")
+    snapshots, exact = read_trajectory(tmp_path / "background"), read_trajectory(tmp_path / "inline")
+    for step in (1, 2, 3):
+        for name in expected[step]:
+            torch.testing.assert_close(spectra[step][name], expected[step][name], rtol=1e-5, atol=1e-8)
+            torch.testing.assert_close(snapshots[step][name], exact[step][name], rtol=1e-4, atol=1e-6)
