@@ -25,7 +25,7 @@ Reported per row: median step time over the timed steps (after warm-up), complet
 interval over the timed steps (pooled over `--repeats` runs of each side, alternating; a target is met
 only where the whole interval clears it, "undecided at this budget" where it straddles it), and for ours the cost of trajectory tracking measured
 in the same run: every tracked step of a 100-step run's default schedule (10 points: factors, bf16 at
-t0, fp32 at the end) run on the trained adapter, its median seconds per storage format, and their
+t0, at the end a reference to the saved adapter, as in a run) run on the trained adapter, its median seconds per storage format, and their
 sum over the 100 steps' training time (the timed training itself tracks nothing).
 At the end it prints the targets (OPD and RLVR ≥ 1.5× TRL; tracking < 5% of a 100-step run) and
 whether this run met them; `--runs runs` adds tracking + analysis as a share of each finished
@@ -128,17 +128,19 @@ class TrackingCosts:
 
 
 def tracker_for(model, folder: Path, total: int = 100):
-    """A tracker with a `total`-step run's default schedule, built on the untrained adapter (ΔW_start = 0)."""
+    """A tracker with a `total`-step run's default schedule, built on the untrained adapter (ΔW_start = 0).
+
+    As in a run (runner.train_into), the final step refers to the adapter the run saves anyway (format `adapter`)."""
     from adapters_geo.training.tracker import Tracker
 
-    return Tracker(model, folder, total_steps=total)
+    return Tracker(model, folder, total_steps=total, references={total: "adapter"})
 
 
 def tracking_cost(tracker) -> dict:
     """Every tracked step of the tracker's schedule, run on the trained adapter and timed (wall).
 
     The steps all see the trained ΔW; as in a run, the first one also decomposes W_start for the layer subset,
-    and the last one is stored in full (fp32: pessimistic, a real run refers to its saved adapter instead).
+    and the last one refers to the run's saved adapter (its spectra and top vectors are stored, not ΔW).
     """
     costs = TrackingCosts()
     for step in tracker.writer.steps:
@@ -312,7 +314,7 @@ def _line(r: dict) -> str:
 
 def table(results: list) -> str:
     """Markdown table: throughput of each tool, ratio to TRL, tracking overhead of ours."""
-    lines = ["| method | adapter | tool | s/step | throughput | vs TRL | generation share | tracked step (factors / bf16 / fp32) | tracking overhead, 100 steps |",
+    lines = ["| method | adapter | tool | s/step | throughput | vs TRL | generation share | tracked step (factors / bf16 / final) | tracking overhead, 100 steps |",
              "|---|---|---|---|---|---|---|---|---|"]
     trl = {(r["method"], r["adapter"]): r for r in results if r["tool"] == "trl"}
     for r in results:
@@ -321,7 +323,7 @@ def table(results: list) -> str:
         ratio = "{:.2f}× [{:.2f}, {:.2f}]".format(*ratio_interval(r["samples"], ref["samples"])) if ref and r is not ref else ""
         share = f"{r['generation_share']:.0%}" if r.get("generation_share") is not None and r["method"] != "sft" else ""
         t = r.get("tracking") or {}
-        tracked = " / ".join(f"{t[k]:.2f}" for k in ("factors", "bf16", "fp32") if k in t) + (" s" if t else "")
+        tracked = " / ".join(f"{t[k]:.2f}" for k in ("factors", "bf16", "adapter") if k in t) + (" s" if t else "")
         overhead = tracking_overhead(r) if t else None
         lines.append(f"| {r['method']} | {r['adapter']} | {r['tool']} | {r['step_seconds']:.2f} | "
                      f"{throughput(r, r['method']):.1f} {unit} | {ratio} | {share} | {tracked} | "
