@@ -56,3 +56,18 @@ def test_method_validation(tmp_path, method, message):
     path.write_text(yaml.safe_dump({"model": "tiny-llama", "method": method}))
     with pytest.raises(AdaptersGeoError, match=message):
         validate(load_run_config(path).method)
+
+
+def test_when_tracking_runs_is_no_part_of_a_runs_identity_unless_set(tmp_path):
+    # train.track_background changes when a tracked step is measured, not what: left at its default (None) it is
+    # absent from the resolved config, so every run resolved before it existed keeps its identity; a bad value is
+    # one line naming the key
+    path = tmp_path / "run.yaml"
+    path.write_text("model: tiny-llama\nmethod: {name: sft}\n")
+    assert "track_background" not in load_run_config(path).to_dict()["train"]
+    path.write_text("model: tiny-llama\nmethod: {name: sft}\ntrain: {track_background: true}\n")
+    assert load_run_config(path).to_dict()["train"]["track_background"] is True
+    path.write_text("model: tiny-llama\nmethod: {name: sft}\ntrain: {track_background: sometimes}\n")
+    with pytest.raises(AdaptersGeoError, match="track_background") as err:
+        load_run_config(path)
+    assert "\n" not in str(err.value)

@@ -73,6 +73,7 @@ class Tracker:
         # measuring off the training thread: one worker, one tracked step at a time (the next needs its subspaces)
         self.background = ThreadPoolExecutor(1, thread_name_prefix="tracker") if background else None
         self.pending = None  # (step, log, seconds spent gathering, future) of the step measured in the background
+        self.spread = next(model.parameters()).device.type != "cpu"  # the background's matrices over every CPU core
 
     def state_dict(self) -> dict:
         self.flush()  # a checkpoint holds every tracked step before it: measured, written and logged
@@ -148,7 +149,14 @@ class Tracker:
     def finish_all(self, step: int, gathered: dict) -> tuple[list, float, float]:
         """The background job of one tracked step: (finish_matrix of every matrix, write seconds, its wall seconds)."""
         begun = time.perf_counter()
-        results = [self.finish_matrix(step, name, gathered.pop(name)) for name in self.names]  # pop: a copy goes once measured
+
+        def measure(name):
+            return self.finish_matrix(step, name, gathered.pop(name))  # pop: a copy goes once measured
+
+        if self.spread:  # an accelerator trains: the CPU's cores are the worker's, one one-thread worker per core
+            results = over_matrices(measure, self.names, torch.device("cpu"))
+        else:  # training shares these cores (and torch's thread count, which over_matrices would set to 1)
+            results = [measure(name) for name in self.names]
         return results, self.write(step, results), time.perf_counter() - begun
 
     def write(self, step: int, results: list) -> float:

@@ -198,8 +198,8 @@ def test_a_lora_start_is_held_and_checkpointed_as_factors(tmp_path):
     assert logs[0].rows[(1, "geometry/overall")]["update_norm_rel"] > 0
 
 
-@pytest.mark.parametrize("adapter", [DenseConfig(), LoraConfig(r=2)])
-def test_a_background_tracker_measures_the_step_it_was_given_as_inline_tracking_does(tmp_path, adapter):
+@pytest.mark.parametrize("adapter,spread", [(DenseConfig(), False), (DenseConfig(), True), (LoraConfig(r=2), False)])
+def test_a_background_tracker_measures_the_step_it_was_given_as_inline_tracking_does(tmp_path, adapter, spread):
     # Off the training thread the tracker measures CPU copies taken at the tracked step: training on before the
     # worker gets to them changes nothing. Rows, snapshots and spectra equal the inline tracker's; a checkpoint
     # (state_dict) waits for the step in flight and logs it first.
@@ -211,6 +211,7 @@ def test_a_background_tracker_measures_the_step_it_was_given_as_inline_tracking_
     perturb(model, 1e-1, 0)  # a non-zero start for the LoRA (its factors are combined with the start's)
     inline = Tracker(model, tmp_path / "inline", total_steps=3, steps=[1, 2, 3], t0=2, along_layers=1)
     background = Tracker(model, tmp_path / "background", total_steps=3, steps=[1, 2, 3], t0=2, along_layers=1, background=True)
+    background.spread = spread  # over every core, as beside an accelerator (set from the model's device)
     logs = Recorder(), Recorder()
     for step in (1, 2, 3):
         perturb(model, 1e-2, step)
