@@ -87,7 +87,7 @@ class RunConfig(Section):
         data = {"adapter": adapter_dict, **self.model_dump(exclude={"adapter"})}
         if not data["train"]["gradient_checkpointing"]:  # memory, not results: off is every older run's identity
             del data["train"]["gradient_checkpointing"]
-        if data["train"]["track_background"] is None:  # when to measure, not what: the default is every older run's identity
+        if not data["train"]["track_background"]:  # when to measure, not what: off is every older run's identity
             del data["train"]["track_background"]
         return data
 

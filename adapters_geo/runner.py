@@ -128,11 +128,8 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     references = {config.steps: "adapter"}  # kept anyway: the trajectory refers to them instead of copying them
     if config.save_t0_state and config.first_step < t0 <= config.steps:
         references[t0] = "t0_state/adapter"
-    background = config.track_background
-    if background is None:  # an accelerator trains while the CPU decomposes; a CPU does both, so there inline
-        background = next(model.parameters()).device.type != "cpu"
     tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, t0,
-                      config.track_layers, references, init, background)
+                      config.track_layers, references, init, config.track_background)
     if tracker.start and init is None:  # a non-zero start nobody saved: store every snapshot itself
         tracker.writer.references = {}
     kept = last_kept_step(folder, config) if resume else None  # a resume drops what was logged after its checkpoint
@@ -148,9 +145,11 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
                        teacher_key=teacher_id)
     try:
         step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume, parallel)
+        tracker.flush()  # a tracked step measured in the background is logged before the loggers close
         final = held_out(step)
         log.scalars(step, final, "eval")
     finally:
+        tracker.close()  # after a failure too: no worker writes into the folder once this returns
         log.close()
     untrained = step == config.first_step and init is not None  # e.g. the frozen arm: its adapter is the init's
     if not untrained:

@@ -59,7 +59,7 @@ def test_method_validation(tmp_path, method, message):
 
 
 def test_when_tracking_runs_is_no_part_of_a_runs_identity_unless_set(tmp_path):
-    # train.track_background changes when a tracked step is measured, not what: left at its default (None) it is
+    # train.track_background changes when a tracked step is measured, not what: left at its default (off) it is
     # absent from the resolved config, so every run resolved before it existed keeps its identity; a bad value is
     # one line naming the key
     path = tmp_path / "run.yaml"

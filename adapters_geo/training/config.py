@@ -27,8 +27,9 @@ class TrainConfig(Section):
     track_rank: int = Field(32, ge=1)  # rank of the factor snapshots
     track_layers: int = Field(4, ge=0)  # evenly spaced layers whose matrices get rotation / principal energy at tracked
     #   steps (an SVD of W per matrix and step: about a fifth of a tracked step's cost at 4 of 30 layers; 0: none)
-    track_background: bool | None = None  # measure tracked steps off the training thread, training on meanwhile (same
-    #   results; None: when the model is on an accelerator, whose CPU cores idle; on a CPU it would compete with training)
+    track_background: bool = False  # measure tracked steps off the training thread, training on meanwhile (the same
+    #   numbers up to rounding): for a model on an accelerator, whose CPU cores idle (not yet measured there); on a
+    #   CPU it competes with training (measured: benchmarks/bench_background_tracking.py)
     checkpoint_every: int = Field(25, ge=1)  # steps between checkpoints (the last step always checkpoints)
     save_adapter_at: list[PositiveInt] | None = None  # steps at which the exact adapter is saved to adapter_step_N/
     first_step: int = Field(0, ge=0)  # start at this step (a continuation sees the same data as the run it continues)

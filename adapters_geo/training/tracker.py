@@ -2,7 +2,8 @@
 
 At each tracked step it snapshots ΔW_t − ΔW_start into the trajectory (trajectory.py) and logs
 the online geometry scalars (geometry/online.py) under "geometry/<group>", ΔW singular-value
-histograms per module type, and its own cost (group "tracking": seconds, the step's wall time, and
+histograms per module type, and its own cost (group "tracking": seconds, the training thread's wall time for the
+step (in the background: copying and waiting; background_seconds, the worker's), and
 snapshot_seconds, geometry_seconds, along_seconds, its parts summed over the matrices (and so over
 the parallel workers of a CPU: they can add up to more than `seconds`); format):
 - on every matrix: bf16 sparsity, relative norm, stable and effective rank, and Sim_K of ΔW_t's
@@ -48,7 +49,8 @@ class Tracker:
 
     `along_layers`: how many evenly spaced layers get rotation and principal energy (0: none);
     `references`, `start`: snapshots kept as references to adapters the run saves anyway (trajectory.py);
-    `background`: measure off the training thread (on_step), for a model on an accelerator, whose CPU cores idle.
+    `background`: measure off the training thread (on_step), for a model on an accelerator, whose CPU cores idle;
+    `close()` stops its worker.
     """
 
     def __init__(self, model, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None,
@@ -73,7 +75,7 @@ class Tracker:
         # measuring off the training thread: one worker, one tracked step at a time (the next needs its subspaces)
         self.background = ThreadPoolExecutor(1, thread_name_prefix="tracker") if background else None
         self.pending = None  # (step, log, seconds spent gathering, future) of the step measured in the background
-        self.spread = next(model.parameters()).device.type != "cpu"  # the background's matrices over every CPU core
+        self.spread = next(model.parameters()).device.type != "cpu"  # the background's matrices over the CPU's cores
 
     def state_dict(self) -> dict:
         self.flush()  # a checkpoint holds every tracked step before it: measured, written and logged
@@ -153,11 +155,14 @@ class Tracker:
         def measure(name):
             return self.finish_matrix(step, name, gathered.pop(name))  # pop: a copy goes once measured
 
-        if self.spread:  # an accelerator trains: the CPU's cores are the worker's, one one-thread worker per core
-            results = over_matrices(measure, self.names, torch.device("cpu"))
+        if self.spread:  # an accelerator trains: the CPU's cores are the worker's but one, for the training thread
+            results = over_matrices(measure, self.names, torch.device("cpu"), workers=torch.get_num_threads() - 1)
         else:  # training shares these cores (and torch's thread count, which over_matrices would set to 1)
             results = [measure(name) for name in self.names]
-        return results, self.write(step, results), time.perf_counter() - begun
+        written = self.write(step, results)
+        for found in results:
+            del found["tensors"]  # written: not held until the flush
+        return results, written, time.perf_counter() - begun
 
     def write(self, step: int, results: list) -> float:
         """Write the step's snapshot file from every matrix's packed tensors; returns the seconds it took."""
@@ -248,6 +253,11 @@ class Tracker:
                             "geometry": geometry - snapshot + gathered["seconds"]["geometry"],
                             "along": time.perf_counter() - geometry}}
 
+    def close(self) -> None:
+        """Stop the background worker: a step in flight is finished (its file stays whole), none is started."""
+        if self.background is not None:
+            self.background.shutdown(wait=True, cancel_futures=True)
+
     def disk_bytes(self) -> int:
         self.flush()
         return self.writer.disk_bytes()
@@ -273,18 +283,19 @@ class FactoredDeltas(Mapping):
         return len(self.factors)
 
 
-def over_matrices(measure, names: list, device) -> list:
-    """[measure(name) for name in names]; on a CPU spread over one one-thread worker per torch thread.
+def over_matrices(measure, names: list, device, workers: int | None = None) -> list:
+    """[measure(name) for name in names]; on a CPU spread over `workers` (default: one per torch thread) one-thread workers.
 
     Each decomposition then runs single-threaded beside the others (results do not depend on the split);
     the thread count is restored after. On an accelerator the matrices go one after the other.
     """
     threads = torch.get_num_threads()
-    if device.type != "cpu" or threads < 2 or len(names) < 2:
+    workers = threads if workers is None else workers
+    if device.type != "cpu" or workers < 2 or len(names) < 2:
         return [measure(name) for name in names]
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(threads) as pool:
+        with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(measure, names))
     finally:
         torch.set_num_threads(threads)
@@ -302,6 +313,12 @@ class NoTracking:
         pass
 
     def on_step(self, step: int, log) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def disk_bytes(self) -> int:

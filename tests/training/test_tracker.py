@@ -211,7 +211,9 @@ def test_a_background_tracker_measures_the_step_it_was_given_as_inline_tracking_
     perturb(model, 1e-1, 0)  # a non-zero start for the LoRA (its factors are combined with the start's)
     inline = Tracker(model, tmp_path / "inline", total_steps=3, steps=[1, 2, 3], t0=2, along_layers=1)
     background = Tracker(model, tmp_path / "background", total_steps=3, steps=[1, 2, 3], t0=2, along_layers=1, background=True)
-    background.spread = spread  # over every core, as beside an accelerator (set from the model's device)
+    background.spread = spread  # over the cores, as beside an accelerator (set from the model's device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3 if spread else threads)  # spread: 2 workers (one core is left to training)
     logs = Recorder(), Recorder()
     for step in (1, 2, 3):
         perturb(model, 1e-2, step)
@@ -226,6 +228,8 @@ def test_a_background_tracker_measures_the_step_it_was_given_as_inline_tracking_
             background.state_dict()  # a checkpoint: the step in flight is measured and logged first
             assert (2, "tracking") in logs[1].rows
     background.disk_bytes()  # after training: the last step is flushed
+    background.close()
+    torch.set_num_threads(threads)
     for step in (1, 2, 3):
         ours, theirs = logs[1].rows[(step, "geometry/overall")], logs[0].rows[(step, "geometry/overall")]
         assert ours.keys() == theirs.keys() and all(math.isclose(ours[k], theirs[k], rel_tol=1e-6, abs_tol=1e-9) for k in ours)
@@ -236,3 +240,19 @@ def test_a_background_tracker_measures_the_step_it_was_given_as_inline_tracking_
         for name in expected[step]:
             torch.testing.assert_close(spectra[step][name], expected[step][name], rtol=1e-5, atol=1e-8)
             torch.testing.assert_close(snapshots[step][name], exact[step][name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_failure_in_the_background_reaches_the_training_thread(tmp_path, monkeypatch):
+    # the worker's exception is raised where the step is flushed (the next tracked step, a checkpoint), not lost
+    model = attach_adapter(load_base("tiny-llama").model, DenseConfig())
+    tracker = Tracker(model, tmp_path, total_steps=2, steps=[1, 2], t0=2, along_layers=0, background=True)
+
+    def broken(*args):
+        raise RuntimeError("disk full while measuring")
+
+    monkeypatch.setattr(tracker, "finish_matrix", broken)
+    perturb(model, 1e-2, 0)
+    tracker.on_step(1, Recorder())
+    with pytest.raises(RuntimeError, match="disk full while measuring"):
+        tracker.state_dict()
+    tracker.close()
