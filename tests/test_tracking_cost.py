@@ -55,3 +55,44 @@ def test_lazy_base_weights_equal_base_weights(quant):
     assert list(lazy) == list(eager) and len(lazy) == len(eager)
     for name, weight in eager.items():
         torch.testing.assert_close(lazy[name], weight + offsets[name] if name in offsets else weight)
+
+
+def test_a_run_tracked_in_the_background_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    # interrupted while tracked step 3 is in flight (after the checkpoint at step 2): the resumed run measures
+    # step 3 again and logs every tracked step once, with the uninterrupted run's adapter and geometry
+    from adapters_geo.adapters.io import load_saved_deltas
+    from adapters_geo.config import run_config_from_dict
+    from adapters_geo.methods.sft import SFT
+    from adapters_geo.runner import run_training
+
+    config = run_config_from_dict({
+        "model": "tiny-llama", "task": {"levels": [0], "train_size": 60, "test_size": 2}, "method": {"name": "sft"},
+        "train": {"steps": 5, "batch_size": 3, "lr": 1e-3, "checkpoint_every": 2, "track_steps": [1, 2, 3, 4, 5],
+                  "track_background": True},
+    })
+    run_training(config, tmp_path / "whole", progress=False)
+    original = SFT.loss
+
+    def interrupted(self, model, batch):
+        if batch.step == 3:  # step 4's loss: tracked step 3 was just handed to the worker
+            raise KeyboardInterrupt
+        return original(self, model, batch)
+
+    monkeypatch.setattr(SFT, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(SFT, "loss", original)
+    run_training(config, tmp_path / "cut", resume=True, progress=False)
+
+    def geometry(folder):
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        steps = [r["step"] for r in rows if r["group"] == "tracking"]
+        return steps, {r["step"]: r for r in rows if r["group"] == "geometry/overall"}
+
+    whole, cut = geometry(tmp_path / "whole"), geometry(tmp_path / "cut")
+    assert whole[0] == cut[0] == [1, 2, 3, 4, 5]  # each tracked step logged once, none lost to the interruption
+    for step, row in whole[1].items():
+        assert row.keys() == cut[1][step].keys()
+        assert all(row[k] == pytest.approx(cut[1][step][k], rel=1e-6, abs=1e-9) for k in row)
+    deltas = [dict(load_saved_deltas(tmp_path / name / "adapter")[1]) for name in ("whole", "cut")]
+    assert all(torch.equal(deltas[0][n], deltas[1][n]) for n in deltas[0])
