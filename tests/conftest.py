@@ -7,6 +7,7 @@ import builtins
 import errno
 import io
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,22 @@ class ReadOnly:
             self.folder.chmod(0o755)
         self.patch.undo()
         return False
+
+
+@contextmanager
+def interrupted_at(monkeypatch, method_class, step: int):
+    """Within: `method_class.loss` raises KeyboardInterrupt on the batch of `step` (0-based), which the block must
+    meet (a run killed mid-training); the original loss is back after it."""
+    original = method_class.loss
+
+    def loss(self, model, batch):
+        if batch.step == step:
+            raise KeyboardInterrupt
+        return original(self, model, batch)
+
+    monkeypatch.setattr(method_class, "loss", loss)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(method_class, "loss", original)

@@ -64,6 +64,7 @@ def test_a_run_tracked_in_the_background_resumes_to_the_uninterrupted_result(tmp
     from adapters_geo.config import run_config_from_dict
     from adapters_geo.methods.sft import SFT
     from adapters_geo.runner import run_training
+    from tests.conftest import interrupted_at
 
     config = run_config_from_dict({
         "model": "tiny-llama", "task": {"levels": [0], "train_size": 60, "test_size": 2}, "method": {"name": "sft"},
@@ -71,17 +72,8 @@ def test_a_run_tracked_in_the_background_resumes_to_the_uninterrupted_result(tmp
                   "track_background": True},
     })
     run_training(config, tmp_path / "whole", progress=False)
-    original = SFT.loss
-
-    def interrupted(self, model, batch):
-        if batch.step == 3:  # step 4's loss: tracked step 3 was just handed to the worker
-            raise KeyboardInterrupt
-        return original(self, model, batch)
-
-    monkeypatch.setattr(SFT, "loss", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, SFT, 3):  # step 4's loss: tracked step 3 was just handed to the worker
         run_training(config, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(SFT, "loss", original)
     run_training(config, tmp_path / "cut", resume=True, progress=False)
 
     def geometry(folder):

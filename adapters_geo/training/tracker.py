@@ -12,11 +12,12 @@ the parallel workers of a CPU: they can add up to more than `seconds`); format):
   top-k right subspace and principal energy, which need W_start's SVD (once per run, held) and an
   SVD of W_start + ΔW_t per matrix.
 The matrices are streamed: one target's ΔW_t at a time on the model's device (never all of them: 6.4 GB
-of fp32 at 1.7B with LoRA), everything kept moved to the CPU. With `background` (a model on an accelerator:
-its CPU cores idle while it trains), the training thread only copies each ΔW_t (a LoRA's: its factors) and
-what needs the device to the CPU and trains on; one worker thread decomposes and writes them meanwhile.
-That holds one step's ΔW copies in CPU memory (dense: 4 bytes per targeted weight) until they are measured. A LoRA's spectrum and top vectors come
-exactly from its factors (linalg.factored_svd64), never from the m × n matrix.
+of fp32 at 1.7B with LoRA), everything kept moved to the CPU. With `background` (meant for a model on an
+accelerator, whose CPU cores idle while it trains), the training thread only copies each ΔW_t (a LoRA's: its
+factors) and what needs the device to the CPU and trains on; one worker thread decomposes and writes them
+meanwhile. That holds one step's copies in CPU memory (dense ΔW: 4 bytes per targeted weight; the layer
+subset's W_start) until they are measured. A LoRA's spectrum and top vectors come exactly from its factors
+(linalg.factored_svd64), never from the m × n matrix.
 ΔW_start is the adapter's update when the run started (non-zero for a run from an init adapter);
 it (or, for a run from a saved adapter, that adapter's folder) and the first tracked step's subspaces
 are part of the tracker's state, so a resumed run measures from the same start.
@@ -259,7 +260,6 @@ class Tracker:
             self.background.shutdown(wait=True, cancel_futures=True)
 
     def disk_bytes(self) -> int:
-        self.flush()
         return self.writer.disk_bytes()
 
 

@@ -149,18 +149,10 @@ def test_resume_reaches_the_uninterrupted_result(tmp_path, monkeypatch):
     run_training(config, tmp_path / "whole", progress=False)
 
     from adapters_geo.methods.policy import PolicyGradient
+    from tests.conftest import interrupted_at
 
-    original = PolicyGradient.loss
-
-    def interrupted(self, model, batch):
-        if batch.step == 3:
-            raise KeyboardInterrupt
-        return original(self, model, batch)
-
-    monkeypatch.setattr(PolicyGradient, "loss", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, PolicyGradient, 3):
         run_training(config, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(PolicyGradient, "loss", original)
     with pytest.raises(Exception, match="already holds a checkpoint"):
         run_training(config, tmp_path / "cut", progress=False)
     run_training(config, tmp_path / "cut", resume=True, progress=False)

@@ -227,7 +227,7 @@ def test_a_background_tracker_measures_the_step_it_was_given_as_inline_tracking_
         if step == 2:
             background.state_dict()  # a checkpoint: the step in flight is measured and logged first
             assert (2, "tracking") in logs[1].rows
-    background.disk_bytes()  # after training: the last step is flushed
+    background.flush()  # after training (the runner): the last step is logged
     background.close()
     torch.set_num_threads(threads)
     for step in (1, 2, 3):
