@@ -6,6 +6,7 @@ TensorBoard purges its events from `purge_step` on, so no step appears twice.
 """
 
 import json
+import time
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -55,6 +56,7 @@ class TensorBoardLogger:
         """Events into `folder`; `purge_step`: hide earlier events at steps ≥ it (a resumed run's replayed steps)."""
         from torch.utils.tensorboard import SummaryWriter
 
+        after_existing_events(Path(folder))
         self.writer = SummaryWriter(str(folder), purge_step=purge_step)
 
     def scalars(self, step, values, prefix=""):
@@ -72,6 +74,19 @@ class TensorBoardLogger:
 
     def close(self):
         self.writer.close()
+
+
+def after_existing_events(folder: Path) -> None:
+    """Wait (at most a second) until a new events file in `folder` sorts after every one there.
+
+    TensorBoard reads a folder's files in name order, `events.out.tfevents.<whole seconds>.<host>.<pid>...`:
+    within one second the pid decides, and a resume whose pid sorts lower would be read before the events it
+    purges. From the next whole second on, the new file is last.
+    """
+    stamps = [int(parts[3]) for parts in (f.name.split(".") for f in folder.glob("events.out.tfevents.*"))
+              if len(parts) > 3 and parts[3].isdigit()]
+    if stamps and max(stamps) + 1 - time.time() > 0:
+        time.sleep(min(max(stamps) + 1 - time.time(), 1.0))
 
 
 class ConsoleLogger:

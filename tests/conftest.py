@@ -18,6 +18,31 @@ from adapters_geo import load_base
 QUANTS = ["none", "8bit", "4bit"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need CUDA: skipped, and said so in the skip summary (make test: -rs), without it."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="gpu: needs CUDA, and this machine has none")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def same_process_state():
+    """Every test starts from the process state the one before it found: torch's thread count, the working
+    directory and the environment are put back after each test, so no test's result depends on the order."""
+    threads, cwd, env = torch.get_num_threads(), os.getcwd(), dict(os.environ)
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    if os.getcwd() != cwd:
+        os.chdir(cwd)
+    if dict(os.environ) != env:
+        os.environ.clear()
+        os.environ.update(env)
+
+
 @pytest.fixture
 def tiny():
     """Factory: a fresh, frozen tiny-llama base with the given quantization."""
@@ -41,7 +66,7 @@ def train_steps(model, steps: int, lr: float = 1e-2, optimizer: str = "adamw", p
     """
     from adapters_geo.optim import build_optimizer
 
-    ids = fixed_batch()
+    ids = fixed_batch().to(next(model.parameters()).device)
     opt = build_optimizer(model.parameters(), optimizer, lr=lr)
     model.train()
     losses = []

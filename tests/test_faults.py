@@ -386,7 +386,6 @@ def test_a_killed_process_leaves_a_stale_lock_and_half_a_swap_and_the_next_start
     assert child.exitcode == 9
     left = sorted(p.name.split("-")[0] for p in out.iterdir() if p.name.startswith("."))
     assert left == [".checkpoint.old", ".checkpoint.tmp", ".lock"] and not (out / "checkpoint").exists()
-    time.sleep(1.1)  # TensorBoard orders event files by their whole-second timestamp, then by pid
     capsys.readouterr()
     assert train(config, out, "--resume") == 0
     err = capsys.readouterr().err
@@ -421,22 +420,23 @@ def test_two_identical_fresh_runs_give_identical_adapters(tmp_path, kind):
 
 @pytest.fixture
 def silent_hub(monkeypatch):
-    """A server that accepts connections and never answers; the hub's endpoint points at it."""
+    """A server that accepts connections and never answers: (its URL, the perf_counter time of each connection)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
-    held = []
+    held, accepted = [], []
 
     def accept():
         while True:
             try:
                 held.append(server.accept()[0])
+                accepted.append(time.perf_counter())
             except OSError:
                 return
 
     threading.Thread(target=accept, daemon=True).start()
     url = f"http://127.0.0.1:{server.getsockname()[1]}"
-    yield url
+    yield url, accepted
     server.close()
     for connection in held:
         connection.close()
@@ -453,16 +453,21 @@ def test_a_hub_that_never_answers_is_one_line_within_the_timeout(tmp_path, silen
         config = tmp_path / "run.yaml"
         config.write_text(yaml.safe_dump({**RUN, "task": {"name": "file", "path": "org/data"}}))
         argv = ["train", str(config), "--out", str(tmp_path / "run")]
-    env = {**os.environ, "HF_ENDPOINT": silent_hub, "ADAPTERS_GEO_HUB_TIMEOUT": "2", "HF_HUB_OFFLINE": "0",
+    url, accepted = silent_hub
+    env = {**os.environ, "HF_ENDPOINT": url, "ADAPTERS_GEO_HUB_TIMEOUT": "2", "HF_HUB_OFFLINE": "0",
            "HF_DATASETS_OFFLINE": "0", "OMP_NUM_THREADS": "1"}
-    started = time.perf_counter()
+    # timeout: only a guard against a hang (importing torch on a loaded machine takes what it takes)
     done = subprocess.run([sys.executable, "-m", "adapters_geo.cli", *argv], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 2 and time.perf_counter() - started < 30
-    lines = [line for line in done.stderr.splitlines() if "kernels" not in line]  # bitsandbytes' import notice
-    assert len(lines) == 1, done.stderr
-    assert f"'org/{'base' if what == 'model' else 'data'}': the hub ({silent_hub}) did not answer within 2 s" in lines[0]
-    assert "HF_HUB_OFFLINE" in lines[0] and "Retrying" not in done.stderr
+                          timeout=600, cwd=Path(__file__).resolve().parents[1])
+    ended = time.perf_counter()
+    assert done.returncode == 2 and accepted, done.stderr
+    # timed from the hub's first connection, not from the start: no import time in it. Without the limit the
+    # command waits for the hub forever (the guard above); with it, 2 s, then one line and the exit
+    assert ended - accepted[0] < 20, ended - accepted[0]
+    ours = [line for line in done.stderr.splitlines() if line.startswith("adapters-geo:")]  # libraries may warn too
+    assert len(ours) == 1 and "Traceback" not in done.stderr and "Retrying" not in done.stderr, done.stderr
+    assert f"'org/{'base' if what == 'model' else 'data'}': the hub ({url}) did not answer within 2 s" in ours[0]
+    assert "HF_HUB_OFFLINE" in ours[0]
 
 
 def test_hf_hub_offline_refuses_hub_look_ups_at_once(tmp_path, monkeypatch):
@@ -493,9 +498,10 @@ def test_overwrite_replaces_an_earlier_geometry_result(tmp_path, tiny):
     save_adapter(model, tmp_path / "ad")
     argv = ["geometry", "tiny-llama", "--adapter", str(tmp_path / "ad"), "--out", str(tmp_path / "g")]
     assert main(argv) == 0
-    first = (tmp_path / "g" / "geometry.json").stat().st_mtime_ns
-    assert main(argv) == 2 and main(argv + ["--overwrite"]) == 0
-    assert (tmp_path / "g" / "geometry.json").stat().st_mtime_ns != first
+    first = (tmp_path / "g" / "geometry.json").stat().st_ino  # a new file, whatever the file system's clock resolution
+    assert main(argv) == 2 and (tmp_path / "g" / "geometry.json").stat().st_ino == first
+    assert main(argv + ["--overwrite"]) == 0
+    assert (tmp_path / "g" / "geometry.json").stat().st_ino != first
 
 
 # ---- 9. places that cannot be written

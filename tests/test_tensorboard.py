@@ -81,3 +81,17 @@ def test_tracked_steps_log_the_trajectory_scalars_and_evaluation_is_a_curve(fini
     assert accumulator.Scalars("geometry/overall/sim_right_to_first")[0].value == pytest.approx(1, abs=1e-5)
     steps = [e.step for e in accumulator.Scalars("eval/outcome")]
     assert steps == [0, 2, 4, 6, 8] and finished.config_dict()["train"]["eval_every"] == 2  # default: steps // 4
+
+
+def test_a_new_events_file_sorts_after_every_events_file_already_there(tmp_path):
+    # TensorBoard reads a folder's events files in name order (whole seconds, host, pid): a resume within the
+    # second of a killed run's last file, with a pid that sorts lower, would be read first and its purge lost
+    import time
+
+    from adapters_geo.loggers import TensorBoardLogger
+
+    last = f"events.out.tfevents.{int(time.time()):010d}.host.99999999.0"  # this second, a pid no real one sorts after
+    (tmp_path / last).write_bytes(b"")
+    TensorBoardLogger(tmp_path, purge_step=1).close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 2 and names[0] == last, names

@@ -2,12 +2,17 @@
 
 Two layers, hidden size 64, a byte-level tokenizer (256 bytes + 3 ChatML specials) with
 a chat template: a training step takes milliseconds on 2 CPU cores. Built from a
-fixed seed, so every machine builds bit-identical weights.
+fixed seed by transformers' initialisers; the build checks the weights against a pinned
+content hash, so a transformers or torch that initialises differently is one clear error,
+not a test suite whose numbers quietly refer to other weights.
 """
 
+import hashlib
 from pathlib import Path
 
 import torch
+
+from adapters_geo.errors import AdaptersGeoError
 
 TINY_NAME = "tiny-llama"
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -16,7 +21,9 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 TINY_SEED = 1234
-TINY_VERSION = 2  # bump when the build changes: cached folders of another version are rebuilt
+TINY_VERSION = 3  # bump when the build changes: cached folders of another version are rebuilt
+# weights_sha256 of the model build_tiny makes (torch 2.13.0, transformers 5.25.0; x86_64, 2026-12-04)
+TINY_WEIGHTS_SHA256 = "7228e4962770824fa4382accf717e0e7723e88502de01e50f6e3a9030b3ce876"
 # std of the random init: 0.2 lets the frozen tied embedding produce sharp logits, so the tiny
 # model can fit its tasks (0.02, the llama default, caps the logit scale near 1).
 INIT_RANGE = 0.2
@@ -61,14 +68,34 @@ def tiny_config(vocab_size: int):
     )
 
 
+def weights_sha256(model) -> str:
+    """sha256 over every state-dict tensor in name order: its name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def build_tiny(folder: Path) -> None:
-    """Write the tiny model and its tokenizer into `folder` (an empty folder)."""
+    """Write the tiny model and its tokenizer into `folder` (an empty folder); refuse weights other than the pinned ones."""
+    import transformers
     from transformers import LlamaForCausalLM
 
     tokenizer = byte_tokenizer()
     with torch.random.fork_rng():
         torch.manual_seed(TINY_SEED)
         model = LlamaForCausalLM(tiny_config(len(tokenizer)))
+    built = weights_sha256(model)
+    if built != TINY_WEIGHTS_SHA256:
+        raise AdaptersGeoError(
+            f"{TINY_NAME} built with torch {torch.__version__} and transformers {transformers.__version__} has other "
+            f"weights than the pinned build (sha256 {built[:16]}…, pinned {TINY_WEIGHTS_SHA256[:16]}…): the tests' "
+            "numbers refer to the pinned weights",
+            "install the locked versions (make setup); if the change is intended, pin the new hash in "
+            "adapters_geo/models/tiny.py, bump TINY_VERSION and re-run make test",
+        )
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

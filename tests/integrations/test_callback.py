@@ -1,7 +1,7 @@
 """AdaptersGeoCallback inside HF / TRL trainers on tiny-llama (CPU, a few steps each), and locked_for_trainer.
 
-The trainer tests need TRL (the `bench` extra) and skip without it; the callback's own checks do not
-(tests/test_layout.py checks that no module imports TRL at its top level).
+The trainer tests need TRL (in the dev extra: they fail, not skip, without it); the callback's own checks
+do not (tests/test_layout.py checks that no module imports TRL at its top level).
 Run: OMP_NUM_THREADS=1 python -m pytest -q tests/integrations/test_callback.py
 """
 
@@ -79,7 +79,6 @@ def assert_run_folder(out, trainer: str, t0: int) -> None:
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory):
     """4 SFTTrainer steps of a plain peft LoRA (base from from_pretrained, not load_base): (OUT, captured ΔW)."""
-    pytest.importorskip("trl")
     from datasets import Dataset
     from peft import LoraConfig as PeftLoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,7 +114,6 @@ def test_sft_trainer_with_a_plain_peft_lora_writes_a_run_folder(sft_run):
 
 
 def test_grpo_trainer_with_the_dense_adapter_writes_a_run_folder(tmp_path):
-    pytest.importorskip("trl")
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 

@@ -299,9 +299,15 @@ def test_data_parallel_shares_draw_their_own_random_token_selection():
     torch.manual_seed(0)
     config = MethodConfig(name="rlvr", token_fraction=0.5, token_select="random", **SHORT)
     method, model, _, task = make(config)
-    batch = method.batch(task.train[:2], step=3)
-    losses = {}
+    for step in range(3, 13):  # a batch whose GRPO advantages are not all zero (else every selection's loss is 0)
+        batch = method.batch(task.train[:4], step=step)
+        if (batch.rewards.view(-1, SHORT["group_size"]).std(1) > 0).any():
+            break
+    assert (batch.rewards.view(-1, SHORT["group_size"]).std(1) > 0).any(), "no batch with reward variance"
+    grads = {}  # the gradient, not the loss: equal-length completions can give the same loss for any selection
     for stream in (0, 0, 1):
         batch.stream = stream
-        losses.setdefault(stream, []).append(method.loss(model, batch)[0].item())
-    assert losses[0][0] == losses[0][1] and losses[1][0] != losses[0][0]
+        model.zero_grad()
+        method.loss(model, batch)[0].backward()
+        grads.setdefault(stream, []).append(torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]))
+    assert torch.equal(grads[0][0], grads[0][1]) and not torch.equal(grads[1][0], grads[0][0])

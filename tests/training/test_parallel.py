@@ -6,6 +6,7 @@ The two-process runs use gloo on the CPU, launched exactly as `make experiment N
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,12 +32,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _share_gradient(rank: int, world: int, port: int, x, y, mask, out):
+def _share_gradient(rank: int, world: int, store: str, x, y, mask, out):
     """Process `rank`: the token-mean loss on its share, weighted, gradients summed (torch.multiprocessing target)."""
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)  # no port to race for
     parallel = Parallel(rank, world)
     w = torch.nn.Parameter(torch.arange(3, dtype=torch.float64) / 7)
     rows = parallel.share(list(range(len(x))))
@@ -54,7 +54,7 @@ def _share_gradient(rank: int, world: int, port: int, x, y, mask, out):
     dist.destroy_process_group()
 
 
-def test_summed_shares_weighted_by_their_tokens_give_the_whole_batch_gradient():
+def test_summed_shares_weighted_by_their_tokens_give_the_whole_batch_gradient(tmp_path):
     # 5 sequences of unequal lengths (mask): the shares hold 3 and 2 sequences, 9 and 5 tokens; the
     # one-process token mean weights every token by 1/14, so each share must count n_r / N.
     torch.manual_seed(0)
@@ -65,7 +65,7 @@ def test_summed_shares_weighted_by_their_tokens_give_the_whole_batch_gradient():
     ((((x @ w - y) ** 2) * mask).sum() / mask.sum()).backward()
 
     out = mp.get_context("spawn").Manager().dict()
-    mp.start_processes(_share_gradient, args=(2, free_port(), x, y, mask, out), nprocs=2, start_method="spawn")
+    mp.start_processes(_share_gradient, args=(2, str(tmp_path / "store"), x, y, mask, out), nprocs=2, start_method="spawn")
     whole = (((x @ w - y) ** 2) * mask).sum() / mask.sum()
     (grad0, metrics0, unused0, partial0), (grad1, metrics1, unused1, partial1) = out[0], out[1]
     assert torch.allclose(grad0, w.grad, rtol=1e-12, atol=0) and torch.equal(grad0, grad1)
@@ -105,8 +105,12 @@ def test_two_processes_with_the_same_global_batch_reach_the_one_process_adapter(
     one, two = tmp_path / "one", tmp_path / "two"
     done = _train([sys.executable, "-m", "adapters_geo.cli"], config, one)
     assert done.returncode == 0, done.stderr[-2000:]
-    monkeypatch.setenv("ADAPTERS_GEO_MAIN_PORT", str(free_port()))
-    done = _train([sys.executable, "-m", "adapters_geo.launch", "2"], config, two)  # what make experiment NPROC=2 runs
+    for _ in range(3):  # a free port can be taken by another process before the launch binds it: then another
+        monkeypatch.setenv("ADAPTERS_GEO_MAIN_PORT", str(free_port()))
+        done = _train([sys.executable, "-m", "adapters_geo.launch", "2"], config, two)  # what make experiment NPROC=2 runs
+        if "address already in use" not in done.stderr.lower():
+            break
+        shutil.rmtree(two, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-2000:]
 
     from adapters_geo.adapters.io import load_saved_deltas

