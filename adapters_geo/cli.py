@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import sys
 
 from adapters_geo.errors import AdaptersGeoError, place_error
@@ -101,10 +102,34 @@ def cmd_train(args) -> None:
         print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the toolkit's error form: one line naming the problem and the fix, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"adapters-geo: error: {message} — fix: see {self.prog} --help\n")
+
+
+def number(kind, low, high, low_open: bool = False, high_open: bool = False):
+    """An argparse type: a finite `kind` within [low, high] (open at an end where asked); else one line saying so."""
+    shown = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+    def parse(text: str):
+        try:
+            value = kind(text) if kind is float or text.isascii() else int("x")  # int() takes other scripts' digits
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {'an integer' if kind is int else 'a number'} in {shown}") from None
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low) or (high_open and value == high):
+            raise argparse.ArgumentTypeError(f"{text} is outside {shown}")
+        return value
+
+    parse.__name__ = "integer" if kind is int else "number"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     from adapters_geo import __version__
 
-    parser = argparse.ArgumentParser(prog="adapters-geo", description=__doc__)
+    parser = Parser(prog="adapters-geo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     prepare = sub.add_parser("prepare", help="convert the embedded model and build tiny-llama into the cache")
@@ -115,17 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     geo.add_argument("tuned", nargs="?", help="tuned full checkpoint (omit when using --adapter)")
     geo.add_argument("--adapter", help="saved adapters_geo adapter or peft LoRA folder on BASE")
     geo.add_argument("--quant", choices=["none", "8bit", "4bit"], help="base quantization for a peft LoRA folder")
-    geo.add_argument("--k", type=int, help="rotation subspace size (default min(m, n) // 8 per matrix)")
-    geo.add_argument("--K", type=int, default=16, help="trajectory subspace size (default 16)")
-    geo.add_argument("--r", type=int, default=64, help="rank of W0's reconstruction for principal_overlap")
-    geo.add_argument("--alpha", type=float, default=0.5, help="mask fraction for the overlaps")
-    geo.add_argument("--eta", type=float, default=1e-3, help="relative tolerance of the bf16 unchanged test")
+    geo.add_argument("--k", type=number(int, 1, 1 << 20), help="rotation subspace size (default min(m, n) // 8 per matrix)")
+    geo.add_argument("--K", type=number(int, 1, 1 << 20), default=16, help="trajectory subspace size (default 16)")
+    geo.add_argument("--r", type=number(int, 1, 1 << 20), default=64, help="rank of W0's reconstruction for principal_overlap")
+    geo.add_argument("--alpha", type=number(float, 0, 1, low_open=True, high_open=True), default=0.5, help="mask fraction for the overlaps")
+    geo.add_argument("--eta", type=number(float, 0, 1, low_open=True, high_open=True), default=1e-3, help="relative tolerance of the bf16 unchanged test")
     geo.add_argument("--out", help="output folder (default runs/geometry/<name>)")
     geo.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     geo.set_defaults(func=cmd_geometry)
     tj = sub.add_parser("trajectory", help="trajectory diagnostics (Sim_K, rank dynamics, locking step) of a run")
     tj.add_argument("run", help="run folder written by adapters-geo train")
-    tj.add_argument("--K", type=int, default=16, help="subspace size (default 16)")
+    tj.add_argument("--K", type=number(int, 1, 1 << 20), default=16, help="subspace size (default 16)")
     tj.add_argument("--out", help="output folder (default RUN/trajectory_geometry)")
     tj.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     tj.set_defaults(func=cmd_trajectory)
@@ -135,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--smoke", action="store_true", help="the tiny, few-step form (runs/smoke/)")
     ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of this experiment (not its dependencies), e.g. train.steps=200; repeatable")
-    ex.add_argument("--seeds", type=int, metavar="N",
+    ex.add_argument("--seeds", type=number(int, 1, 100), metavar="N",
                     help="a lock experiment: run its source and arms for N training seeds (the source's seed and the next N-1)")
     ex.set_defaults(func=cmd_experiment)
     cl = sub.add_parser("clean-checkpoints", help="drop checkpoint/ (only needed to resume) from finished runs")

@@ -40,7 +40,7 @@ class LockedSpec(Section):
     basis: Basis = "early"
     K: int = Field(16, ge=1)  # basis size per matrix (≤ min(m, n), checked once the base is loaded)
     t0: int | None = Field(None, ge=1)  # the source's t0 (None: the source's recorded t0)
-    seed: int = 0  # seed of the random basis
+    seed: int = Field(0, ge=0, lt=2**31)  # seed of the random basis
     mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the arm trains (continuation.py)
 
 

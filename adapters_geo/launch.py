@@ -13,8 +13,10 @@ PORT_ENV = "ADAPTERS_GEO_MAIN_PORT"  # the main process's port, where the defaul
 
 
 def main(argv: list[str]) -> int:
-    if not argv or not argv[0].isdigit() or int(argv[0]) < 1:
-        print("adapters-geo: error: the process count must be a whole number ≥ 1 — fix: NPROC=2 (or leave NPROC out)",
+    # isascii: str.isdigit accepts other scripts' digits, which accelerate cannot read
+    if not argv or not (argv[0].isascii() and argv[0].isdigit()) or not 1 <= int(argv[0]) <= 1024:
+        print(f"adapters-geo: error: the process count {ascii(argv[0]) if argv else ''} is not a whole number in [1, 1024] "
+              "— fix: NPROC=2 (or leave NPROC out)",
               file=sys.stderr)
         return 2
     from accelerate.commands.launch import launch_command, launch_command_parser

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from adapters_geo.atomic import OLD, TMP, atomic_write_text
+from adapters_geo.errors import AdaptersGeoError
 
 T0_FRACTION = 0.2  # the locking test's early step, as a fraction of the run, when a config does not set it
 
@@ -29,6 +30,27 @@ def default_t0(steps: int) -> int:
     """round(0.2 · steps), at least 1: the early step of a run of `steps` updates."""
     return max(1, round(T0_FRACTION * steps))
 
+
+
+def read_text(path: Path, fix: str) -> str:
+    """A file the toolkit wrote, as text; one line naming the file and `fix` when it is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise AdaptersGeoError(f"{path} is not UTF-8 text (byte {exc.start}): damaged or replaced", fix) from None
+
+
+def read_json(path: Path, fix: str):
+    """A JSON file the toolkit wrote; one line naming the file and `fix` when it is damaged (truncated, edited)."""
+    return _parse(read_text(path, fix), path, "", fix)
+
+
+def _parse(text: str, path: Path, where: str, fix: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        place = where or f"line {exc.lineno}"
+        raise AdaptersGeoError(f"{path} is not valid JSON ({place}: {exc.msg}): truncated or edited", fix) from None
 
 class RunFolder:
     """Paths and typed reads of one run folder."""
@@ -86,7 +108,7 @@ class RunFolder:
 
     # ---- reads
     def _json(self, path: Path):
-        return json.loads(path.read_text()) if path.is_file() else None
+        return read_json(path, f"re-run it (make experiment ... FORCE=1 archives this run), or remove {self.path}") if path.is_file() else None
 
     def config_dict(self) -> dict | None:
         """config.json as written (None when absent)."""
@@ -126,7 +148,13 @@ class RunFolder:
         """Rows of metrics.jsonl, optionally of one group ('train', 'eval', 'tracking', ...)."""
         if not self.metrics_file.is_file():
             return []
-        rows = [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(read_text(self.metrics_file, "re-run it with FORCE=1").splitlines(), 1):
+            if line.strip():
+                row = _parse(line, self.metrics_file, f"line {number}", "re-run it with FORCE=1")
+                if not isinstance(row, dict):
+                    raise AdaptersGeoError(f"{self.metrics_file} line {number} is not a metrics row", "re-run it with FORCE=1")
+                rows.append(row)
         return [r for r in rows if group is None or r.get("group") == group]
 
     def evals(self) -> list[dict]:

@@ -27,7 +27,7 @@ from adapters_geo.errors import AdaptersGeoError
 class Section(BaseModel):
     """A config section: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no number may be inf or nan
 
 
 def rule(key: str, problem: str, fix: str) -> PydanticCustomError:
@@ -51,7 +51,7 @@ NOT_A = {  # pydantic error type -> what the value is not
     "int_parsing": "an integer", "int_from_float": "an integer", "int_type": "an integer",
     "float_parsing": "a number", "float_type": "a number", "bool_parsing": "true or false", "bool_type": "true or false",
     "string_type": "text", "list_type": "a list", "model_type": "a mapping", "dict_type": "a mapping",
-    "model_attributes_type": "a mapping",
+    "model_attributes_type": "a mapping", "finite_number": "a finite number",
 }
 
 

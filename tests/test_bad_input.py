@@ -10,6 +10,7 @@ import json
 import pytest
 
 from adapters_geo.cli import main
+from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.config import load_run_config
 from adapters_geo.experiments.execute import _state
 from adapters_geo.experiments.resolve import experiment_hash, load_resolved
@@ -33,6 +34,10 @@ TRAIN = [
     ("task: {levels: [7]}", [], "task.levels = [7] is not allowed — fix: set task.levels to a non-empty list of 0 | 1 | 2 | 3"),
     ("task: {levels: []}", [], "task.levels = [] is not allowed"),
     ("train: {steps: -5}", [], "train.steps = -5 is not allowed"),
+    ("train: {lr: .inf}", [], "train.lr = inf is not a finite number — fix: set train.lr to a number > 0"),
+    ("train: {grad_clip: .nan}", [], "train.grad_clip = nan is not a finite number"),
+    ("train: {seed: 100000000000000}", [], "train.seed = 100000000000000 is not allowed — fix: set train.seed to an integer in [0, 2147483648)"),
+    ("task: {seed: -1}", [], "task.seed = -1 is not allowed"),
     ("train: {steps: 10, warmup_steps: 20}", [], "train.warmup_steps = 20 is more than steps = 10 — fix: set train.warmup_steps to at most 10"),
     ("train: {grad_clip: -1}", [], "train.grad_clip = -1 is not allowed — fix: set train.grad_clip to a number ≥ 0"),
     ("train: {track_steps: [0, 5]}", [], "train.track_steps = [0, 5] is not allowed — fix: set train.track_steps to a list of integers > 0"),
@@ -313,3 +318,50 @@ def test_a_place_that_cannot_take_the_output_is_one_line_and_changes_nothing(tmp
     assert err.count("adapters-geo: error:") == 1 and err.count("\n") == 1, err
     assert fragment.replace("OUT", str(out)) in err, err
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["geometry", "tiny-llama", "--adapter", "x", "--k", "-5"], "argument --k: -5 is outside [1, 1048576]"),
+    (["geometry", "tiny-llama", "--adapter", "x", "--alpha", "2"], "argument --alpha: 2 is outside (0, 1)"),
+    (["geometry", "tiny-llama", "--adapter", "x", "--eta", "nan"], "argument --eta: nan is outside (0, 1)"),
+    (["geometry", "tiny-llama", "--adapter", "x", "--r", "\u0663"], "argument --r: '\u0663' is not an integer"),
+    (["trajectory", "runs/x", "--K", "0"], "argument --K: 0 is outside [1, 1048576]"),
+    (["experiment", "lock_opd", "--seeds", "1000000000"], "argument --seeds: 1000000000 is outside [1, 100]"),
+])
+def test_a_command_line_number_out_of_range_is_one_line_before_any_work(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith("adapters-geo: error: ") and fragment in err, err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_process_count_in_another_script_is_one_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "adapters_geo.launch", "\u0663", "report"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 2 and "the process count '\\u0663' is not a whole number in [1, 1024]" in done.stderr, done.stderr
+
+
+def test_the_report_leaves_out_a_damaged_run_with_a_warning_and_reports_the_rest(tmp_path, capsys):
+    # make report ends every experiment: one truncated done.json of any run must not stop it
+    from adapters_geo.report.runs import write_report
+    from adapters_geo.runfolder import RunFolder
+
+    run = tmp_path / "runs" / "damaged"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"method": {"name": "sft"}, "adapter": {"kind": "dense"}, "quant": "none"}))
+    (run / "metrics.jsonl").write_text("")
+    (run / "done.json").write_text('{"hash": "ab')  # cut short
+    assert write_report(tmp_path / "runs").is_file()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: damaged left out of the report" in err and "done.json is not valid JSON" in err, err
+    (run / "metrics.jsonl").write_text('{"step": 1, "group": "train"}\n{"step": 2, "gro\n')
+    with pytest.raises(AdaptersGeoError, match="metrics.jsonl is not valid JSON \\(line 2: .*\\): truncated or edited — fix: re-run"):
+        RunFolder(run).metrics()
+    (run / "config.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(AdaptersGeoError, match="config.json is not UTF-8 text"):
+        RunFolder(run).config_dict()

@@ -29,7 +29,7 @@ class LockExperiment(Section):
     K: int = Field(16, ge=1)  # basis size per matrix (≤ min(m, n), checked once the base is loaded)
     # the arms (GEOMETRY.md); unconstrained and frozen are always run: retention is measured against them
     bases: list[Literal[LOCK_BASES]] = Field(default_factory=lambda: list(LOCK_BASES), min_length=1)
-    seed: int = 0  # seed of the random basis
+    seed: int = Field(0, ge=0, lt=2**31)  # seed of the random basis
     mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the locked arms train (continuation.py)
     # training seeds: one source run and one set of arms per seed (teacher and anchor shared); default the source's
     seeds: list[int] | None = Field(None, min_length=1)

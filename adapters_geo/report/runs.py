@@ -4,9 +4,11 @@ Every number is read from the run folders (done.json, metrics.jsonl, geometry/ge
 trajectory_geometry/trajectory.json); nothing is typed in.
 """
 
+import sys
 from pathlib import Path
 
 from adapters_geo.atomic import atomic_write_text
+from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.report.locking import lock_section, lock_summary, verdicts
 from adapters_geo.report.plots import figure, method_colour
 from adapters_geo.runfolder import RunFolder
@@ -117,8 +119,15 @@ def write_report(root) -> Path:
     """Write ROOT/report.md (+ report_trajectories.png, report_locking.png) from the finished runs."""
     root = Path(root)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
-    trains = [r for r in (train_row(f) for f in folders) if r]
-    locks = [r for r in (lock_summary(f) for f in folders) if r]
+    trains, locks = [], []
+    for folder in folders:  # a damaged run is left out with a warning line; the report of the others is written
+        try:
+            row, lock = train_row(folder), lock_summary(folder)
+        except AdaptersGeoError as exc:
+            print(f"adapters-geo: warning: {folder.name} left out of the report: {exc}", file=sys.stderr)
+            continue
+        trains += [row] if row else []
+        locks += [lock] if lock else []
     lines = [f"# adapters_geo report ({root})", ""]
     if locks:
         lines += ["**Verdicts** (subspace locking, details below):", ""] + [f"- {line}" for line in verdicts(locks)] + [""]

@@ -26,7 +26,7 @@ class TaskConfig(Section):
     levels: list[Literal[tuple(arithmetic.GENERATORS)]] = Field(default_factory=lambda: [2], min_length=1)  # arithmetic difficulty
     train_size: int = Field(2000, ge=1)  # examples in the training pool (arithmetic)
     test_size: int = Field(48, ge=1)  # held-out examples
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**31)
     pool: int = Field(0, ge=0)  # training prompts come from pool `pool` of `pools`: disjoint pools by a hash of the prompt
     pools: int = Field(1, ge=1)  # (the anchor, the teacher and the continuations train on disjoint prompts); test shared
     path: str | None = None  # file: .json/.jsonl path or HF dataset id

@@ -18,7 +18,7 @@ class TrainConfig(Section):
     schedule: Literal[tuple(SCHEDULES)] = "constant"  # constant | cosine (to 10% of lr) | linear (to 0), after warmup
     warmup_steps: int = Field(0, ge=0)  # linear warm-up from 0 (at most steps)
     grad_clip: float = Field(1.0, ge=0)  # max global gradient norm (0: off)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**31)  # seeds derived from it (seed · 1e6 + step) stay within torch.manual_seed
     eval_every: int | None = Field(None, ge=0)  # evaluate every N steps (None: steps // 4, 3 curve points; 0: start and end only)
     curve_size: int | None = Field(64, ge=1)  # held-out prompts of the evaluations between start and end (None: all)
     eval_size: int | None = Field(None, ge=1)  # held-out examples per evaluation (None: the whole test split)
