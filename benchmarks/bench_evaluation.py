@@ -13,12 +13,14 @@ Prints seconds, the bf16 / fp32 ratio, and what bf16 changes: greedy rewards tha
 the largest per-prompt difference of each outcome (absolute, and relative to the outcome's spread over prompts).
 `--greedy-batches 32,64,128`: instead, fp32 greedy decoding at each batch size, and the rewards that change.
 
-Measured 2026-12-04 (2-core AVX512-BF16 CPU, torch 2.13.0, the base with a zero dense adapter, nothing else running):
-`--prompts 64 --kl-prompts 32`: greedy 27.8 s fp32 vs 107.3 s bf16 (3.9× slower), reference NLL 10.2 vs 75.0 s
-(7.3×), KL 7.0 vs 42.3 s (6.1×); bf16 moved a prompt's NLL by up to 3.3e-2, 17 % of the NLL's spread over prompts.
-Whole-model forwards in bf16 are slower here, although a bf16 matrix-vector product alone is 3.2× faster: bf16
-evaluation is no route on this CPU. `--prompts 128 --greedy-batches 32,64,128`: 44.2 / 44.1 / 40.7 s, no reward
-changed: greedy decoding is not limited by the batch size either (about 0.34 s per prompt for 40 tokens).
+Measured 2026-12-04 on a 2-core AMD EPYC with AVX2 only (no AVX512-BF16: torch.cpu._is_avx512_bf16_supported() is
+False, so rollout/sampler.py's fast_dtype picks fp32 here), torch 2.13.0, the base with a zero dense adapter, nothing
+else running. `--prompts 64 --kl-prompts 32`: greedy 27.8 s fp32 vs 107.3 s bf16 (3.9× slower), reference NLL 10.2 vs
+75.0 s (7.3×), KL 7.0 vs 42.3 s (6.1×); bf16 moved a prompt's NLL by up to 3.3e-2, 17 % of the NLL's spread over
+prompts. Without bf16 instructions bf16 is emulated: this says nothing of the AVX512-BF16 Xeon where a bf16
+matrix-vector product measured 3.2× faster (to be measured there). `--prompts 128 --greedy-batches 32,64,128`:
+44.2 / 44.1 / 40.7 s, no reward changed: greedy decoding is not limited by the batch size (about 0.34 s per
+prompt for 40 tokens).
 """
 
 import argparse
