@@ -6,12 +6,16 @@ adapter_model.safetensors, written by peft's save_pretrained, loadable by
 keep `adapter.safetensors` with keys `name:delta`, `name:coef|right|left|offset`.
 adapter.json records the format version, the adapter kind and its config, the base it was
 trained on (spec, content fingerprint, quantization), every target's shape and the sha256
-of every file the adapter relies on. Format v1 folders (adapter.safetensors for every kind,
-LoRA keys `name:lora_A|lora_B`, no hashes) still load.
+of every file the adapter relies on; format v3 (written now) adds `meta_sha256`, the sha256 of
+adapter.json's own content without that field, so an edit of adapter.json (alpha, r, the record)
+is refused too. Format v2 folders (no meta_sha256) and v1 folders (adapter.safetensors for every
+kind, LoRA keys `name:lora_A|lora_B`, no hashes) still load.
 Loading onto another base, another quantization or other shapes, or from damaged files, is
-refused with a clear error.
+refused with a clear error; every tensor's shape is checked against the recorded targets before
+any tensor is used (a (1, n) tensor would otherwise be broadcast into every row of a weight).
 """
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -27,8 +31,8 @@ from adapters_geo.models.loader import base_info
 from adapters_geo.models.weights import base_linears
 
 FORMAT = "adapters_geo.adapter"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 META_FILE = "adapter.json"
 TENSOR_FILE = "adapter.safetensors"
 
@@ -61,6 +65,7 @@ def save_adapter(model: nn.Module, folder, overwrite: bool = False) -> Path:
             save_file(tensors, str(tmp / TENSOR_FILE))
             files = [TENSOR_FILE]
         meta["sha256"] = hash_files(tmp, files)
+        meta["meta_sha256"] = meta_digest(meta)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return folder
 
@@ -71,9 +76,11 @@ def read_adapter_meta(folder) -> dict:
     if not path.is_file():
         raise AdaptersGeoError(f"{folder} is not a saved adapter (no {META_FILE})", "pass a folder written by save_adapter")
     try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise AdaptersGeoError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})", "re-save the adapter") from None
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise corrupt(folder, f"{META_FILE} is not valid JSON ({getattr(exc, 'msg', 'not UTF-8')})") from None
+    if not isinstance(meta, dict):
+        raise corrupt(folder, f"{META_FILE} holds a {type(meta).__name__}, not a mapping")
     if meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
         raise AdaptersGeoError(
             f"{path} is not an adapters_geo adapter of format version {' or '.join(map(str, READABLE_VERSIONS))}",
@@ -81,9 +88,64 @@ def read_adapter_meta(folder) -> dict:
         )
     if meta.get("kind") not in KINDS:
         raise AdaptersGeoError(f"{path} names unknown adapter kind {meta.get('kind')!r}", f"use one of {', '.join(KINDS)}")
-    if meta["version"] >= 2 and not isinstance(meta.get("sha256"), dict):
+    if meta["version"] >= 3 and meta.get("meta_sha256") != meta_digest(meta):
+        raise corrupt(folder, f"{META_FILE} was changed after saving (its content no longer matches its meta_sha256)")
+    record = meta.get("sha256")
+    if meta["version"] >= 2 and not (isinstance(record, dict) and record and all(isinstance(h, str) for h in record.values())):
         raise corrupt(folder, f"{META_FILE} has no sha256 record of its files")
+    tensor_file = peft_files.WEIGHTS_FILE if meta["version"] >= 2 and meta["kind"] == "lora" else TENSOR_FILE
+    if meta["version"] >= 2 and tensor_file not in record:
+        raise corrupt(folder, f"{META_FILE}'s sha256 record does not cover {tensor_file}")
+    _check_fields(folder, meta)
     return meta
+
+
+def meta_digest(meta: dict) -> str:
+    """sha256 of adapter.json's content without its own `meta_sha256` (keys sorted, compact)."""
+    content = {key: value for key, value in meta.items() if key != "meta_sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _check_fields(folder, meta: dict) -> None:
+    """The fields the loaders use have the types and ranges they assume (v1 / v2 folders carry no meta hash)."""
+    targets, config = meta.get("targets"), meta.get("config")
+    if not isinstance(targets, dict) or not targets or not all(
+            isinstance(s, list) and len(s) == 2 and all(isinstance(n, int) and n > 0 for n in s) for s in targets.values()):
+        raise corrupt(folder, f"{META_FILE}'s targets are not {{name: [out, in]}} with positive sizes")
+    if not isinstance(config, dict) or not isinstance(meta.get("base"), dict):
+        raise corrupt(folder, f"{META_FILE} has no config or base mapping")
+    if meta["kind"] == "lora":
+        r, alpha = config.get("r"), config.get("alpha")
+        if not (isinstance(r, int) and r >= 1 and isinstance(alpha, (int, float)) and 0 < alpha < float("inf")):
+            raise corrupt(folder, f"{META_FILE} has LoRA r = {r!r}, alpha = {alpha!r} (an integer r ≥ 1 and a finite alpha > 0 expected)")
+
+
+PARTS = {"dense": {"delta"}, "lora": {"lora_A", "lora_B"}, "locked": {"coef", "right", "left", "offset"}}
+
+
+def check_shapes(folder, meta: dict, tensors: dict) -> None:
+    """Every saved tensor belongs to a recorded target and has the shape that target's update needs."""
+    for key, tensor in tensors.items():
+        name, _, part = key.rpartition(":")
+        if name not in meta["targets"] or part not in PARTS[meta["kind"]]:
+            raise corrupt(folder, f"{key} is no part of a {meta['kind']} adapter's targets recorded in {META_FILE}")
+        out, inp = meta["targets"][name]
+        expected = _expected_shape(tensors, name, part, out, inp)
+        if tuple(tensor.shape) != expected:
+            raise corrupt(folder, f"{key} has shape {tuple(tensor.shape)}, its target {name} ({out} × {inp}) needs {expected}")
+
+
+def _expected_shape(tensors: dict, name: str, part: str, out: int, inp: int) -> tuple:
+    """The shape `name:part` must have, given the target's (out, in) and the other parts' ranks."""
+    shape = lambda other: tuple(tensors[f"{name}:{other}"].shape) if f"{name}:{other}" in tensors else (None, None)
+    if part in ("delta", "offset"):
+        return (out, inp)
+    if part == "lora_A":
+        return (shape("lora_B")[-1], inp)
+    if part == "lora_B":
+        return (out, shape("lora_A")[0])
+    k = shape("right")[-1]  # the locked bases' K
+    return {"right": (inp, k), "left": (out, k), "coef": (k, k) if f"{name}:left" in tensors else (out, k)}[part]
 
 
 def saved_tensors(folder, meta: dict) -> dict:
@@ -93,11 +155,13 @@ def saved_tensors(folder, meta: dict) -> dict:
     """
     check_hashes(folder, meta.get("sha256"))
     if meta["version"] >= 2 and meta["kind"] == "lora":
-        return peft_files.factors(read_tensors(folder, peft_files.WEIGHTS_FILE))
-    tensors = read_tensors(folder, TENSOR_FILE)
-    reference = (meta.get("config") or {}).get("offset_from")
-    if meta["kind"] == "locked" and reference:
-        tensors.update({f"{name}:offset": delta for name, delta in _referenced_offset(folder, reference).items()})
+        tensors = peft_files.factors(read_tensors(folder, peft_files.WEIGHTS_FILE))
+    else:
+        tensors = read_tensors(folder, TENSOR_FILE)
+        reference = (meta.get("config") or {}).get("offset_from")
+        if meta["kind"] == "locked" and reference:
+            tensors.update({f"{name}:offset": delta for name, delta in _referenced_offset(folder, reference).items()})
+    check_shapes(folder, meta, tensors)
     return tensors
 
 

@@ -66,7 +66,12 @@ def read_config(folder: Path) -> dict:
 def pattern_value(patterns: dict, module: str, default):
     """patterns[first key whose regex `(.*\\.)?(key)$` matches `module`], else `default` (peft's rule)."""
     for key, value in (patterns or {}).items():
-        if re.match(rf"(.*\.)?({key})$", module):
+        try:
+            found = re.match(rf"(.*\.)?({key})$", module)
+        except re.error as exc:
+            raise AdaptersGeoError(f"the peft adapter's pattern key {key!r} is not a regular expression ({exc})",
+                                   "correct it in adapter_config.json (rank_pattern / alpha_pattern)") from None
+        if found:
             return value
     return default
 

@@ -40,11 +40,11 @@ def test_lora_folder_loads_in_peft_with_identical_logits(tiny, tmp_path, quant):
 
 
 @pytest.mark.parametrize("kind", ["dense", "lora", "locked"])
-def test_adapter_json_describes_v2_with_hashes(tiny, tmp_path, kind):
+def test_adapter_json_describes_v3_with_hashes(tiny, tmp_path, kind):
     model, _ = adapted_model(kind, tiny, "none", steps=1)
     save_adapter(model, tmp_path / "ad")
     meta = read_adapter_meta(tmp_path / "ad")
-    assert meta["version"] == 2 and meta["kind"] == kind and meta["base"]["spec"] == "tiny-llama"
+    assert meta["version"] == 3 and meta["kind"] == kind and len(meta["meta_sha256"]) == 64 and meta["base"]["spec"] == "tiny-llama"
     assert meta["base"]["quant"] == "none" and len(meta["base"]["fingerprint"]) == 16 and len(meta["targets"]) == 14
     want = {"adapter_model.safetensors", "adapter_config.json"} if kind == "lora" else {"adapter.safetensors"}
     assert set(meta["sha256"]) == want and all(len(h) == 64 for h in meta["sha256"].values())

@@ -103,3 +103,11 @@ def test_fan_in_fan_out_conv1d_base_is_transposed_like_peft(tmp_path):
     got = dict(lora_deltas(tmp_path / "gpt2")[0])
     assert list(got) == ["transformer.h.0.attn.c_attn.weight"]
     torch.testing.assert_close(got["transformer.h.0.attn.c_attn.weight"], want, rtol=0, atol=2e-6)
+
+
+def test_a_pattern_key_that_is_no_regular_expression_is_one_line():
+    from adapters_geo.adapters.peft_files import pattern_value
+
+    assert pattern_value({"q_proj": 4}, "model.layers.0.self_attn.q_proj", 8) == 4
+    with pytest.raises(AdaptersGeoError, match=r"pattern key 'q_proj\[' is not a regular expression .* — fix: correct it"):
+        pattern_value({"q_proj[": 4}, "model.layers.0.self_attn.q_proj", 8)
