@@ -23,6 +23,8 @@ PLACES = {
     errno.EISDIR: ("{path} is a folder where a file should be", "choose another path"),
     errno.ENOSPC: ("no space left on the device writing {path}", "free disk space, or point --out / $ADAPTERS_GEO_CACHE elsewhere"),
     errno.EDQUOT: ("disk quota exceeded writing {path}", "free space in your quota, or point --out elsewhere"),
+    errno.ENAMETOOLONG: ("{path}: a name in it is too long for the file system", "choose a shorter --out or name"),
+    errno.ELOOP: ("{path}: its path loops through symbolic links", "choose an --out whose parents are no link loop"),
 }
 
 

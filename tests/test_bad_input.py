@@ -365,3 +365,36 @@ def test_the_report_leaves_out_a_damaged_run_with_a_warning_and_reports_the_rest
     (run / "config.json").write_bytes(b"\xff\xfe{}")
     with pytest.raises(AdaptersGeoError, match="config.json is not UTF-8 text"):
         RunFolder(run).config_dict()
+
+
+def test_a_yaml_alias_bomb_is_one_line_before_it_is_built(tmp_path, capsys):
+    # nine levels of nine aliases: 9^9 values once written out; anchors of a sane reach still load
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"{b}: &{b} [{', '.join(['*' + a] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    assert main(["train", str(tmp_path / "bomb.yaml"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "bomb.yaml expands through its aliases to more than 100,000 values at line 1" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+    from adapters_geo.yamlfile import read_yaml
+
+    (tmp_path / "ok.yaml").write_text("a: &a [1, 2]\nb: [*a, *a]\n")
+    assert read_yaml(tmp_path / "ok.yaml") == {"a": [1, 2], "b": [[1, 2], [1, 2]]}
+
+
+@pytest.mark.parametrize("place, message", [("long", "a name in it is too long for the file system"),
+                                            ("loop", "its path loops through symbolic links")])
+def test_an_output_name_too_long_or_a_link_loop_is_one_line(tmp_path, capsys, place, message):
+    import os
+
+    config = tmp_path / "run.yaml"
+    config.write_text(TINY + "method: {name: sft}\ntrain: {steps: 1}\n")
+    if place == "loop":
+        os.symlink(tmp_path / "b", tmp_path / "a")
+        os.symlink(tmp_path / "a", tmp_path / "b")
+        out = tmp_path / "a" / "run"
+    else:
+        out = tmp_path / ("x" * 300)
+    assert main(["train", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err

@@ -62,10 +62,24 @@ GENERATORS = {
 }
 
 
+# Distinct prompts a level can produce (names × items × the generator's number choices): level 0 a ∈ 1..9;
+# level 1 a + b with a ∈ 5..40, b ∈ 1..20 (720 pairs) and max(a, b + 1) − b (584 pairs). Levels 2 and 3 hold
+# hundreds of thousands and more: the attempt limit below covers them.
+CAPACITY = {0: 100 * 9, 1: 100 * (720 + 584)}
+
+
 def generate(count: int, levels, seed: int, exclude: set | None = None, keep=None) -> list[Example]:
     """`count` distinct problems drawn evenly over `levels`, skipping prompts in `exclude` or not `keep(prompt)`."""
     rng = random.Random(seed)
     levels = list(levels)
+    for position, level in enumerate(levels):  # before drawing: a count past a level's size would spin for minutes
+        share = len(range(position, count, len(levels)))
+        if share > CAPACITY.get(level, share):
+            raise AdaptersGeoError(
+                f"cannot draw {count} distinct arithmetic problems at levels {levels}: level {level} has "
+                f"{CAPACITY[level]} distinct problems and would need {share}",
+                "lower task.train_size / task.test_size or add harder levels (level 0 has 900 problems)",
+            )
     exclude = exclude or set()
     seen, examples = set(), []
     attempts = 0

@@ -76,3 +76,16 @@ def test_training_pools_are_disjoint_and_share_the_test_split():
     assert not (prompts[0] & prompts[1]) and not (prompts[0] & prompts[2]) and not (prompts[1] & prompts[2])
     assert tasks[0].test == tasks[1].test == tasks[2].test
     assert not prompts[0] & {e.prompt for e in tasks[0].test}
+
+
+def test_a_level_holds_the_distinct_problems_its_capacity_says_and_no_more_are_drawn():
+    # the capacities are closed-form counts; drawing past one is refused before any drawing (it spun for minutes)
+    import random
+
+    from adapters_geo.tasks.arithmetic import CAPACITY, GENERATORS, generate
+
+    rng = random.Random(0)
+    assert len({GENERATORS[0](rng).prompt for _ in range(20_000)}) == CAPACITY[0] == 900
+    assert len(generate(900, [0], seed=1)) == 900
+    with pytest.raises(AdaptersGeoError, match=r"level 0 has 900 distinct problems and would need 500000"):
+        generate(1_000_000, [0, 2], seed=1)
