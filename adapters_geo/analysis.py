@@ -23,7 +23,7 @@ from adapters_geo.geometry.rotation import default_k
 from adapters_geo.geometry.trajectory import K_DEFAULT, endpoint_along, model_trajectory
 from adapters_geo.report.geometry import write_result
 from adapters_geo.report.trajectory import write_trajectory
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.runfolder import RunFolder, refuse_inside_finished_run
 from adapters_geo.sources import Source, adapter_source, checkpoint_source, reference_key, run_source, run_start
 from adapters_geo.svd_cache import SVDCache
 from adapters_geo.trajectory import read_index, read_parts, read_step_spectra
@@ -128,6 +128,7 @@ RESULT_FILES = ("geometry.json", "trajectory.json")  # what an earlier geometry 
 
 def check_replaceable(out: Path, overwrite: bool) -> None:
     """`out` may be written: new, or with `overwrite` an earlier result (geometry.json or trajectory.json, nothing of a run)."""
+    refuse_inside_finished_run(out, "--out")
     if not out.exists():
         return
     if not out.is_dir():

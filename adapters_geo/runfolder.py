@@ -17,6 +17,7 @@ Every module that reads or writes a run goes through `RunFolder`, so the layout 
 """
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -51,6 +52,15 @@ def _parse(text: str, path: Path, where: str, fix: str):
     except json.JSONDecodeError as exc:
         place = where or f"line {exc.lineno}"
         raise AdaptersGeoError(f"{path} is not valid JSON ({place}: {exc.msg}): truncated or edited", fix) from None
+
+
+def refuse_inside_finished_run(out: Path, what: str) -> None:
+    """One line if `out` lies inside a finished run's folder (a parent holds done.json): a finished run is never
+    changed by a later command, not even by request (--overwrite)."""
+    for parent in Path(os.path.abspath(out)).parents:
+        if (parent / "done.json").is_file():
+            raise AdaptersGeoError(f"{what} {out} lies inside the finished run {parent}, which no command changes",
+                                   "choose a folder outside it (a named experiment re-runs with FORCE=1, which archives the run)")
 
 class RunFolder:
     """Paths and typed reads of one run folder."""

@@ -295,6 +295,12 @@ PLACES = [
      "--overwrite would replace OUT, which holds no geometry.json or trajectory.json (not an earlier result)"),
     ("a finished run", ["trajectory", "OUT", "--out", "OUT", "--overwrite"],
      "--overwrite would replace OUT, which holds a training run (config.json, done.json, checkpoint)"),
+    # a finished run's own results and folder, even by request
+    ("a finished run", ["geometry", "tiny-llama", "--adapter", "CFG", "--out", "OUT/geometry", "--overwrite"],
+     "--out OUT/geometry lies inside the finished run OUT, which no command changes — fix: choose a folder outside it"),
+    ("a finished run", ["trajectory", "OUT", "--K", "8", "--overwrite"],
+     "--out OUT/trajectory_geometry lies inside the finished run OUT, which no command changes"),
+    ("a finished run", ["export", "CFG", "--merged", "OUT/merged"], "--merged OUT/merged lies inside the finished run OUT"),
 ]
 
 

@@ -20,6 +20,7 @@ from adapters_geo.adapters.io import check_compatible, load_saved_deltas
 from adapters_geo.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.weights import base_linears
+from adapters_geo.runfolder import refuse_inside_finished_run
 
 RUN_ADAPTER = "adapter"  # a training run folder keeps its final adapter here
 PROVENANCE_FILE = "adapters_geo_export.json"
@@ -36,6 +37,7 @@ def export_merged(source, out) -> Path:
     from adapters_geo.models import load_base
 
     out = Path(out)
+    refuse_inside_finished_run(out, "--merged")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AdaptersGeoError(f"{out} already exists and is not empty", "choose a new folder for the merged checkpoint")
     folder = adapter_folder(source)
