@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from adapters_geo.atomic import atomic_write_text
+from adapters_geo.errors import AdaptersGeoError
 
 
 class Logger(Protocol):
@@ -28,6 +29,10 @@ class JsonlLogger:
         path = Path(path)
         if keep is not None and path.is_file():
             rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            for number, line in enumerate(rows, 1):  # a row cut short by a kill is dropped; one without its step is damage
+                if _parses(line) and not (isinstance(json.loads(line).get("step"), int) and isinstance(json.loads(line).get("group"), str)):
+                    raise AdaptersGeoError(f"{path} row {number} has no step or group (edited or damaged)",
+                                           "train into a new --out, or re-run the experiment with FORCE=1")
             kept = [line for line in rows if _parses(line) and keep(json.loads(line))]
             atomic_write_text(path, "".join(line + "\n" for line in kept))
         self.handle = open(path, "a", encoding="utf-8")

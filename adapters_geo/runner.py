@@ -133,10 +133,11 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     if tracker.start and init is None:  # a non-zero start nobody saved: store every snapshot itself
         tracker.writer.references = {}
     kept = last_kept_step(folder, config) if resume else None  # a resume drops what was logged after its checkpoint
+    metrics = JsonlLogger(folder.metrics_file, kept_rows(kept, config.steps))  # first: damaged rows stop it before TensorBoard purges
     tensorboard = TensorBoardLogger(folder.tensorboard, None if kept is None else kept + 1)
     if hparams:
         write_header(tensorboard.writer, hparams, folder.config_file)
-    log = Loggers([JsonlLogger(folder.metrics_file, kept_rows(kept, config.steps)), tensorboard]
+    log = Loggers([metrics, tensorboard]
                   + ([ConsoleLogger(config.steps, config.first_step, label or method.name)] if progress else []))
     examples = task.test[: config.eval_size] if config.eval_size else task.test
     kind = held_out_kind(method.name, teacher is not None)

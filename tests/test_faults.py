@@ -546,3 +546,25 @@ def test_a_full_disk_is_one_line_and_an_unexpected_error_keeps_its_traceback(tmp
     monkeypatch.setattr(runner, "run_training", fails(errno.EIO))
     with pytest.raises(OSError, match="Input/output error"):
         train(run_file(tmp_path), tmp_path / "run")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda out: (out / "checkpoint" / "step.json").write_text('{"step": "two"}'), "step.json does not hold a step number"),
+    (lambda out: (out / "checkpoint" / "step.json").write_text('{"st'), "step.json does not hold a step number"),
+    (lambda out: (out / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text().replace('"step": 1, ', "", 1)),
+     "has no step or group (edited or damaged)"),
+])
+def test_a_damaged_file_of_an_interrupted_run_is_one_line_and_the_resume_changes_nothing(tmp_path, monkeypatch, capsys, damage, message):
+    # the resume used to die in a traceback, after TensorBoard had purged the run's events
+    config = run_file(tmp_path)
+    out = tmp_path / "cut"
+    undo = interrupt_at(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out)
+    undo()
+    damage(out)
+    before = snapshot(out)
+    capsys.readouterr()
+    assert train(config, out, "--resume") == 2
+    assert message in error_line(capsys)
+    assert snapshot(out) == before

@@ -56,7 +56,14 @@ def checkpoint_step(folder: Path) -> int | None:
     if not has_checkpoint(folder):
         return None
     if (folder / STEP).is_file():
-        return int(json.loads((folder / STEP).read_text())["step"])
+        try:
+            step = json.loads((folder / STEP).read_text(encoding="utf-8"))["step"]
+        except (ValueError, KeyError, TypeError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            step = None
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise AdaptersGeoError(f"{folder / STEP} does not hold a step number (damaged or edited)",
+                                   "train into a new --out, or re-run the experiment with FORCE=1 (which archives this run)")
+        return step
     return int(load_state(folder, mmap=True)["step"])  # written before step.json existed
 
 
