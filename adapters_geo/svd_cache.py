@@ -31,8 +31,9 @@ class SVDCache:
     def get(self, name: str, w0: torch.Tensor, cols: int) -> RefSVD:
         """RefSVD of `w0` with ≥ `cols` vectors, from the cache or computed (and stored)."""
         if self.folder is not None and self._path(name).is_file():
-            stored = load_file(str(self._path(name)))
-            if stored["u"].shape[1] >= min(cols, stored["s"].numel()) and tuple(stored["shape"].tolist()) == tuple(w0.shape):
+            stored = _read(self._path(name))  # None when damaged: recomputed and rewritten below (a cache heals)
+            if stored is not None and stored["u"].shape[1] >= min(cols, stored["s"].numel()) \
+                    and tuple(stored["shape"].tolist()) == tuple(w0.shape):
                 self.hits += 1
                 return RefSVD(stored["u"], stored["s"], stored["v"])
         self.misses += 1
@@ -45,3 +46,17 @@ class SVDCache:
             except OSError:
                 self.folder = None  # not writable: compute without a disk cache from here on
         return ref
+
+
+def _read(path: Path) -> dict | None:
+    """A cached decomposition, or None when the file is truncated, edited or lacks a part."""
+    try:
+        stored = load_file(str(path))
+    except Exception:  # safetensors' own error types (header, size): all mean a damaged cache file here
+        return None
+    parts = ("u", "s", "v", "shape")
+    if not all(key in stored for key in parts) or stored["u"].dim() != 2 or stored["v"].dim() != 2:
+        return None
+    if not all(torch.isfinite(stored[key]).all() for key in ("u", "s", "v")):
+        return None
+    return stored

@@ -22,7 +22,8 @@ from safetensors.torch import save as safetensors_bytes
 
 from adapters_geo.atomic import atomic_write_bytes, atomic_write_text
 from adapters_geo.geometry.linalg import decompose64
-from adapters_geo.runfolder import default_t0
+from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.runfolder import default_t0, read_json
 
 FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 INDEX = "index.json"
@@ -126,9 +127,23 @@ class TrajectoryWriter:
         return sum(p.stat().st_size for p in self.folder.glob("*.safetensors"))
 
 
+FIX = "re-run the run (make experiment ... FORCE=1 archives it): its trajectory cannot be recomputed from elsewhere"
+
+
 def read_index(folder) -> dict:
     """{step (str): {"format", "file", "rank", "spectrum"}} of a trajectory folder."""
-    return json.loads((Path(folder) / INDEX).read_text())
+    index = read_json(Path(folder) / INDEX, FIX)
+    if not isinstance(index, dict) or not all(isinstance(e, dict) and {"format", "file"} <= set(e) for e in index.values()):
+        raise AdaptersGeoError(f"{Path(folder) / INDEX} is not a trajectory index (edited or damaged)", FIX)
+    return index
+
+
+def _load(path: Path) -> dict:
+    """A snapshot file's tensors; a truncated or changed file is one line naming it."""
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors' own error types, a missing file: all mean a damaged trajectory here
+        raise AdaptersGeoError(f"trajectory snapshot {path} cannot be read ({type(exc).__name__}): truncated or changed", FIX) from None
 
 
 def read_step_spectra(folder, step: int) -> dict:
@@ -138,8 +153,12 @@ def read_step_spectra(folder, step: int) -> dict:
     entry = read_index(folder).get(str(step)) if (Path(folder) / INDEX).is_file() else None
     if not entry or not entry.get("spectrum"):
         return {}
-    with safe_open(str(Path(folder) / entry["file"]), framework="pt") as f:
-        return {key[: -len(SPECTRUM)]: f.get_tensor(key) for key in f.keys() if key.endswith(SPECTRUM)}
+    try:
+        with safe_open(str(Path(folder) / entry["file"]), framework="pt") as f:
+            return {key[: -len(SPECTRUM)]: f.get_tensor(key) for key in f.keys() if key.endswith(SPECTRUM)}
+    except Exception as exc:  # as in _load
+        raise AdaptersGeoError(f"trajectory snapshot {Path(folder) / entry['file']} cannot be read ({type(exc).__name__}): "
+                               "truncated or changed", FIX) from None
 
 
 def read_trajectory(folder) -> dict:
@@ -173,7 +192,7 @@ def read_parts(folder) -> tuple[dict, dict, dict]:
     index = read_index(folder)
     snapshots, spectra, vectors = {}, {}, {}
     for step, entry in sorted(index.items(), key=lambda item: int(item[0])):
-        loaded = load_file(str(folder / entry["file"]))
+        loaded = _load(folder / entry["file"])
         tensors = {k: t for k, t in loaded.items() if not k.endswith(SPECTRUM)}
         if entry["format"] != "factors":  # full or referenced snapshots may carry their top-K vectors
             known = {k[: -len(RIGHT)] for k in tensors if k.endswith(RIGHT)}

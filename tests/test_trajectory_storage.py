@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from adapters_geo.geometry.spectrum import effective_rank, stable_rank
@@ -85,3 +86,22 @@ def test_full_steps_keep_the_tracker_top_vectors_and_the_analysis_uses_them(tmp_
     without = model_trajectory(snapshots, 3, 2, spectra, {t: found for t, found in vectors.items() if t in (1, 3)})
     for got, want in zip(with_vectors["matrices"][NAME]["steps"], without["matrices"][NAME]["steps"]):
         assert abs(got["sim_right"] - want["sim_right"]) < 1e-2  # the recomputation sees t0's bf16 rounding
+
+
+def test_a_truncated_snapshot_or_index_is_one_line_naming_the_file(tmp_path):
+    from adapters_geo.errors import AdaptersGeoError
+    from adapters_geo.trajectory import read_step_spectra
+
+    writer = TrajectoryWriter(tmp_path / "trajectory", 10, steps=[1, 2], rank=2)
+    for step in (1, 2):
+        writer.save(step, {"w": torch.randn(8, 6)})
+    index = json.loads((tmp_path / "trajectory" / INDEX).read_text())
+    snapshot = tmp_path / "trajectory" / index["2"]["file"]
+    snapshot.write_bytes(snapshot.read_bytes()[:40])
+    with pytest.raises(AdaptersGeoError, match=rf"trajectory snapshot {snapshot} cannot be read .*: truncated or changed — fix: re-run"):
+        read_trajectory(tmp_path / "trajectory")
+    with pytest.raises(AdaptersGeoError, match="cannot be read"):
+        read_step_spectra(tmp_path / "trajectory", 2)
+    (tmp_path / "trajectory" / INDEX).write_text('{"1": {"format": ')
+    with pytest.raises(AdaptersGeoError, match=r"index.json is not valid JSON .*: truncated or edited — fix: re-run"):
+        read_trajectory(tmp_path / "trajectory")

@@ -210,6 +210,22 @@ def test_svd_cache_reuses_stored_decomposition(tmp_path):
     assert again.misses == 1
 
 
+def test_a_damaged_svd_cache_file_heals_by_recomputing(tmp_path):
+    # a cache is recomputable: a truncated or emptied file is recomputed and rewritten, not a traceback
+    w0 = torch.randn(20, 12)
+    exact = SVDCache(None).get("layer.weight", w0, 4)
+    SVDCache("model-none", root=tmp_path).get("layer.weight", w0, 4)
+    (file,) = (tmp_path / "model-none").iterdir()
+    for damage in (file.read_bytes()[: file.stat().st_size // 2], b"", b"\x00" * 64):
+        file.write_bytes(damage)
+        cache = SVDCache("model-none", root=tmp_path)
+        healed = cache.get("layer.weight", w0, 4)
+        assert cache.misses == 1 and torch.equal(healed.u, exact.u) and torch.equal(healed.s, exact.s)
+        again = SVDCache("model-none", root=tmp_path)
+        again.get("layer.weight", w0, 4)
+        assert again.hits == 1  # rewritten whole
+
+
 def test_aggregate_weights_fractions_by_parameter_count():
     rows = {
         "model.layers.0.self_attn.q_proj.weight": {"params": 100, "sparsity_bf16": 1.0, "stable_rank": 2.0},
