@@ -102,11 +102,17 @@ def cmd_train(args) -> None:
         print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
 
 
+def one_line(text: str) -> str:
+    """`text` with every control character escaped: a newline or an escape sequence in a value a user typed
+    is shown, not obeyed by the terminal, and the message stays one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the toolkit's error form: one line naming the problem and the fix, exit code 2."""
 
     def error(self, message):
-        self.exit(2, f"adapters-geo: error: {message} — fix: see {self.prog} --help\n")
+        self.exit(2, f"adapters-geo: error: {one_line(message)} — fix: see {self.prog} --help\n")
 
 
 def number(kind, low, high, low_open: bool = False, high_open: bool = False):
@@ -195,13 +201,13 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except AdaptersGeoError as exc:
-        print(f"adapters-geo: error: {exc}", file=sys.stderr)
+        print(f"adapters-geo: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # an expected one of a place (read-only, a file as --out, a full disk) is one line too
         error = place_error(exc)
         if error is None:
             raise
-        print(f"adapters-geo: error: {error}", file=sys.stderr)
+        print(f"adapters-geo: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     return 0
 

@@ -77,7 +77,11 @@ StrictLoader.add_constructor(None, _refuse_tag)
 def read_yaml(path):
     """Parse a YAML file; a syntax error, a repeated key or a Python tag is one line naming the file and the line."""
     try:
-        return yaml.load(Path(path).read_text(), Loader=StrictLoader)
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AdaptersGeoError(f"{path} is not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=StrictLoader)
     except Refused as exc:
         raise AdaptersGeoError(f"{path} {exc.what} at line {exc.line}", exc.fix) from None
     except yaml.YAMLError as exc:

@@ -404,3 +404,27 @@ def test_an_output_name_too_long_or_a_link_loop_is_one_line(tmp_path, capsys, pl
     assert main(["train", str(config), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_file_that_is_not_utf8_is_one_line_and_the_listing_names_it(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_bytes(TINY.encode() + b"# caf\xe9\n")  # Latin-1
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{config} is not UTF-8 text (byte" in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "good.yaml").write_text("# make experiment NAME=good\n# A good one.\n" + TINY)
+    (experiments / "latin.yaml").write_bytes(b"# caf\xe9\n" + TINY.encode())
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(experiments))
+    assert main(["experiment"]) == 0  # the listing: one unreadable file does not end it
+    out = capsys.readouterr().out
+    assert "A good one." in out and "latin" in out and "is not UTF-8 text" in out
+
+
+def test_control_characters_in_a_value_are_shown_escaped_on_the_one_line(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(TINY)
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--set", "train.lr=fast\nrm -rf \x1b[31m"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "train.lr=fast\\nrm -rf \\x1b[31m" in err, err

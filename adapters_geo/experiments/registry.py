@@ -61,12 +61,14 @@ def description(name: str) -> str:
     path = experiment_path(name)
     try:
         data = read_yaml(path)
-    except AdaptersGeoError:
+    except AdaptersGeoError as exc:
+        if "UTF-8" in exc.problem:  # the listing names the file; running it says the same in one line
+            return f"(unreadable: {exc.problem})"
         data = None
     if isinstance(data, dict) and data.get("description"):
         return " ".join(str(data["description"]).split())
     header = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
         header.append(line.lstrip("#").strip())
