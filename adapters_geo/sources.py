@@ -9,7 +9,6 @@ Every source is checked (architecture, names, shapes, base identity) before anyt
 computed, so a bad pair fails before any output exists.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +17,13 @@ from safetensors import safe_open
 
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.specs import fingerprint, resolve_spec
+from adapters_geo.runfolder import read_json
 
 SKIP_WORDS = ("embed", "lm_head", "norm", "wte", "wpe")
 ARCH_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads")
+
+
+DAMAGED_FIX = "save the checkpoint again with save_pretrained (or download it again)"
 
 
 class CheckpointReader:
@@ -35,15 +38,28 @@ class CheckpointReader:
         self.files = {}
         self.shapes = {}
         for file in files:
-            with safe_open(str(file), framework="pt") as handle:
+            with self._open(file) as handle:
                 for key in handle.keys():
                     self.files[key] = file
                     self.shapes[key] = tuple(handle.get_slice(key).get_shape())
-        self.config = json.loads((self.folder / "config.json").read_text())
+        self.config = read_json(self.folder / "config.json", DAMAGED_FIX)
+        if not isinstance(self.config, dict):
+            raise AdaptersGeoError(f"{self.folder / 'config.json'} does not hold a model config", DAMAGED_FIX)
+
+    def _open(self, file: Path):
+        try:
+            return safe_open(str(file), framework="pt")
+        except Exception as exc:  # safetensors' own error types: a truncated or changed file
+            raise AdaptersGeoError(f"checkpoint file {file} cannot be read ({type(exc).__name__}): truncated or changed",
+                                   DAMAGED_FIX) from None
 
     def get(self, name: str) -> torch.Tensor:
-        with safe_open(str(self.files[name]), framework="pt") as handle:
-            return handle.get_tensor(name).float()
+        with self._open(self.files[name]) as handle:
+            try:
+                return handle.get_tensor(name).float()
+            except Exception as exc:  # a header that promises more bytes than the file holds
+                raise AdaptersGeoError(f"checkpoint file {self.files[name]} cannot be read at {name} ({type(exc).__name__}): "
+                                       "truncated or changed", DAMAGED_FIX) from None
 
     def targets(self) -> list[str]:
         """Names of the 2-D linear weights inside the blocks (no embeddings, head, norms)."""

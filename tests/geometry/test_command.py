@@ -138,3 +138,19 @@ def test_trajectory_command_on_a_trained_run(tmp_path, capsys):
     assert set(result["summary"]) == {"attention", "mlp", "all"}
     assert (tmp_path / "run" / "trajectory_geometry" / "trajectory.png").stat().st_size > 5000
     assert main(["trajectory", str(tmp_path)]) == 2 and "has no trajectory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "malformed config"])
+def test_a_damaged_tuned_checkpoint_is_one_line_without_output(tmp_path, capsys, damage):
+    tuned, _ = merged_checkpoint(tmp_path, steps=1)
+    if damage == "truncated weights":
+        (file,) = tuned.glob("*.safetensors")
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+        fragment = "cannot be read"
+    else:
+        (tuned / "config.json").write_text('{"model_type": ')
+        fragment = "config.json is not valid JSON"
+    capsys.readouterr()  # the checkpoint's own progress bars
+    assert main(["geometry", "tiny-llama", str(tuned), "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "truncated or" in err and err.count("\n") == 1 and not (tmp_path / "g").exists(), err
