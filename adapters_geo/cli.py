@@ -3,7 +3,9 @@
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 
 from adapters_geo.errors import AdaptersGeoError, place_error
 
@@ -196,8 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stop_cleanly_on_sigterm():
+    """SIGTERM (`kill`'s default, a scheduler's stop) ends the command as Ctrl-C does, with exit code 143:
+    finally blocks run, so a half-written output folder is removed and a run's lock released (by default the
+    process would vanish and leave them). Returns the handler it replaced (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    previous = stop_cleanly_on_sigterm()
     try:
         args.func(args)
     except AdaptersGeoError as exc:
@@ -209,6 +221,9 @@ def main(argv=None) -> int:
             raise
         print(f"adapters-geo: error: {one_line(str(error))}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -568,3 +568,34 @@ def test_a_damaged_file_of_an_interrupted_run_is_one_line_and_the_resume_changes
     assert train(config, out, "--resume") == 2
     assert message in error_line(capsys)
     assert snapshot(out) == before
+
+
+def test_sigterm_while_a_result_is_written_leaves_no_hidden_folder(tmp_path, tiny):
+    # kill's default signal used to end the process inside atomic_dir: its hidden .NAME.tmp-* folder stayed
+    import signal
+    import subprocess
+    import sys
+
+    from adapters_geo import LoraConfig, attach_adapter, save_adapter
+
+    save_adapter(attach_adapter(tiny().model, LoraConfig(r=2)), tmp_path / "ad")
+    out = tmp_path / "results" / "g"
+    code = f"""
+import os, signal, sys, time
+import adapters_geo.analysis as analysis
+from adapters_geo import cli
+from adapters_geo.atomic import atomic_dir
+
+def write_result(result, out, overwrite=False):
+    with atomic_dir(out, overwrite) as tmp:
+        (tmp / "geometry.json").write_text("{{}}")
+        os.kill(os.getpid(), signal.SIGTERM)  # mid-write
+        time.sleep(60)
+
+analysis.write_result = write_result
+sys.exit(cli.main(["geometry", "tiny-llama", "--adapter", {str(tmp_path / "ad")!r}, "--out", {str(out)!r}]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
+    assert not out.exists() and list(out.parent.iterdir()) == [], list(out.parent.iterdir())
