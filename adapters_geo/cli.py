@@ -3,6 +3,7 @@
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -198,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def say(line: str) -> None:
+    """An error line on stderr, from the main process only: under a data-parallel launch every process meets the
+    same bad input, and the user should read it once (the others exit with the same code, silently)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr)
+
+
 def stop_cleanly_on_sigterm():
     """SIGTERM (`kill`'s default, a scheduler's stop) ends the command as Ctrl-C does, with exit code 143:
     finally blocks run, so a half-written output folder is removed and a run's lock released (by default the
@@ -213,13 +221,13 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except AdaptersGeoError as exc:
-        print(f"adapters-geo: error: {one_line(str(exc))}", file=sys.stderr)
+        say(f"adapters-geo: error: {one_line(str(exc))}")
         return 2
     except OSError as exc:  # an expected one of a place (read-only, a file as --out, a full disk) is one line too
         error = place_error(exc)
         if error is None:
             raise
-        print(f"adapters-geo: error: {one_line(str(error))}", file=sys.stderr)
+        say(f"adapters-geo: error: {one_line(str(error))}")
         return 2
     finally:
         if previous is not None:

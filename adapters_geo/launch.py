@@ -19,8 +19,13 @@ def main(argv: list[str]) -> int:
               "— fix: NPROC=2 (or leave NPROC out)",
               file=sys.stderr)
         return 2
+    import logging
+
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    # torchrun logs every failed process (exit code, a traceback-like record) after the main process's one line
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
 
     port = ["--main_process_port", os.environ[PORT_ENV]] if os.environ.get(PORT_ENV) else []  # default 29500
     args = launch_command_parser().parse_args(["--multi_gpu", "--num_processes", argv[0], "--num_machines", "1",

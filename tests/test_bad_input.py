@@ -428,3 +428,25 @@ def test_control_characters_in_a_value_are_shown_escaped_on_the_one_line(tmp_pat
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--set", "train.lr=fast\nrm -rf \x1b[31m"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err and "train.lr=fast\\nrm -rf \\x1b[31m" in err, err
+
+
+def test_a_bad_config_under_a_two_process_launch_is_one_line(tmp_path):
+    # every process meets the bad value; the user reads it once, without the launcher's per-process records
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    config = tmp_path / "run.yaml"
+    config.write_text(TINY + "train: {lr: fast}\n")
+    with socket.socket() as s:  # a port for the launcher (it fails before any rendezvous, so a race cannot matter)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ADAPTERS_GEO_MAIN_PORT": str(port), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "adapters_geo.launch", "2", "train", str(config), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    ours = [line for line in done.stderr.splitlines() if line.startswith("adapters-geo:")]
+    others = [line for line in done.stderr.splitlines() if line not in ours]  # a library's import notice may stand here
+    assert done.returncode == 2 and len(ours) == 1, done.stderr
+    assert not [line for line in others if any(word in line.lower() for word in ("error", "exitcode", "traceback", "failed"))], done.stderr
+    assert "train.lr = 'fast' is not a number" in ours[0] and not (tmp_path / "run").exists()
