@@ -102,6 +102,10 @@ class TrajectoryWriter:
         """Write `step`'s file (every matrix's packed tensors) and its index entry."""
         fmt = self.format_of(step)
         file = f"step_{step:06d}.safetensors"
+        bad = next((key for key, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+        if bad is not None:  # an update too large for the snapshot's precision (finite ΔW, overflowing factors)
+            raise AdaptersGeoError(f"refused to write the trajectory snapshot of step {step}: {bad} holds non-finite values",
+                                   "the update diverged: lower train.lr")
         atomic_write_bytes(self.folder / file, safetensors_bytes(tensors))
         self.index[str(step)] = {"format": fmt, "file": file, "rank": self.rank, "spectrum": True}
         if fmt == "adapter":

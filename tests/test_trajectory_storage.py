@@ -105,3 +105,14 @@ def test_a_truncated_snapshot_or_index_is_one_line_naming_the_file(tmp_path):
     (tmp_path / "trajectory" / INDEX).write_text('{"1": {"format": ')
     with pytest.raises(AdaptersGeoError, match=r"index.json is not valid JSON .*: truncated or edited — fix: re-run"):
         read_trajectory(tmp_path / "trajectory")
+
+
+def test_a_snapshot_with_non_finite_values_is_refused_and_nothing_is_written(tmp_path):
+    from adapters_geo.errors import AdaptersGeoError
+
+    writer = TrajectoryWriter(tmp_path / "trajectory", 10, steps=[1, 2], rank=2)
+    writer.save(1, {"w": torch.randn(8, 6)})
+    before = sorted(p.name for p in (tmp_path / "trajectory").iterdir())
+    with pytest.raises(AdaptersGeoError, match="snapshot of step 2: w:.* holds non-finite values — fix: the update diverged"):
+        writer.write(2, {"w:us": torch.full((8, 2), float("inf")), "w:v": torch.randn(6, 2)})
+    assert sorted(p.name for p in (tmp_path / "trajectory").iterdir()) == before
