@@ -599,3 +599,40 @@ sys.exit(cli.main(["geometry", "tiny-llama", "--adapter", {str(tmp_path / "ad")!
                           cwd=Path(__file__).resolve().parents[1], env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
     assert not out.exists() and list(out.parent.iterdir()) == [], list(out.parent.iterdir())
+
+
+def test_a_real_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+    # a small tmpfs, filled to the brim just before step 2's checkpoint: torch's zip writer fails with
+    # "unexpected pos", which must read as the full disk it is. Without the right to mount (not root), the
+    # same failure is raised where torch raises it, as that writer words it.
+    import shutil
+    import subprocess
+
+    import adapters_geo.training.checkpoint as checkpoint
+    import adapters_geo.training.loop as loop
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    original = loop.save_checkpoint
+
+    def filled(folder, step, *args, **kwargs):
+        if step == 2:
+            if mounted:
+                (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 64 * 1024))
+            else:
+                monkeypatch.setattr(checkpoint.torch, "save", lambda *a, **k: (_ for _ in ()).throw(
+                    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")))
+                monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(8 << 20, 8 << 20, 0))
+        return original(folder, step, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_checkpoint", filled)
+    try:
+        out = disk / "run"
+        assert train(run_file(tmp_path), out) == 2
+        assert "no space left on the device writing" in error_line(capsys)
+        assert checkpoint.checkpoint_step(out / "checkpoint") == 1  # the last complete checkpoint
+        assert not [p.name for p in (out).iterdir() if ".tmp-" in p.name]  # no half-written folder left
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)

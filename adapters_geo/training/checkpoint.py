@@ -7,8 +7,10 @@ non-finite weights; resuming on another base is refused. Read with `weights_only
 numbers, strings and containers only, so a crafted state.pt cannot run code when it is loaded.
 """
 
+import errno
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import torch
@@ -40,10 +42,21 @@ def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, finger
         "extra": parts or {},
     }
     with atomic_dir(Path(folder), overwrite=True) as tmp:
-        torch.save(state, tmp / STATE)
+        try:
+            torch.save(state, tmp / STATE)
+        except RuntimeError as exc:
+            raise short_write(exc, tmp / STATE) from None
         (tmp / STEP).write_text(json.dumps({"step": step}))
         if also is not None:
             also(tmp)
+
+
+def short_write(exc: RuntimeError, path: Path) -> Exception:
+    """torch's zip writer reports a write the disk cut short as `unexpected pos N vs M`, not as an OSError:
+    on a full disk (measured on a 256 KiB tmpfs) that is ENOSPC, the one line every other full-disk write
+    gives; anything else stays what it was."""
+    full = shutil.disk_usage(path.parent).free < 2**26  # under 64 MiB left
+    return OSError(errno.ENOSPC, "No space left on device", str(path)) if "unexpected pos" in str(exc) and full else exc
 
 
 def has_checkpoint(folder: Path) -> bool:
