@@ -1,11 +1,15 @@
 """One writer per folder: FOLDER/.lock, created with O_EXCL, holds the writer's pid and host.
 
 A lock whose process is gone (killed, crashed) is stale: the next writer takes it over and says
-so on stderr. A lock of a live process is refused in one line naming the pid. A lock written on
-another host cannot be checked from here and counts as live.
+so on stderr. A lock of a live process is refused in one line naming the pid. The writer also
+holds an OS lock (flock) on the file while it runs, which the kernel (or a shared file system's
+lock manager) drops when the process dies: that is how a lock written on another host, whose pid
+cannot be checked from here, is told live from stale. Where the file system has no such locks,
+another host's lock counts as live.
 """
 
 import contextlib
+import fcntl
 import os
 import socket
 import sys
@@ -38,18 +42,39 @@ def _holder(path: Path) -> tuple[int | None, str]:
         return None, ""
 
 
+_HELD: dict[Path, int] = {}  # our lock files -> the descriptor holding their OS lock (closed on release)
+
+
 def _create(path: Path) -> bool:
-    """Create the lock file with our pid; False when it already exists."""
+    """Create the lock file with our pid and host, and hold its OS lock; False when it already exists."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+    with contextlib.suppress(OSError):  # no OS locks on this file system: the pid alone then
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    _HELD[path] = fd
     return True
 
 
-def _take_over(path: Path, pid: int | None) -> None:
+def _os_lock_free(path: Path) -> bool:
+    """True when nobody holds the OS lock of `path` (its writer died, wherever it ran); False when someone
+    does, or when this file system cannot tell."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held (EWOULDBLOCK), or no OS locks here
+        return False
+    finally:
+        os.close(fd)  # drops the probe's lock at once
+    return True
+
+
+def _take_over(path: Path, pid: int | None, host: str = "") -> None:
     """Move a stale lock aside (one process wins the rename), then drop it."""
     aside = path.with_name(f"{NAME}.stale-{os.getpid()}")
     try:
@@ -63,13 +88,15 @@ def _take_over(path: Path, pid: int | None) -> None:
         return
     aside.unlink(missing_ok=True)
     whose = f"of process {pid}, which is no longer running" if pid is not None else "that names no process"
+    if pid is not None and host not in ("", socket.gethostname()):
+        whose = f"of process {pid} on {host}, which holds it no more (its OS lock is free)"
     print(f"adapters-geo: {path.parent}: took over a stale lock {whose}", file=sys.stderr, flush=True)
 
 
 def _refuse_if_held(path: Path, pid: int | None, host: str) -> None:
     """One line when the lock at `path` names a live process (or one on another host)."""
     here = host in ("", socket.gethostname())
-    if pid is not None and (not here or _alive(pid)):
+    if pid is not None and (_alive(pid) if here else not _os_lock_free(path)):
         where = "" if here else f" on {host}"
         raise AdaptersGeoError(
             f"{path.parent} is being written by process {pid}{where} (its lock file {path} exists)",
@@ -97,14 +124,17 @@ def acquire(folder: Path) -> Path:
             time.sleep(0.05)  # being written by its creator this instant, or unreadable: look again, then take it
             continue
         _refuse_if_held(path, pid, host)
-        _take_over(path, pid)
+        _take_over(path, pid, host)
     raise AdaptersGeoError(f"could not lock {folder}: other processes keep taking its lock {path}", "run one at a time")
 
 
 def release(path: Path) -> None:
-    """Remove our lock file (only if it is still ours)."""
+    """Remove our lock file (only if it is still ours), then drop its OS lock."""
     if _holder(path)[0] == os.getpid():
         path.unlink(missing_ok=True)
+    fd = _HELD.pop(Path(path), None)
+    if fd is not None:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -165,6 +165,26 @@ def test_a_stale_lock_is_taken_over_and_said_so(tmp_path, capsys):
     assert RunFolder(out).done() and not (out / ".lock").exists()
 
 
+def test_another_hosts_lock_is_live_while_its_os_lock_is_held_and_stale_after(tmp_path, capsys):
+    # a shared file system: the pid of another host cannot be checked from here, its OS lock can (it used to
+    # count as live forever)
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("123 elsewhere\n")
+    holder = os.open(out / ".lock", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the writer on the other host, alive
+    try:
+        assert train(run_file(tmp_path), out) == 2
+        assert f"{out} is being written by process 123 on elsewhere" in error_line(capsys)
+    finally:
+        os.close(holder)  # that writer dies: the OS drops its lock
+    assert train(run_file(tmp_path), out) == 0
+    assert "took over a stale lock of process 123 on elsewhere, which holds it no more" in capsys.readouterr().err
+    assert RunFolder(out).done() and not (out / ".lock").exists()
+
+
 def _run_paused(config: str, out: str, started, release) -> None:
     """Child process: a run that holds its folder until `release` is set."""
     original = runner.train
