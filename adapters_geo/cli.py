@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from adapters_geo.errors import AdaptersGeoError, place_error
 
@@ -97,6 +98,9 @@ def cmd_train(args) -> None:
     from adapters_geo.runner import run
     from adapters_geo.yamlfile import parse_overrides
 
+    from adapters_geo.runfolder import refuse_inside_finished_run
+
+    refuse_inside_finished_run(Path(args.out), "--out")  # before training, not when its analysis would refuse to write
     config = load_run_config(args.config, parse_overrides(args.set))
     summary = run(config, args.out, resume=args.resume, analyse=not args.no_analysis)
     from adapters_geo.training.parallel import current
@@ -115,7 +119,8 @@ class Parser(argparse.ArgumentParser):
     """argparse with the toolkit's error form: one line naming the problem and the fix, exit code 2."""
 
     def error(self, message):
-        self.exit(2, f"adapters-geo: error: {one_line(message)} — fix: see {self.prog} --help\n")
+        say(f"adapters-geo: error: {one_line(message)} — fix: see {self.prog} --help")
+        self.exit(2)
 
 
 def number(kind, low, high, low_open: bool = False, high_open: bool = False):
@@ -160,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     tj = sub.add_parser("trajectory", help="trajectory diagnostics (Sim_K, rank dynamics, locking step) of a run")
     tj.add_argument("run", help="run folder written by adapters-geo train")
     tj.add_argument("--K", type=number(int, 1, 1 << 20), default=16, help="subspace size (default 16)")
-    tj.add_argument("--out", help="output folder (default RUN/trajectory_geometry)")
+    tj.add_argument("--out", help="output folder (default RUN/trajectory_geometry; a finished run is never written: choose one beside it)")
     tj.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     tj.set_defaults(func=cmd_trajectory)
     ex = sub.add_parser("experiment", help="run a named experiment from experiments/ (missing dependencies first)")
@@ -202,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 def say(line: str) -> None:
     """An error line on stderr, from the main process only: under a data-parallel launch every process meets the
     same bad input, and the user should read it once (the others exit with the same code, silently)."""
-    if os.environ.get("RANK", "0") == "0":
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1 or os.environ.get("RANK", "0") == "0":
         print(line, file=sys.stderr)
 
 

@@ -35,6 +35,12 @@ def main(argv: list[str]) -> int:
         launch_command(args)
     except ChildFailedError as failed:  # the failing process has said why; its exit code is the launch's
         codes = [f.exitcode for f in failed.failures.values()]
+        for rank, failure in failed.failures.items():  # a bad input said its one line; a crash (killed, OOM) did not
+            # (when one process stopped on bad input, torchrun stops the others with SIGTERM: nothing more to say)
+            if 2 not in codes and failure.exitcode not in (-15, 143):
+                ended = f"signal {-failure.exitcode}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
+                print(f"adapters-geo: error: process {rank} of the launch ended with {ended} — fix: see its output "
+                      "above (a signal 9 is often the kernel's out-of-memory killer)", file=sys.stderr)
         return 2 if 2 in codes else max(1, *codes)
     return 0
 

@@ -5,7 +5,9 @@ so on stderr. A lock of a live process is refused in one line naming the pid. Th
 holds an OS lock (flock) on the file while it runs, which the kernel (or a shared file system's
 lock manager) drops when the process dies: that is how a lock written on another host, whose pid
 cannot be checked from here, is told live from stale. Where the file system has no such locks,
-another host's lock counts as live.
+another host's lock counts as live. Caution: a shared file system whose flock is local to each
+machine (NFS mounted with local_lock=flock or all, Lustre's localflock, BeeGFS's default) shows
+another host's live lock as free; run one writer per folder there.
 """
 
 import contextlib
@@ -51,9 +53,14 @@ def _create(path: Path) -> bool:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
-    with contextlib.suppress(OSError):  # no OS locks on this file system: the pid alone then
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    try:
+        with contextlib.suppress(OSError):  # no OS locks on this file system: the pid alone then
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
     _HELD[path] = fd
     return True
 

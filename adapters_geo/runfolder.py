@@ -32,7 +32,6 @@ def default_t0(steps: int) -> int:
     return max(1, round(T0_FRACTION * steps))
 
 
-
 def read_text(path: Path, fix: str) -> str:
     """A file the toolkit wrote, as text; one line naming the file and `fix` when it is not UTF-8."""
     try:
@@ -61,6 +60,7 @@ def refuse_inside_finished_run(out: Path, what: str) -> None:
         if (parent / "done.json").is_file():
             raise AdaptersGeoError(f"{what} {out} lies inside the finished run {parent}, which no command changes",
                                    "choose a folder outside it (a named experiment re-runs with FORCE=1, which archives the run)")
+
 
 class RunFolder:
     """Paths and typed reads of one run folder."""

@@ -301,6 +301,7 @@ PLACES = [
     ("a finished run", ["trajectory", "OUT", "--K", "8", "--overwrite"],
      "--out OUT/trajectory_geometry lies inside the finished run OUT, which no command changes"),
     ("a finished run", ["export", "CFG", "--merged", "OUT/merged"], "--merged OUT/merged lies inside the finished run OUT"),
+    ("a finished run", ["train", "CFG", "--out", "OUT/nested"], "--out OUT/nested lies inside the finished run OUT"),
 ]
 
 
@@ -450,3 +451,25 @@ def test_a_bad_config_under_a_two_process_launch_is_one_line(tmp_path):
     assert done.returncode == 2 and len(ours) == 1, done.stderr
     assert not [line for line in others if any(word in line.lower() for word in ("error", "exitcode", "traceback", "failed"))], done.stderr
     assert "train.lr = 'fast' is not a number" in ours[0] and not (tmp_path / "run").exists()
+
+
+def test_force_archives_a_run_whose_done_json_is_damaged(tmp_path):
+    # the damaged file's line says FORCE=1 archives the run: it must, not fail on the same file again
+    folder = tmp_path / "runs" / "sft_init"
+    folder.mkdir(parents=True)
+    (folder / "done.json").write_text('{"hash": "ab')
+    with pytest.raises(AdaptersGeoError, match="done.json is not valid JSON"):
+        _state(folder, "abc", False, "sft_init")
+    assert _state(folder, "abc", True, "sft_init") == "fresh" and not folder.exists()
+    assert [p.name.split("-")[:2] for p in (tmp_path / "runs" / ".archive").iterdir()] == [["sft_init", "damaged"]]
+
+
+def test_an_error_is_said_where_rank_is_set_without_a_launch(monkeypatch, capsys):
+    # only a data-parallel launch's other processes stay silent (WORLD_SIZE > 1); a cluster's RANK alone does not
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(["experiment", "no_such_one"]) == 2
+    assert "unknown experiment 'no_such_one'" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert main(["experiment", "no_such_one"]) == 2
+    assert capsys.readouterr().err == ""

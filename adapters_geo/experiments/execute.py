@@ -42,7 +42,13 @@ def _archive(folder: Path, old_hash: str) -> Path:
 def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
     """'reuse', 'resume' or 'fresh' for this run folder (archiving it first when forced)."""
     run_folder = RunFolder(folder)
-    done, started = run_folder.done(), run_folder.experiment()
+    try:
+        done, started = run_folder.done(), run_folder.experiment()
+    except AdaptersGeoError:  # damaged (truncated, edited): FORCE=1 archives it, as its error line says
+        if not force:
+            raise
+        _archive(folder, "damaged")
+        return "fresh"
     found = done["hash"] if done else (started["hash"] if started else None)
     if found is None:
         if folder.exists() and any(folder.iterdir()):
@@ -106,7 +112,10 @@ def plan(name: str, smoke: bool = False, force: bool = False, overrides: dict | 
     todo = []
     for current, sets, folder in chain(name, smoke, overrides):
         data = load_resolved(current, smoke, sets)
-        done = RunFolder(runs_root(smoke) / folder).done()
+        try:
+            done = RunFolder(runs_root(smoke) / folder).done()
+        except AdaptersGeoError:  # damaged: not finished (running it says so, or FORCE=1 archives it)
+            done = None
         finished = done is not None and done.get("hash") == experiment_hash(current, smoke, sets)
         if finished and data.get("kind") == "lock":
             finished = set(map(str, lock_seeds(data, smoke))) <= set(done.get("seeds", {}))
