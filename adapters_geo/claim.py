@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from adapters_geo.atomic import recover
-from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.errors import AdaptersGeoError, one_line
 from adapters_geo import lockfile
 from adapters_geo.runfolder import RunFolder
 
@@ -94,5 +94,5 @@ def claim(folder, config: dict, resume: bool):
         state = check(folder, config, resume)  # again, now that no one else can write
         for target in folder.atomic_folders():
             for repaired in recover(target):
-                print(f"adapters-geo: {folder.path}: {repaired}", file=sys.stderr, flush=True)
+                print(one_line(f"adapters-geo: {folder.path}: {repaired}"), file=sys.stderr, flush=True)
         yield state

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from adapters_geo.errors import AdaptersGeoError, place_error
+from adapters_geo.errors import AdaptersGeoError, one_line, place_error
 
 
 def cmd_prepare(args) -> None:
@@ -107,12 +107,6 @@ def cmd_train(args) -> None:
 
     if current().main:  # under a data-parallel launch the main process speaks
         print(f"final held-out: {json.dumps(summary['final_eval'])}; trajectory on disk: {summary['trajectory_mb']:.1f} MiB")
-
-
-def one_line(text: str) -> str:
-    """`text` with every control character escaped: a newline or an escape sequence in a value a user typed
-    is shown, not obeyed by the terminal, and the message stays one line."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 class Parser(argparse.ArgumentParser):
@@ -225,6 +219,10 @@ def main(argv=None) -> int:
     previous = stop_cleanly_on_sigterm()
     try:
         args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be answered (below), not at the interpreter's exit
+    except BrokenPipeError:  # the reader of our output left (make experiment | head): nothing of ours went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except AdaptersGeoError as exc:
         say(f"adapters-geo: error: {one_line(str(exc))}")
         return 2

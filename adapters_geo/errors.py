@@ -34,3 +34,9 @@ def place_error(exc: OSError) -> AdaptersGeoError | None:
         return None
     problem, fix = PLACES[exc.errno]
     return AdaptersGeoError(problem.format(path=exc.filename if exc.filename is not None else "a file"), fix)
+
+
+def one_line(text: str) -> str:
+    """`text` with every control character escaped: a newline or an escape sequence in a value a user typed
+    (or in a path) is shown, not obeyed by the terminal, and a message stays one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.errors import AdaptersGeoError, one_line
 
 NAME = ".lock"
 
@@ -97,7 +97,7 @@ def _take_over(path: Path, pid: int | None, host: str = "") -> None:
     whose = f"of process {pid}, which is no longer running" if pid is not None else "that names no process"
     if pid is not None and host not in ("", socket.gethostname()):
         whose = f"of process {pid} on {host}, which holds it no more (its OS lock is free)"
-    print(f"adapters-geo: {path.parent}: took over a stale lock {whose}", file=sys.stderr, flush=True)
+    print(one_line(f"adapters-geo: {path.parent}: took over a stale lock {whose}"), file=sys.stderr, flush=True)
 
 
 def _refuse_if_held(path: Path, pid: int | None, host: str) -> None:

@@ -363,9 +363,14 @@ def test_the_report_leaves_out_a_damaged_run_with_a_warning_and_reports_the_rest
     (run / "config.json").write_text(json.dumps({"method": {"name": "sft"}, "adapter": {"kind": "dense"}, "quant": "none"}))
     (run / "metrics.jsonl").write_text("")
     (run / "done.json").write_text('{"hash": "ab')  # cut short
+    odd = tmp_path / "runs" / "odd\x1b[31mname"  # a folder name the terminal would obey
+    odd.mkdir()
+    for name in ("config.json", "metrics.jsonl", "done.json"):
+        (odd / name).write_text((run / name).read_text())
     assert write_report(tmp_path / "runs").is_file()
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "warning: damaged left out of the report" in err and "done.json is not valid JSON" in err, err
+    assert err.count("\n") == 2 and "warning: damaged left out of the report" in err and "done.json is not valid JSON" in err, err
+    assert "\x1b" not in err and "warning: odd\\x1b[31mname left out" in err, err
     (run / "metrics.jsonl").write_text('{"step": 1, "group": "train"}\n{"step": 2, "gro\n')
     with pytest.raises(AdaptersGeoError, match="metrics.jsonl is not valid JSON \\(line 2: .*\\): truncated or edited — fix: re-run"):
         RunFolder(run).metrics()

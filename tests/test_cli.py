@@ -34,3 +34,16 @@ def test_train_set_overrides_are_recorded_in_config_json(tmp_path, capsys):
     assert main(["train", str(config), "--out", str(out), "--no-analysis", "--set", "train.steps=1", "--set", "train.lr=1e-3"]) == 0
     saved = json.loads((out / "config.json").read_text())["train"]
     assert saved["steps"] == 1 and saved["lr"] == 1e-3
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path):
+    # `make experiment | head -3` ended in a BrokenPipeError traceback
+    import os
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "adapters_geo.cli", "experiment"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process.stdout.close()  # before the listing is written: every write meets a closed pipe
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=600) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

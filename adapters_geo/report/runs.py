@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from adapters_geo.atomic import atomic_write_text
-from adapters_geo.errors import AdaptersGeoError
+from adapters_geo.errors import AdaptersGeoError, one_line
 from adapters_geo.report.locking import lock_section, lock_summary, verdicts
 from adapters_geo.report.plots import figure, method_colour
 from adapters_geo.runfolder import RunFolder
@@ -124,7 +124,7 @@ def write_report(root) -> Path:
         try:
             row, lock = train_row(folder), lock_summary(folder)
         except AdaptersGeoError as exc:
-            print(f"adapters-geo: warning: {folder.name} left out of the report: {exc}", file=sys.stderr)
+            print(one_line(f"adapters-geo: warning: {folder.name} left out of the report: {exc}"), file=sys.stderr)
             continue
         trains += [row] if row else []
         locks += [lock] if lock else []
