@@ -29,11 +29,12 @@ class JsonlLogger:
         path = Path(path)
         if keep is not None and path.is_file():
             rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            for number, line in enumerate(rows, 1):  # a row cut short by a kill is dropped; one without its step is damage
-                if _parses(line) and not (isinstance(json.loads(line).get("step"), int) and isinstance(json.loads(line).get("group"), str)):
+            parsed = [(line, _parsed(line)) for line in rows]  # None: a row cut short by a kill, dropped
+            for number, (_, row) in enumerate(parsed, 1):  # a row without its step or group is damage
+                if row is not None and not (isinstance(row.get("step"), int) and isinstance(row.get("group"), str)):
                     raise AdaptersGeoError(f"{path} row {number} has no step or group (edited or damaged)",
                                            "train into a new --out, or re-run the experiment with FORCE=1")
-            kept = [line for line in rows if _parses(line) and keep(json.loads(line))]
+            kept = [line for line, row in parsed if row is not None and keep(row)]
             atomic_write_text(path, "".join(line + "\n" for line in kept))
         self.handle = open(path, "a", encoding="utf-8")
 
@@ -48,12 +49,13 @@ class JsonlLogger:
         self.handle.close()
 
 
-def _parses(line: str) -> bool:
-    """False for a line cut short by a kill mid-write."""
+def _parsed(line: str) -> dict | None:
+    """The row of a line; None for a line cut short by a kill mid-write."""
     try:
-        return isinstance(json.loads(line), dict)
+        row = json.loads(line)
     except json.JSONDecodeError:
-        return False
+        return None
+    return row if isinstance(row, dict) else None
 
 
 class TensorBoardLogger:

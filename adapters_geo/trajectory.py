@@ -147,7 +147,11 @@ def _load(path: Path) -> dict:
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors' own error types, a missing file: all mean a damaged trajectory here
-        raise AdaptersGeoError(f"trajectory snapshot {path} cannot be read ({type(exc).__name__}): truncated or changed", FIX) from None
+        raise _damaged(path, exc) from None
+
+
+def _damaged(path: Path, exc: Exception) -> AdaptersGeoError:
+    return AdaptersGeoError(f"trajectory snapshot {path} cannot be read ({type(exc).__name__}): truncated or changed", FIX)
 
 
 def read_step_spectra(folder, step: int) -> dict:
@@ -161,8 +165,7 @@ def read_step_spectra(folder, step: int) -> dict:
         with safe_open(str(Path(folder) / entry["file"]), framework="pt") as f:
             return {key[: -len(SPECTRUM)]: f.get_tensor(key) for key in f.keys() if key.endswith(SPECTRUM)}
     except Exception as exc:  # as in _load
-        raise AdaptersGeoError(f"trajectory snapshot {Path(folder) / entry['file']} cannot be read ({type(exc).__name__}): "
-                               "truncated or changed", FIX) from None
+        raise _damaged(Path(folder) / entry["file"], exc) from None
 
 
 def read_trajectory(folder) -> dict:
