@@ -36,7 +36,8 @@ from adapters_geo import DenseConfig, attach_adapter, load_adapter, load_base  #
 from adapters_geo.rollout.sampler import Sampler  # noqa: E402
 from adapters_geo.tasks import TaskConfig, load_task  # noqa: E402
 from adapters_geo.tasks.evaluate import greedy_rewards, summarize_rewards  # noqa: E402
-from adapters_geo.tasks.outcome import reference_kl, reference_nll  # noqa: E402
+from adapters_geo.rollout.sampling import sample  # noqa: E402
+from adapters_geo.tasks.outcome import reference_kl, reference_nll, solution_ids  # noqa: E402
 
 
 def timed(run):
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=40)
     parser.add_argument("--greedy-batches", default=None, help="e.g. 32,64,128: only fp32 greedy decoding, by batch size")
+    parser.add_argument("--greedy-shortcut", action="store_true",
+                        help="only: a final evaluation (NLL + greedy) decoding every prompt vs greedy following the reference")
     args = parser.parse_args()
     torch.manual_seed(0)
     base = load_base(args.model)
@@ -66,6 +69,8 @@ def main() -> None:
         for p in teacher.parameters():
             if p.dim() == 2:
                 p.add_(1e-3 * p.std() * torch.randn_like(p))
+    if args.greedy_shortcut:
+        return greedy_shortcut(model, tok, task, examples, args)
     copy, build = timed(lambda: Sampler(model, torch.bfloat16))
     print(f"{args.model}{' + ' + args.adapter if args.adapter else ''}, {len(examples)} prompts, batch {args.batch}, "
           f"{torch.get_num_threads()} threads; bf16 copy built in {build:.1f} s", flush=True)
@@ -107,6 +112,33 @@ def main() -> None:
             print(f"{'part':<34} {'fp32 s':>8} {'bf16 s':>8} {'bf16/fp32':>9}  what bf16 changes")
         rows.append(name)
         print(f"{name:<34} {ta:8.1f} {tb:8.1f} {tb / ta:9.2f}  {change}", flush=True)
+
+
+def greedy_shortcut(model, tok, task, examples, args) -> None:
+    """A final evaluation's NLL + greedy accuracy, two ways side by side: every prompt decoded from its start
+    (sample, temperature 0) vs decoding only where the argmax leaves the reference (greedy_following)."""
+    prompts, references = solution_ids(tok, examples, None)  # what the evaluation scores, and greedy decodes from
+    reference_nll(model, tok, examples[:4], args.batch), sample(model, tok, prompts[:4], 1, 4, temperature=0)  # warm-up
+
+    def plain():
+        reference_nll(model, tok, examples, args.batch)
+        return [c for i in range(0, len(prompts), args.batch)
+                for c in sample(model, tok, prompts[i : i + args.batch], 1, args.tokens, temperature=0)], len(prompts)
+
+    def following():
+        greedy = []
+        reference_nll(model, tok, examples, args.batch, greedy=greedy, max_new_tokens=args.tokens)
+        followed = sum(1 for g, r in zip(greedy, references) if g == r[: args.tokens])
+        return greedy, len(examples) - followed
+
+    (a, decoded_a), ta = timed(plain)
+    (b, decoded_b), tb = timed(following)
+    rewards = [[task.reward(t, e.answer) for t, e in zip(tok.batch_decode(c, skip_special_tokens=True), examples)] for c in (a, b)]
+    print(f"NLL + greedy, decode every prompt: {ta:7.1f} s ({decoded_a} prompts decoded)")
+    print(f"NLL + greedy following the reference: {tb:7.1f} s ({decoded_b} prompts leave the reference; {tb / ta:.2f}× the time)")
+    print(f"completions that differ: {sum(x != y for x, y in zip(a, b))} of {len(a)}; rewards that differ: "
+          f"{sum(x != y for x, y in zip(*rewards))}; accuracy {summarize_rewards(rewards[0])['accuracy']:.3f} vs "
+          f"{summarize_rewards(rewards[1])['accuracy']:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,46 @@ def sample(model, tokenizer, prompts: list[list[int]], num_samples: int = 1, max
     return [cut_at_eos(row[width:].tolist(), tokenizer.eos_token_id, pad) for row in out]
 
 
+def greedy_following(model, tokenizer, packed, cache, predicted: list[list[int]], max_new_tokens: int = 32) -> tuple[list, int]:
+    """(greedy completion of each row of `packed`, how many rows needed decoding).
+
+    `packed` ([prompt | reference] rows, rollout/scoring.py), `cache` the keys and values of the teacher-forced pass
+    over it, `predicted` the argmax at each reference position. A row that leaves its reference at position j
+    decodes on from prompt + reference[:j] + argmax_j with that cache: the reference's later columns are masked out
+    (their keys never attended), so the prompt and the followed prefix are not run through the model again.
+    """
+    eos, p = tokenizer.eos_token_id, packed.prompt_width
+    references = [packed.input_ids[i, p : p + n].tolist() for i, n in enumerate(packed.lengths)]
+    done, pending = [None] * len(references), []
+    for i, (reference, best) in enumerate(zip(references, predicted)):
+        limit = min(len(reference), max_new_tokens)
+        leaves = next((j for j in range(limit) if best[j] != reference[j]), None)
+        if leaves is None:  # greedy decoding reproduces the reference (cut at max_new_tokens like generate)
+            done[i] = reference[:limit]
+        elif best[leaves] == eos or leaves + 1 >= max_new_tokens:
+            done[i] = reference[:leaves] + [best[leaves]]
+        else:
+            pending.append((i, leaves))
+    if pending:
+        rows = torch.tensor([i for i, _ in pending], device=packed.input_ids.device)
+        cache.batch_select_indices(rows)
+        width = packed.input_ids.shape[1]
+        ids = torch.cat([packed.input_ids[rows], torch.tensor([[predicted[i][j]] for i, j in pending], device=rows.device)], 1)
+        mask = torch.cat([packed.attention_mask[rows], torch.ones(len(pending), 1, dtype=packed.attention_mask.dtype,
+                                                                   device=rows.device)], 1)
+        for r, (_, j) in enumerate(pending):
+            mask[r, p + j : width] = 0  # the reference from where greedy left it: not attended
+        rest = max_new_tokens - 1 - min(j for _, j in pending)
+        with inference_weights(model):
+            out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=rest, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
+        for r, (i, j) in enumerate(pending):
+            prefix = references[i][:j] + [predicted[i][j]]
+            tail = cut_at_eos(out[r, width + 1 :].tolist(), eos, tokenizer.pad_token_id)
+            done[i] = prefix + tail[: max_new_tokens - len(prefix)]
+    return done, len(pending)
+
+
 def left_pad(rows: list[list[int]], pad: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask), both (len(rows), width), rows padded on the left."""
     ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)

@@ -45,10 +45,13 @@ def completion_mask(lengths: list, width: int, device="cpu") -> torch.Tensor:
     return (index[None, :] < torch.tensor(lengths, device=device)[:, None]).float()
 
 
-def completion_logprobs(model, packed: Packed, full: bool = False):
-    """(B, L) log-probs of the completion tokens; with full=True also (B, L, V) log-softmax."""
-    logits = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                   position_ids=packed.position_ids, logits_to_keep=packed.width + 1).logits
+def completion_logprobs(model, packed: Packed, full: bool = False, cache=None):
+    """(B, L) log-probs of the completion tokens; with full=True also (B, L, V) log-softmax.
+
+    `cache`: a transformers Cache that receives the pass's keys and values (greedy_following decodes on from it).
+    """
+    logits = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask, position_ids=packed.position_ids,
+                   logits_to_keep=packed.width + 1, cache=cache, use_cache=cache is not None).logits
     logp_all = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, L, V): column P-1+j predicts token j
     targets = packed.input_ids[:, packed.prompt_width:]  # (B, L)
     mask = completion_mask(packed.lengths, packed.width, logits.device)

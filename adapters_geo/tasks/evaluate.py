@@ -1,9 +1,19 @@
-"""Held-out greedy evaluation: pass@1 accuracy and mean reward on a task's test split."""
+"""Held-out greedy evaluation: pass@1 accuracy and mean reward on a task's test split.
+
+An evaluation that scores the reference solutions anyway (tasks/outcome.py's nll and kl) gets the
+greedy completions from that pass (its `greedy` list) and only scores them here (`rewards_of`).
+"""
 
 import torch
 
 from adapters_geo.rollout.prompts import chat_prompt, encode
 from adapters_geo.rollout.sampling import sample
+
+
+def rewards_of(tokenizer, task, examples, completions: list[list[int]]) -> list[float]:
+    """The task's reward of each example's completion (token ids)."""
+    texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+    return [task.reward(text, e.answer) for text, e in zip(texts, examples)]
 
 
 @torch.no_grad()
@@ -15,9 +25,7 @@ def greedy_rewards(model, tokenizer, task, examples=None, max_new_tokens: int = 
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         prompts = encode(tokenizer, [chat_prompt(tokenizer, e.prompt, system_prompt) for e in chunk])
-        completions = sample(model, tokenizer, prompts, 1, max_new_tokens, temperature=0)
-        texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
-        rewards += [task.reward(text, e.answer) for text, e in zip(texts, chunk)]
+        rewards += rewards_of(tokenizer, task, chunk, sample(model, tokenizer, prompts, 1, max_new_tokens, temperature=0))
     return rewards
 
 

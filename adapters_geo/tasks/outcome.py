@@ -14,7 +14,7 @@ prompts can be compared prompt by prompt (paired):
 import torch
 
 from adapters_geo.rollout.prompts import HINT_TEMPLATE, chat_prompt, encode
-from adapters_geo.rollout.sampling import sample
+from adapters_geo.rollout.sampling import greedy_following, sample
 from adapters_geo.rollout.scoring import completion_logprobs, completion_mask, pack
 
 KINDS = {"sft": "nll", "opd": "kl", "rlvr": "neg_reward"}
@@ -35,7 +35,7 @@ def _chunks(items: list, size: int):
         yield start, items[start : start + size]
 
 
-def _solutions(tokenizer, examples, system_prompt, hint: bool = False):
+def solution_ids(tokenizer, examples, system_prompt, hint: bool = False):
     """(prompt ids, reference completion ids) per example; `hint`: the self-hint teacher's prompt."""
     texts = [HINT_TEMPLATE.format(prompt=e.prompt, solution=e.solution) if hint else e.prompt for e in examples]
     prompts = encode(tokenizer, [chat_prompt(tokenizer, t, system_prompt) for t in texts])
@@ -43,16 +43,39 @@ def _solutions(tokenizer, examples, system_prompt, hint: bool = False):
     return prompts, completions
 
 
+def _follow(model, tokenizer, packed, logp_all, cache, greedy: list, max_new_tokens: int) -> None:
+    """Append each row's greedy completion to `greedy`, decoded on from the pass's cache where it leaves the reference."""
+    best = [row[:n] for row, n in zip(logp_all.argmax(-1).tolist(), packed.lengths)]
+    greedy += greedy_following(model, tokenizer, packed, cache, best, max_new_tokens)[0]
+
+
+def _cache(model, greedy):
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config) if greedy is not None else None
+
+
 @torch.no_grad()
-def reference_nll(model, tokenizer, examples, batch: int = 16, system_prompt=None) -> torch.Tensor:
-    """(N,) mean NLL per token of each reference solution."""
-    prompts, completions = _solutions(tokenizer, examples, system_prompt)
+def reference_nll(model, tokenizer, examples, batch: int = 16, system_prompt=None, greedy: list | None = None,
+                  max_new_tokens: int = 48) -> torch.Tensor:
+    """(N,) mean NLL per token of each reference solution.
+
+    `greedy`: a list that receives each example's greedy completion (token ids, at most `max_new_tokens`), from
+    this pass: greedy decoding follows the reference while the argmax equals it, and is decoded on from this
+    pass's cache only where it leaves it (rollout/sampling.py's greedy_following).
+    """
+    prompts, completions = solution_ids(tokenizer, examples, system_prompt)
     device = next(model.parameters()).device
     model.eval()
     out = []
     for start, chunk in _chunks(list(range(len(examples))), batch):
         packed = pack([prompts[i] for i in chunk], [completions[i] for i in chunk], tokenizer.pad_token_id, device)
-        logp = completion_logprobs(model, packed)
+        if greedy is None:
+            logp = completion_logprobs(model, packed)
+        else:
+            cache = _cache(model, greedy)
+            logp, logp_all = completion_logprobs(model, packed, full=True, cache=cache)
+            _follow(model, tokenizer, packed, logp_all, cache, greedy, max_new_tokens)
         mask = completion_mask(packed.lengths, packed.width, device)
         out.append((-(logp * mask).sum(1) / mask.sum(1)).cpu().double())
     return torch.cat(out)
@@ -60,13 +83,14 @@ def reference_nll(model, tokenizer, examples, batch: int = 16, system_prompt=Non
 
 @torch.no_grad()
 def reference_kl(model, teacher, tokenizer, examples, batch: int = 8, system_prompt=None, teacher_hint: bool = False,
-                 teacher_key: str | None = None):
+                 teacher_key: str | None = None, greedy: list | None = None, max_new_tokens: int = 48):
     """(N,) mean per-token KL(π_model ‖ π_teacher) over the full vocabulary on each reference solution's contexts.
 
     `teacher_key`: an identity of the teacher; its log-softmax on these contexts is then computed once per process.
+    `greedy`: as for reference_nll, the student's greedy completions from the same pass.
     """
-    prompts, completions = _solutions(tokenizer, examples, system_prompt)
-    teacher_prompts = _solutions(tokenizer, examples, system_prompt, hint=True)[0] if teacher_hint else prompts
+    prompts, completions = solution_ids(tokenizer, examples, system_prompt)
+    teacher_prompts = solution_ids(tokenizer, examples, system_prompt, hint=True)[0] if teacher_hint else prompts
     device = next(model.parameters()).device
     model.eval()
     cache = _teacher_rows(teacher_key, examples, teacher_hint, system_prompt)
@@ -74,7 +98,10 @@ def reference_kl(model, teacher, tokenizer, examples, batch: int = 8, system_pro
     for start, chunk in _chunks(list(range(len(examples))), batch):
         rows = [completions[i] for i in chunk]
         packed = pack([prompts[i] for i in chunk], rows, tokenizer.pad_token_id, device)
-        _, student = completion_logprobs(model, packed, full=True)  # (B, L, V)
+        kv = _cache(model, greedy)
+        _, student = completion_logprobs(model, packed, full=True, cache=kv)  # (B, L, V)
+        if greedy is not None:
+            _follow(model, tokenizer, packed, student, kv, greedy, max_new_tokens)
         if cache is not None and all(i in cache for i in chunk):
             taught = _stack([cache[i] for i in chunk], student.shape)
         else:

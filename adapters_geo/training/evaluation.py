@@ -3,8 +3,10 @@
 At every evaluation the outcome of tasks/outcome.py (sft: reference NLL, opd: full-vocabulary
 reverse KL to the teacher, rlvr: −mean reward of S samples) is computed per held-out prompt;
 at the run's first and last step on every held-out prompt, with greedy accuracy; between them
-(the curves) on the first `curve_size` prompts only. The mean goes to the loggers
-(group "eval"); the per-prompt values go to evals/step_NNNNNN.json, so two runs evaluated on
+(the curves) on the first `curve_size` prompts only. Greedy accuracy reuses the outcome's
+teacher-forced pass over the reference solutions (nll, kl): greedy decoding follows the reference
+while the model's argmax equals it and is decoded on from that pass's cache where it leaves it.
+The mean goes to the loggers (group "eval"); the per-prompt values go to evals/step_NNNNNN.json, so two runs evaluated on
 the same prompts can be compared prompt by prompt (paired bootstrap, stats.py).
 """
 
@@ -12,7 +14,7 @@ import json
 import time
 
 from adapters_geo.atomic import atomic_write_text
-from adapters_geo.tasks.evaluate import greedy_rewards, summarize_rewards
+from adapters_geo.tasks.evaluate import greedy_rewards, rewards_of, summarize_rewards
 from adapters_geo.tasks.outcome import negative_reward, reference_kl, reference_nll
 
 
@@ -28,13 +30,17 @@ class HeldOut:
         self.max_new_tokens, self.batch, self.system_prompt, self.samples = max_new_tokens, batch, system_prompt, samples
         self.curve_size, self.teacher_key = curve_size, teacher_key
 
-    def outcome(self, examples: list):
-        """(N,) per-prompt outcome of the run's model on `examples`; lower is better."""
+    def outcome(self, examples: list, greedy: list | None = None):
+        """(N,) per-prompt outcome of the run's model on `examples`; lower is better.
+
+        `greedy` (nll, kl): receives each example's greedy completion, from the same pass (tasks/outcome.py).
+        """
         if self.kind == "nll":
-            return reference_nll(self.model, self.tokenizer, examples, self.batch, self.system_prompt)
+            return reference_nll(self.model, self.tokenizer, examples, self.batch, self.system_prompt, greedy,
+                                 self.max_new_tokens)
         if self.kind == "kl":
             return reference_kl(self.model, self.teacher, self.tokenizer, examples, max(1, self.batch // 2),
-                                self.system_prompt, self.teacher_hint, self.teacher_key)
+                                self.system_prompt, self.teacher_hint, self.teacher_key, greedy, self.max_new_tokens)
         return negative_reward(self.model, self.tokenizer, examples, self.task.reward, self.samples, self.max_new_tokens,
                                self.batch, self.system_prompt)
 
@@ -43,12 +49,14 @@ class HeldOut:
         was_training = self.model.training
         end = step in self.accuracy_steps
         examples = self.examples if end or not self.curve_size else self.examples[: self.curve_size]
-        values = self.outcome(examples)
+        greedy = [] if end and self.kind in ("nll", "kl") else None
+        values = self.outcome(examples, greedy)
         record = {"outcome": float(values.mean()), "outcome_kind": self.kind, "examples": len(examples)}
         per_prompt = {"step": step, "outcome_kind": self.kind, "outcome": values.tolist()}
         if end:
-            rewards = greedy_rewards(self.model, self.tokenizer, self.task, self.examples, self.max_new_tokens, self.batch,
-                                     self.system_prompt)
+            rewards = (rewards_of(self.tokenizer, self.task, self.examples, greedy) if greedy is not None else
+                       greedy_rewards(self.model, self.tokenizer, self.task, self.examples, self.max_new_tokens, self.batch,
+                                      self.system_prompt))
             record.update(summarize_rewards(rewards))
             per_prompt["greedy_reward"] = rewards
         self.model.train(was_training)

@@ -21,3 +21,55 @@ def test_shared_prefill_gives_the_same_completions(adapter, monkeypatch):
     separate = sampling.sample(model, tok, prompts, num_samples=3, max_new_tokens=12, temperature=0)
     assert calls and shared == separate  # greedy: identical tokens with and without the shared cache
     assert shared[0] == shared[1] == shared[2] and len(shared) == 6
+
+
+
+def _following(model, tok, prompts, references, new, batch=3):
+    """greedy_following after a teacher-forced pass over [prompt | reference], chunk by chunk as an outcome makes it."""
+    import torch
+    from transformers import DynamicCache
+
+    from adapters_geo.rollout.scoring import completion_logprobs, pack
+
+    out, count = [], 0
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch):
+            packed = pack(prompts[i : i + batch], references[i : i + batch], tok.pad_token_id)
+            cache = DynamicCache(config=model.config)
+            _, logp_all = completion_logprobs(model, packed, full=True, cache=cache)
+            best = [row[:n] for row, n in zip(logp_all.argmax(-1).tolist(), packed.lengths)]
+            done, decoded = sampling.greedy_following(model, tok, packed, cache, best, new)
+            out, count = out + done, count + decoded
+    return out, count
+
+
+def test_greedy_following_a_reference_gives_greedy_decoding_tokens_and_decodes_only_where_it_leaves():
+    """References equal to greedy's own output (nothing decoded), one token changed mid-way (decoded on from the
+    pass's cache there), unrelated ones (decoded from the first token): every completion equals plain greedy
+    decoding's, token for token, with max_new_tokens cuts; rows of a chunk leave at different positions."""
+    import torch
+
+    base = load_base("tiny-llama")
+    model = attach_adapter(base.model, DenseConfig())
+    with torch.no_grad():  # a perturbed update: greedy outputs of their own, not the base's
+        g = torch.Generator().manual_seed(3)
+        for p in (p for p in model.parameters() if p.requires_grad):
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    tok = base.tokenizer
+    texts = ["Tom has 23 apples.", "A shop has 6 shelves with 9 shells on each.", "What is 7 + 5?", "Count the legs.",
+             "Sam gave away 4 of his 11 cards."]
+    prompts = [tok(t)["input_ids"] for t in texts]
+    for new in (12, 5):
+        greedy = sampling.sample(model, tok, prompts, 1, new, temperature=0)
+        assert all(len(g) >= 4 for g in greedy)  # long enough to change a token in the middle
+        changed = [g[:k] + [(g[k] + 1) % tok.vocab_size] + g[k + 1 :] for k, g in zip([2, 3, 1, 2, 3], greedy)]
+        unrelated = [[(7 * i + 11) % tok.vocab_size] * 6 for i in range(len(prompts))]
+        mixed = [greedy[0], changed[1], unrelated[2], greedy[3], changed[4]]
+        for references, decoded in ((greedy, 0), (changed, len(prompts)), (unrelated, None), (mixed, None)):
+            out, count = _following(model, tok, prompts, references, new)
+            assert out == greedy
+            if decoded is not None:
+                assert count == decoded
+    # a reference longer than max_new_tokens that greedy follows: cut like generate, nothing decoded
+    long = sampling.sample(model, tok, prompts, 1, 12, temperature=0)
+    assert _following(model, tok, prompts, long, 5) == ([g[:5] for g in long], 0)
