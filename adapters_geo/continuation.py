@@ -13,7 +13,8 @@ The locked arms' `mode` (adapters/locked.py, dense.project_gradients):
   state carried over from t0, each step projected onto span(V);
 - `gradient` (the published recipe): g ← g V Vᵀ, then the optimizer; ΔW leaves span(V);
 - `adapter`: plain optimizer on B, fresh state (≈ √(K/n) of the first-order progress under Adam).
-The experiment kind that runs the arms is experiments/lock.py.
+An arm is evaluated at its end only (its start, t0, is the frozen arm's evaluation); the source's
+curve is the unconstrained arm's. The experiment kind that runs the arms is experiments/lock.py.
 """
 
 import functools
@@ -110,7 +111,8 @@ def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int
     config = saved_run_config(data, str(folder.config_file))
     steps = t0 if arm == "frozen" else config.train.steps
     train = config.train.model_copy(update=dict(steps=steps, first_step=t0, t0=t0, start_state=str(folder.t0_state),
-                                                save_t0_state=False, save_adapter_at=None, track_steps=[], eval_at_start=False))
+                                                save_t0_state=False, save_adapter_at=None, track_steps=[], eval_at_start=False,
+                                                eval_every=0))  # an arm is judged at its end only: no curve points
     if arm in BASES:
         adapter = LockedSpec(source=str(folder.path), basis=arm, K=k, t0=t0, seed=seed, mode=mode)
         return config.model_copy(update={"adapter": adapter, "train": train})

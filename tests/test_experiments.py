@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from adapters_geo import AdaptersGeoError
+from adapters_geo.adapters.io import load_saved_deltas
 from adapters_geo.cli import main
 from adapters_geo.config import run_config_from_dict
 from adapters_geo.continuation import BASES
@@ -16,6 +18,7 @@ from adapters_geo.experiments.execute import plan, run_experiment
 from adapters_geo.experiments.registry import available
 from adapters_geo.experiments.resolve import experiment_hash, load_resolved, references, substitute
 from adapters_geo.methods import validate
+from adapters_geo.runfolder import RunFolder
 from tests.test_tensorboard import read_hparams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +72,7 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
     assert [item.split(" ")[0] for item in todo] == ["sft_init", "teacher", "opd_dense", "lock_opd"]
     steps = load_resolved("opd_dense", True)["train"]
     t0 = steps["t0"]
-    assert todo[-1] == f"lock_opd (4 × {steps['steps'] - t0} steps)" and todo[2] == f"opd_dense ({steps['steps']} steps)"
+    assert todo[-1] == f"lock_opd (3 × {steps['steps'] - t0} steps)" and todo[2] == f"opd_dense ({steps['steps']} steps)"
     folder = run_experiment("lock_opd", smoke=True, progress=False)
     assert plan("lock_opd", smoke=True) == [] and plan("lock_opd", smoke=True, force=True) == [todo[-1]]
     runs = tmp_path / "runs" / "smoke"
@@ -86,7 +89,9 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
         assert saved["adapter"]["basis"] == basis and saved["adapter"]["mode"] == "projected"
         assert saved["train"]["start_state"] == str(runs / "opd_dense" / "t0_state")
     assert 0 <= arms["unconstrained"]["increment"]["inside_share"] <= 1
-    for arm in arms:  # each arm is its own named TensorBoard run (its own tb/, its HPARAMS row)
+    assert arms["unconstrained"]["folder"] == str(runs / "opd_dense")  # the source's own continuation, not re-run
+    assert not (folder / "seed_0" / "unconstrained").exists()
+    for arm in set(arms) - {"unconstrained"}:  # each arm is its own named TensorBoard run (its own tb/, its HPARAMS row)
         hparams = read_hparams(folder / "seed_0" / arm / "tb")
         assert hparams["run"] == f"lock_opd seed 0 {arm}" and hparams["arm"] == arm
         assert hparams["basis"] == (arm if arm in BASES else "-")
@@ -98,6 +103,16 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
     capsys.readouterr()
     run_experiment("lock_opd", smoke=True, progress=False)
     assert capsys.readouterr().out.count("reused") == 4
+
+    # `unconstrained: rerun` trains the arm from opd_dense's t0 state: sampled rollouts and all, the same run as the
+    # source to every digit (adapter and per-prompt evaluation at T) - what lets the default take the source instead
+    run_experiment("lock_opd", force=True, smoke=True, progress=False, overrides={"unconstrained": "rerun"})
+    rerun = RunFolder(folder / "seed_0" / "unconstrained")
+    again, source = (dict(load_saved_deltas(f)[1]) for f in (rerun.adapter, RunFolder(runs / "opd_dense").adapter))
+    assert all(torch.equal(again[n], source[n]) for n in source)
+    end = steps["steps"]
+    assert rerun.prompt_evals()[end] == RunFolder(runs / "opd_dense").prompt_evals()[end]
+    assert list(rerun.prompt_evals()) == [end]  # an arm is evaluated at its end only
 
     changed = tmp_path / "experiments"
     changed.mkdir()
@@ -115,7 +130,6 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
 
 def test_report_from_smoke_runs(tmp_path):
     from adapters_geo.report.runs import write_report
-    from adapters_geo.runfolder import RunFolder
 
     run_experiment("lock_sft", smoke=True, progress=False)
     runs = tmp_path / "runs" / "smoke"
@@ -157,7 +171,7 @@ def test_seeds_retrain_the_source_per_seed_and_add_missing_seeds_only(tmp_path, 
     assert set(done["seeds"]) == {"0", "1"} and done["seeds"]["1"]["source"] == str(runs / "sft_dense-seed1")
     assert lock_summary(runs / "lock_sft")["seeds"] == 2
     before = (runs / "lock_sft" / "seed_0" / "early" / "done.json").read_text()
-    assert plan("lock_sft", smoke=True, overrides={"seeds": "[0, 1, 2]"}) == ["sft_dense-seed2 (10 steps)", "lock_sft (12 × 8 steps)"]
+    assert plan("lock_sft", smoke=True, overrides={"seeds": "[0, 1, 2]"}) == ["sft_dense-seed2 (10 steps)", "lock_sft (9 × 8 steps)"]
     run_experiment("lock_sft", smoke=True, progress=False, seeds=3)
     assert set(json.loads((runs / "lock_sft" / "done.json").read_text())["seeds"]) == {"0", "1", "2"}
     assert (runs / "lock_sft" / "seed_0" / "early" / "done.json").read_text() == before  # reused, not re-run

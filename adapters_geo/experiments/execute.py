@@ -72,7 +72,8 @@ def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
 def _steps(data: dict, smoke: bool) -> str:
     """'N steps' for a training experiment, 'B × N steps' for a locking test (from t0 to the end)."""
     if data.get("kind") == "lock":
-        return lock_steps(load_resolved(references(data)[0], smoke), data.get("bases", ARMS), len(lock_seeds(data, smoke)))
+        return lock_steps(load_resolved(references(data)[0], smoke), data.get("bases", ARMS), len(lock_seeds(data, smoke)),
+                          data.get("unconstrained") == "rerun")
     return f"{data.get('train', {}).get('steps', '?')} steps"
 
 

@@ -31,6 +31,9 @@ class LockExperiment(Section):
     bases: list[Literal[LOCK_BASES]] = Field(default_factory=lambda: list(LOCK_BASES), min_length=1)
     seed: int = Field(0, ge=0, lt=2**31)  # seed of the random basis
     mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the locked arms train (continuation.py)
+    # the unconstrained arm: the source run itself from t0 on (`source`: it is the same computation, resumed from its t0
+    # state; tests/test_locking.py checks the re-run equals it to every digit), or re-run from the t0 state (`rerun`)
+    unconstrained: Literal["source", "rerun"] = "source"
     # training seeds: one source run and one set of arms per seed (teacher and anchor shared); default the source's
     seeds: list[int] | None = Field(None, min_length=1)
     description: str | None = None

@@ -38,7 +38,7 @@ def lock_summary(folder: Path, draws: int = 2000) -> dict | None:
     for arm in ARM_ORDER:
         rows = []
         for s in seeds:
-            arm_dir = folder / f"seed_{s}" / arm
+            arm_dir = Path(done["seeds"][s]["arms"].get(arm, {}).get("folder") or folder / f"seed_{s}" / arm)
             found = _outcome_at(arm_dir, done["t0"] if arm == "frozen" else done["steps"])
             if found is None:
                 break
