@@ -29,7 +29,7 @@ from adapters_geo.tasks import TaskConfig
 from adapters_geo.training.config import TrainConfig
 from adapters_geo.yamlfile import apply_overrides, read_mapping, read_yaml
 
-Basis = Literal["early", "random", "final"]  # the locking test's bases (continuation.py)
+Basis = Literal["early", "random", "final", "principal", "cross"]  # the locking test's bases (continuation.py)
 
 
 class LockedSpec(Section):
@@ -42,6 +42,7 @@ class LockedSpec(Section):
     t0: int | None = Field(None, ge=1)  # the source's t0 (None: the source's recorded t0)
     seed: int = Field(0, ge=0, lt=2**31)  # seed of the random basis
     mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the arm trains (continuation.py)
+    basis_source: str | None = None  # basis `cross`: the other run folder whose early update spans V
 
 
 ADAPTER_CONFIGS = {"dense": DenseConfig, "lora": LoraConfig, "locked": LockedSpec}
@@ -84,11 +85,19 @@ class RunConfig(Section):
             adapter_dict = {"kind": "locked", **adapter.extra}
         else:
             adapter_dict = adapter.model_dump()
+            if adapter_dict.get("basis_source", "") is None:  # only a cross arm has one: every older arm's identity
+                del adapter_dict["basis_source"]
+            if adapter_dict.get("kind") == "locked" and adapter_dict.get("basis") == "final":
+                # since 2026-12-05 the final basis spans the increment after t0 (continuation.basis), no longer
+                # ΔW_T − ΔW_init: a final arm run before is another run, and is re-run rather than reused
+                adapter_dict["final_of"] = "increment_after_t0"
         data = {"adapter": adapter_dict, **self.model_dump(exclude={"adapter"})}
         if not data["train"]["gradient_checkpointing"]:  # memory, not results: off is every older run's identity
             del data["train"]["gradient_checkpointing"]
         if not data["train"]["track_background"]:  # when to measure, not what: off is every older run's identity
             del data["train"]["track_background"]
+        if not data["train"]["eval_samples"]:  # off: every older run's identity
+            del data["train"]["eval_samples"]
         return data
 
 
@@ -110,6 +119,8 @@ def load_run_config(path, overrides: dict | None = None) -> RunConfig:
 def saved_run_config(data: dict, source: str) -> RunConfig:
     """A run folder's config.json as a RunConfig; keys that older versions wrote and no longer read are dropped."""
     data = {**data, "task": {k: v for k, v in (data.get("task") or {}).items() if k != "system_prompt"}}
+    if isinstance(data.get("adapter"), dict) and data["adapter"].get("kind") == "locked":  # to_dict's identity marker
+        data["adapter"] = {k: v for k, v in data["adapter"].items() if k != "final_of"}
     return run_config_from_dict(data, source)
 
 

@@ -1,4 +1,4 @@
-"""Continuing a run from its exact t0 state: the arms of the subspace-locking test (GEOMETRY.md).
+"""Continuing a run from its exact t0 state: the arms of the subspace-locking test (docs/geometry.md).
 
 A source run that kept its full training state at t0 (`train.save_t0_state`: adapter, optimizer
 and scheduler state, method state, step) is continued from that state over the same steps and
@@ -31,8 +31,9 @@ from adapters_geo.config import Basis, LockedSpec, RunConfig, saved_run_config
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.runfolder import RunFolder
 
-BASES = get_args(Basis)  # early, random, final
+BASES = get_args(Basis)  # early, random, final, principal, cross
 ARMS = ("unconstrained", "frozen") + BASES
+DEFAULT_ARMS = ("unconstrained", "frozen", "early", "random", "final")  # what a lock experiment runs unless it names arms
 MODES = get_args(LockedSpec.model_fields["mode"].annotation)  # projected, gradient, adapter
 
 
@@ -67,17 +68,41 @@ def start_deltas(source) -> tuple[dict, dict]:
     return at_t0, start
 
 
+def start_weights(source) -> dict:
+    """{matrix: W_start} of the source run: its base's weights (dequantized for a quantized base) plus the ΔW of the
+    adapter it started from, the W0 its geometry is measured against."""
+    from adapters_geo.models import base_weights, load_base
+
+    config = RunFolder(source).config()
+    _, start = start_deltas(source)
+    w0 = base_weights(load_base(config.model, config.quant).model)
+    return {n: w0[n].float() + start[n] for n in start}
+
+
 @functools.lru_cache(maxsize=8)
-def basis(source: str, name: str, k: int, seed: int = 0) -> dict:
-    """{matrix: V (n, K)} of a locked arm: the early or final update's top-K right singular vectors, or random."""
+def basis(source: str, name: str, k: int, seed: int = 0, other: str | None = None) -> dict:
+    """{matrix: V (n, K)} of a locked arm (docs/geometry.md's bases), for the source run folder `source`:
+
+    early: the top-K right singular vectors of the source's update at t0 (ΔW_t0 − ΔW_init);
+    final: those of its increment after t0 (ΔW_T − ΔW_t0, the unconstrained continuation's own movement: an upper bound);
+    principal: those of the weights it started from (W_start, start_weights); random: an orthonormal draw (`seed`);
+    cross: the early basis of the other run folder `other` (e.g. SFT's early subspace for an OPD source).
+    """
     if name not in BASES:
         raise AdaptersGeoError(f"unknown locking basis '{name}'", f"use one of {', '.join(BASES)}")
+    if name == "cross":
+        if other is None:
+            raise AdaptersGeoError("the cross basis needs another run's early update",
+                                   "name it in the lock experiment: cross: experiment:NAME")
+        return basis(str(RunFolder(other).path), "early", k)
     at_t0, start = start_deltas(source)
     if name == "early":
         return top_singular_basis({n: at_t0[n] - start[n] for n in at_t0}, k)
     if name == "final":
         final = _deltas(RunFolder(source).adapter)
-        return top_singular_basis({n: final[n] - start[n] for n in at_t0}, k)
+        return top_singular_basis({n: final[n] - at_t0[n] for n in at_t0}, k)
+    if name == "principal":
+        return top_singular_basis(start_weights(source), k)
     return random_orthonormal_basis({n: tuple(d.shape) for n, d in at_t0.items()}, k, seed=seed)
 
 
@@ -85,7 +110,7 @@ def locked_model(base_model, spec: LockedSpec):
     """The model of a locked arm: the frozen-basis adapter (projected / adapter mode), or the source's
     dense adapter at t0 with projected gradients (gradient mode)."""
     source = str(RunFolder(spec.source).path)
-    right = basis(source, spec.basis, spec.K, spec.seed)
+    right = basis(source, spec.basis, spec.K, spec.seed, spec.basis_source)
     if spec.mode == "gradient":
         model = load_adapter(base_model, t0_adapter(source))
         project_gradients(model, right)
@@ -97,8 +122,9 @@ def locked_model(base_model, spec: LockedSpec):
                                                    offset_from=at_t0 if referable else None))
 
 
-def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int = 0) -> RunConfig:
-    """The RunConfig of one arm: the source's, continuing from its t0 state to its last step."""
+def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int = 0, other: str | None = None) -> RunConfig:
+    """The RunConfig of one arm: the source's, continuing from its t0 state to its last step (`other`: the run whose
+    early update spans the cross arm's basis)."""
     if arm not in ARMS:
         raise AdaptersGeoError(f"unknown locking arm '{arm}'", f"use some of {', '.join(ARMS)}")
     if mode not in MODES:
@@ -114,7 +140,10 @@ def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int
                                                 save_t0_state=False, save_adapter_at=None, track_steps=[], eval_at_start=False,
                                                 eval_every=0))  # an arm is judged at its end only: no curve points
     if arm in BASES:
-        adapter = LockedSpec(source=str(folder.path), basis=arm, K=k, t0=t0, seed=seed, mode=mode)
+        if arm == "cross":
+            basis(str(folder.path), "cross", k, other=other)  # refuses a missing other run before anything trains
+        adapter = LockedSpec(source=str(folder.path), basis=arm, K=k, t0=t0, seed=seed, mode=mode,
+                             basis_source=str(RunFolder(other).path) if arm == "cross" else None)
         return config.model_copy(update={"adapter": adapter, "train": train})
     return config.model_copy(update={"init": t0_adapter(folder), "train": train})
 

@@ -143,7 +143,7 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     kind = held_out_kind(method.name, teacher is not None)
     held_out = HeldOut(model, tokenizer, task, examples, kind, folder, {config.first_step, config.steps}, teacher,
                        teacher_hint, max_new_tokens, config.eval_batch, system_prompt, curve_size=config.curve_size,
-                       teacher_key=teacher_id)
+                       teacher_key=teacher_id, common_samples=config.eval_samples)
     try:
         step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume, parallel)
         tracker.flush()  # a tracked step measured in the background is logged before the loggers close

@@ -64,11 +64,11 @@ def one_line(exc: ValidationError, root, data, where: str, overrides: dict | Non
     spot = _locate(root, data, err["loc"])
     key, kind = spot["key"], err["type"]
     where = _origin(key, where, overrides or {})
-    if not key and kind != "union_tag_invalid":
-        return AdaptersGeoError(f"{where} does not hold a mapping of sections", "write it as `section: {key: value}` lines")
-    if kind == "config_rule":
+    if kind == "config_rule":  # a cross-field rule, of a section or of the whole file (then `key` is empty)
         full = ".".join(filter(None, [key, err["ctx"]["key"]]))
         return AdaptersGeoError(f"{where}: {err['ctx']['problem'].replace('{key}', full)}", err["ctx"]["fix"].replace("{key}", full))
+    if not key and kind != "union_tag_invalid":
+        return AdaptersGeoError(f"{where} does not hold a mapping of sections", "write it as `section: {key: value}` lines")
     if kind == "extra_forbidden":
         name, section = key.rsplit(".", 1)[-1], key.rpartition(".")[0]
         allowed = sorted(spot["section"].model_fields) if spot["section"] else []

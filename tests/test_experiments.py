@@ -54,11 +54,21 @@ def test_every_experiment_resolves(name, smoke):
 
 
 def test_suite_is_complete():
-    wanted = {"teacher", "sft_init", "lock_opd", "lock_sft", "lock_rlvr", "opd_offpolicy_teacher"}
+    wanted = {"teacher", "sft_init", "lock_opd", "lock_sft", "lock_rlvr", "opd_offpolicy_teacher", "lock_opd_cross",
+              "lock_sft_cross", "lock_opd_gradient", "lock_sft_gradient"}
     wanted |= {f"{m}_{a}" for m in ("sft", "opd", "rlvr") for a in ("dense", "lora")}
     wanted |= {"opd_tokens_random25", "opd_tokens_topgap25", "opd_tokens_topgap50", "opd_mix_75", "opd_mix_50",
                "opd_mix_25", "opd_mix_05"}
     assert wanted <= set(NAMES) and set(available()) == set(NAMES)
+
+
+def test_a_cross_arm_s_run_is_a_dependency_and_only_the_trained_arms_count():
+    todo = plan("lock_opd_cross", smoke=True)
+    names = [item.split(" ")[0] for item in todo]
+    assert names.index("sft_dense") < names.index("lock_opd_cross") and "opd_dense" in names
+    steps = load_resolved("opd_dense", True)["train"]
+    assert todo[-1] == f"lock_opd_cross (2 × {steps['steps'] - steps['t0']} steps)"  # principal and cross
+    assert load_resolved("lock_opd_gradient", False)["mode"] == "gradient"
 
 
 def test_unknown_experiment_lists_the_available_ones(capsys):
@@ -137,7 +147,11 @@ def test_report_from_smoke_runs(tmp_path):
     text = report.read_text()
     assert "| sft_dense | sft | dense | none |" in text and "## Subspace locking" in text
     assert text.index("**Verdicts**") < text.index("| run |")  # the report opens with the verdicts
-    assert "SFT: " in text and ("retains" in text or "undecided at this budget" in text)
+    verdict = next(line for line in text.splitlines() if line.startswith("- SFT, lock_sft ("))
+    assert "tiny-llama, arithmetic" in verdict and "1 seed(s) × 8 prompts, mode projected" in verdict  # its budget
+    assert "retains" in verdict or "no gain to retain" in verdict
+    if "retains" in verdict:  # SFT is a method the paper makes a claim about: the line says what this run does to it
+        assert any(f"**{status}** here" in verdict for status in ("supported", "contradicted", "undecided at this budget"))
     done = json.loads((runs / "lock_sft" / "done.json").read_text())
     t0 = done["t0"]
     frozen = RunFolder(runs / "lock_sft" / "seed_0" / "frozen").prompt_evals()
@@ -170,6 +184,8 @@ def test_seeds_retrain_the_source_per_seed_and_add_missing_seeds_only(tmp_path, 
     done = json.loads((runs / "lock_sft" / "done.json").read_text())
     assert set(done["seeds"]) == {"0", "1"} and done["seeds"]["1"]["source"] == str(runs / "sft_dense-seed1")
     assert lock_summary(runs / "lock_sft")["seeds"] == 2
+    drawn = {s: json.loads((runs / "lock_sft" / f"seed_{s}" / "random" / "config.json").read_text())["adapter"]["seed"] for s in (0, 1)}
+    assert drawn == {0: 0, 1: 1}  # a fresh random basis per training seed
     before = (runs / "lock_sft" / "seed_0" / "early" / "done.json").read_text()
     assert plan("lock_sft", smoke=True, overrides={"seeds": "[0, 1, 2]"}) == ["sft_dense-seed2 (10 steps)", "lock_sft (9 × 8 steps)"]
     run_experiment("lock_sft", smoke=True, progress=False, seeds=3)

@@ -63,7 +63,7 @@ def test_first_locked_step_is_the_unconstrained_step_projected(source_run, tmp_p
         torch.testing.assert_close((locked[name] - at_t0[name]).double(), projected, atol=1e-6 * u.abs().max().item(), rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["early", "random", "final"])
+@pytest.mark.parametrize("name", ["early", "random", "final", "principal"])
 def test_locked_arms_never_leave_their_subspace(source_run, tmp_path, name):
     arm = run_arm(source_run, tmp_path, name)
     at_t0, final, v = deltas(RunFolder(source_run).t0_state / "adapter"), deltas(arm.adapter), basis(str(source_run), name, K)
@@ -72,8 +72,11 @@ def test_locked_arms_never_leave_their_subspace(source_run, tmp_path, name):
         assert moved.norm() > 0
         outside = moved - moved @ v[matrix].double() @ v[matrix].double().T
         assert outside.norm() < 1e-5 * moved.norm(), matrix
+    # the final basis's definition is part of its identity (it changed: runs made before re-run, not reused)
+    definition = {"final_of": "increment_after_t0"} if name == "final" else {}
+    assert arm.config().to_dict()["adapter"] == arm.config_dict()["adapter"]  # config.json reads back (a resume compares them)
     assert arm.config_dict()["adapter"] == {"kind": "locked", "source": str(source_run), "basis": name, "K": K, "t0": T0,
-                                            "seed": 0, "mode": "projected"}
+                                            "seed": 0, "mode": "projected", **definition}
 
 
 def test_gradient_mode_leaves_the_subspace_under_adam(source_run, tmp_path):
@@ -133,3 +136,62 @@ def test_a_locked_arm_refers_to_the_source_s_t0_adapter_instead_of_copying_it(so
             deltas(arm.adapter)
     finally:
         shutil.copytree(copy / "t0_state" / "adapter", RunFolder(source_run).t0_state / "adapter")
+
+
+def top_share(matrix: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:
+    """(share of ‖matrix‖² inside span(v), the best any K-dimensional right subspace can hold)."""
+    matrix = matrix.double()
+    s = torch.linalg.svdvals(matrix)
+    return ((matrix @ v.double()).norm() ** 2 / matrix.norm() ** 2).item(), ((s[:K] ** 2).sum() / (s**2).sum()).item()
+
+
+def test_final_basis_is_the_top_of_the_increment_after_t0(source_run):
+    """docs/geometry.md: the final arm locks into the unconstrained continuation's own movement ΔW_T − ΔW_t0
+    (not ΔW_T − ΔW_init)."""
+    at_t0, _ = start_deltas(source_run)
+    final = deltas(RunFolder(source_run).adapter)
+    v = basis(str(source_run), "final", K)
+    for name in at_t0:
+        captured, best = top_share(final[name] - at_t0[name], v[name])
+        assert captured == pytest.approx(best, rel=1e-6)
+
+
+def test_principal_basis_is_the_top_of_the_weights_the_run_started_from(source_run):
+    from adapters_geo import base_weights, load_base
+
+    w0 = base_weights(load_base("tiny-llama").model)  # the source started from the base (no init adapter)
+    v = basis(str(source_run), "principal", K)
+    for name, vectors in v.items():
+        captured, best = top_share(w0[name], vectors)
+        assert captured == pytest.approx(best, rel=1e-6) and vectors.shape == (w0[name].shape[1], K)
+
+
+def test_cross_basis_is_the_other_run_s_early_basis(source_run, tmp_path):
+    other = tmp_path / "other"
+    config = run_config_from_dict({
+        "model": "tiny-llama", "task": {"levels": [0], "train_size": 200, "test_size": 8},
+        "method": {"name": "sft", "max_new_tokens": 10},
+        "train": {"steps": 5, "batch_size": 8, "lr": 3e-3, "seed": 1, "t0": T0, "save_t0_state": True, "track_steps": [3, 5]},
+    })
+    run_training(config, other, progress=False)
+    cross, theirs = basis(str(source_run), "cross", K, other=str(other)), basis(str(other), "early", K)
+    assert all(torch.equal(cross[n], theirs[n]) for n in theirs)
+    assert not all(torch.allclose(cross[n], basis(str(source_run), "early", K)[n]) for n in theirs)
+    spec = arm_config(source_run, "cross", K, other=str(other)).adapter
+    assert spec.basis == "cross" and spec.basis_source == str(other)
+    with pytest.raises(AdaptersGeoError, match="the cross basis needs another run's early update"):
+        arm_config(source_run, "cross", K)
+
+
+def test_a_cross_arm_without_its_run_and_unordered_margins_are_one_line_each():
+    from adapters_geo.experiments.schema import Experiment
+    from adapters_geo.schema import validated
+
+    lock = {"kind": "lock", "source": "experiment:opd_dense"}
+    assert validated(Experiment, {**lock, "bases": ["early", "cross"], "cross": "experiment:sft_dense"}, "x.yaml").cross
+    with pytest.raises(AdaptersGeoError, match="bases hold cross but cross names no run"):
+        validated(Experiment, {**lock, "bases": ["early", "cross"]}, "x.yaml")
+    with pytest.raises(AdaptersGeoError, match="cross = experiment:sft_dense is set but bases hold no cross arm"):
+        validated(Experiment, {**lock, "bases": ["early"], "cross": "experiment:sft_dense"}, "x.yaml")
+    with pytest.raises(AdaptersGeoError, match="degrades = 0.9 is not below preserves = 0.85"):
+        validated(Experiment, {**lock, "preserves": 0.85, "degrades": 0.9}, "x.yaml")

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 from adapters_geo.config import run_config_from_dict
-from adapters_geo.continuation import ARMS
+from adapters_geo.continuation import DEFAULT_ARMS
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.experiments.lock import lock_steps, run_lock
 from adapters_geo.experiments.registry import experiment_path
-from adapters_geo.experiments.resolve import dependency_order, experiment_hash, load_resolved, references, substitute
+from adapters_geo.experiments.resolve import REF, dependency_order, experiment_hash, load_resolved, references, substitute
 from adapters_geo.experiments.schema import META_KEYS
 from adapters_geo.runfolder import RunFolder
 from adapters_geo.runner import run
@@ -72,7 +72,7 @@ def _state(folder: Path, wanted: str, force: bool, name: str) -> str:
 def _steps(data: dict, smoke: bool) -> str:
     """'N steps' for a training experiment, 'B × N steps' for a locking test (from t0 to the end)."""
     if data.get("kind") == "lock":
-        return lock_steps(load_resolved(references(data)[0], smoke), data.get("bases", ARMS), len(lock_seeds(data, smoke)),
+        return lock_steps(load_resolved(data["source"][len(REF):], smoke), data.get("bases", DEFAULT_ARMS), len(lock_seeds(data, smoke)),
                           data.get("unconstrained") == "rerun")
     return f"{data.get('train', {}).get('steps', '?')} steps"
 
@@ -92,7 +92,7 @@ def chain(name: str, smoke: bool, overrides: dict | None = None) -> list[tuple[s
         sets = overrides if current == name else None
         data = load_resolved(current, smoke, sets)
         if data.get("kind") == "lock":
-            source = references(data)[0]
+            source = data["source"][len(REF):]  # (a cross basis is another reference)
             base = lock_seeds({**data, "seeds": None}, smoke)[0]
             steps += [(source, {"train.seed": str(s)}, f"{source}-seed{s}") for s in lock_seeds(data, smoke) if s != base]
         steps.append((current, sets, current))
@@ -180,7 +180,7 @@ def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dic
             print(f"{name}: finished and up to date (hash {wanted}), reused", flush=True)
         return folder
     paths = {dep: {"init": str(RunFolder(root / dep).adapter), "teacher": str(RunFolder(root / dep).adapter),
-                   "source": str(root / dep)} for dep in references(data)}
+                   "source": str(root / dep), "cross": str(root / dep)} for dep in references(data)}
     resolved = substitute(data, paths)
     config = None
     if data.get("kind") != "lock":
@@ -192,7 +192,7 @@ def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dic
                                                            "set": overrides or {}})
         print(f"{name}: {'resuming' if state == 'resume' else 'running'} in {folder}", flush=True)
     if config is None:
-        source = references(data)[0]
+        source = data["source"][len(REF):]  # (a cross basis is another reference)
         sources = {s: str(root / (source if s == lock_seeds({**data, "seeds": None}, smoke)[0] else f"{source}-seed{s}"))
                    for s in seeds}
         summary = run_lock(resolved, folder, progress, name, sources, parallel.main)

@@ -3,15 +3,16 @@
 `locked_for_trainer(model, run_folder, basis, K, mode)` attaches the toolkit's locked adapter to a fresh
 base (continuation.locked_model): ΔW = ΔW_t0 + B Vᵀ, ΔW_t0 the run's adapter at t0 (RUN/t0_state/adapter,
 written by AdaptersGeoCallback or by `adapters-geo train` with save_t0_state; ours or a plain peft folder),
-V (n, K) the top-K right singular vectors of ΔW_t0 − ΔW_init (`early`), of the final update (`final`),
-or a random orthonormal basis (`random`). How the locked run trains (`mode`, as continuation.py):
+V (n, K) the top-K right singular vectors of ΔW_t0 − ΔW_init (`early`), of the increment after t0
+(`final`, ΔW_T − ΔW_t0), of the weights the run started from (`principal`), of another run's early update
+(`cross`, with `basis_source=`), or a random orthonormal basis (`random`). How the locked run trains (`mode`, as continuation.py):
 - `projected` (default): ΔW itself is the parameter and each optimizer step is projected onto span(V),
   so Adam's per-step progress inside span(V) equals the unconstrained optimizer's. The trainer builds
   its optimizer lazily: call `projected_optimizer(trainer)` after building the trainer, before train().
   Unlike the toolkit's own continuations (experiments/lock.py) the optimizer state starts fresh at t0:
   an HF run's t0_state holds the adapter only, not the trainer's optimizer state.
 - `adapter`: B is the parameter; any trainer optimizer works as it is, but under Adam a step makes only
-  ≈ √(K/n) of the unconstrained first-order progress (GEOMETRY.md): not the fair comparison.
+  ≈ √(K/n) of the unconstrained first-order progress (docs/geometry.md): not the fair comparison.
 - `gradient` (the published recipe, dense sources only): the source's dense adapter at t0 trains with
   g ← g V Vᵀ before the optimizer; ΔW then leaves span(V) under Adam.
 Trainer checkpoints (save_strategy) cannot save a model carrying a locked or dense adapter (its
@@ -30,10 +31,15 @@ from adapters_geo.optim import project_locked
 from adapters_geo.runfolder import RunFolder
 
 
-def locked_for_trainer(model, run_folder, basis: str = "early", K: int = 16, mode: str = "projected", seed: int = 0):
-    """`model` (a fresh base, ideally from adapters_geo.load_base) with the locked adapter of `run_folder`'s t0."""
+def locked_for_trainer(model, run_folder, basis: str = "early", K: int = 16, mode: str = "projected", seed: int = 0,
+                       basis_source=None):
+    """`model` (a fresh base, ideally from adapters_geo.load_base) with the locked adapter of `run_folder`'s t0
+    (`basis_source`: the other run folder of a `cross` basis)."""
     folder = RunFolder(run_folder)
-    spec = LockedSpec(source=str(folder.path), basis=basis, K=K, t0=folder.t0, seed=seed, mode=mode)
+    if basis == "cross" and basis_source is None:
+        raise AdaptersGeoError("the cross basis needs another run's early update", "pass basis_source=OTHER_RUN_FOLDER")
+    spec = LockedSpec(source=str(folder.path), basis=basis, K=K, t0=folder.t0, seed=seed, mode=mode,
+                      basis_source=str(RunFolder(basis_source).path) if basis_source else None)
     if mode == "gradient" and saved_kind(t0_adapter(folder)) != "dense":
         raise AdaptersGeoError(f"locking mode 'gradient' projects a dense adapter's gradients; {folder.path} has none at t0",
                                "use mode='projected' (or 'adapter')")

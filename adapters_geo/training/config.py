@@ -23,6 +23,8 @@ class TrainConfig(Section):
     curve_size: int | None = Field(64, ge=1)  # held-out prompts of the evaluations between start and end (None: all)
     eval_size: int | None = Field(None, ge=1)  # held-out examples per evaluation (None: the whole test split)
     eval_batch: int = Field(16, ge=1)
+    eval_samples: int = Field(0, ge=0, le=64)  # k: at the first and last evaluation, also the mean reward of k temperature-1
+    #   samples per held-out prompt (common random numbers), the outcome every method shares (0: off)
     track_steps: list[PositiveInt] | None = None  # steps whose ΔW is snapshotted (None: 10 points, denser early; []: none)
     track_rank: int = Field(32, ge=1)  # rank of the factor snapshots
     track_layers: int = Field(4, ge=0)  # evenly spaced layers whose matrices get rotation / principal energy at tracked

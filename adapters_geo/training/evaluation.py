@@ -6,6 +6,10 @@ at the run's first and last step on every held-out prompt, with greedy accuracy;
 (the curves) on the first `curve_size` prompts only. Greedy accuracy reuses the outcome's
 teacher-forced pass over the reference solutions (nll, kl): greedy decoding follows the reference
 while the model's argmax equals it and is decoded on from that pass's cache where it leaves it.
+With `common_samples` k > 0, the first and last evaluations also give every method's common outcome: the mean
+reward of k temperature-1 samples per prompt, each chunk of prompts sampled with its own fixed seed for every
+model (common random numbers, tasks/outcome.py's negative_reward; the training RNG is left untouched), saved per
+prompt as "sampled_reward" and logged as "sampled_accuracy".
 The mean goes to the loggers (group "eval"); the per-prompt values go to evals/step_NNNNNN.json, so two runs evaluated on
 the same prompts can be compared prompt by prompt (paired bootstrap, stats.py).
 """
@@ -23,12 +27,13 @@ class HeldOut:
 
     def __init__(self, model, tokenizer, task, examples: list, outcome: str, folder, accuracy_steps=(),
                  teacher=None, teacher_hint: bool = False, max_new_tokens: int = 48, batch: int = 16,
-                 system_prompt=None, samples: int = 4, curve_size: int | None = None, teacher_key: str | None = None):
+                 system_prompt=None, samples: int = 4, curve_size: int | None = None, teacher_key: str | None = None,
+                 common_samples: int = 0):
         self.model, self.tokenizer, self.task, self.examples = model, tokenizer, task, examples
         self.kind, self.folder, self.accuracy_steps = outcome, folder, set(accuracy_steps)
         self.teacher, self.teacher_hint = teacher, teacher_hint
         self.max_new_tokens, self.batch, self.system_prompt, self.samples = max_new_tokens, batch, system_prompt, samples
-        self.curve_size, self.teacher_key = curve_size, teacher_key
+        self.curve_size, self.teacher_key, self.common_samples = curve_size, teacher_key, common_samples
 
     def outcome(self, examples: list, greedy: list | None = None):
         """(N,) per-prompt outcome of the run's model on `examples`; lower is better.
@@ -59,6 +64,12 @@ class HeldOut:
                                       self.system_prompt))
             record.update(summarize_rewards(rewards))
             per_prompt["greedy_reward"] = rewards
+            if self.common_samples:
+                sampled = (-values if self.kind == "neg_reward" and self.common_samples == self.samples else
+                           -negative_reward(self.model, self.tokenizer, self.examples, self.task.reward, self.common_samples,
+                                            self.max_new_tokens, self.batch, self.system_prompt))
+                per_prompt["sampled_reward"] = sampled.tolist()
+                record["sampled_accuracy"] = float(sampled.mean())
         self.model.train(was_training)
         atomic_write_text(self.folder.evals_dir / f"step_{step:06d}.json", json.dumps(per_prompt))
         record["eval_seconds"] = time.perf_counter() - started

@@ -1,0 +1,80 @@
+"""The common outcome (train.eval_samples) and the locking report's choice of outcome.
+
+Run: python -m pytest -q tests/training/test_evaluation.py
+"""
+
+import json
+
+import pytest
+import torch
+
+from adapters_geo.adapters.io import load_saved_deltas
+from adapters_geo.config import run_config_from_dict
+from adapters_geo.report.locking import lock_summary, lock_table, verdict
+from adapters_geo.runfolder import RunFolder
+from adapters_geo.runner import run_training
+
+
+def tiny_run(folder, **train):
+    config = run_config_from_dict({
+        "model": "tiny-llama", "task": {"levels": [0], "train_size": 64, "test_size": 6},
+        "method": {"name": "sft", "max_new_tokens": 6},
+        "train": {"steps": 4, "batch_size": 4, "lr": 3e-3, "eval_every": 2, "track_steps": [], **train},
+    })
+    run_training(config, folder, progress=False)
+    return RunFolder(folder)
+
+
+def test_sampled_accuracy_at_the_ends_leaves_training_untouched(tmp_path):
+    plain, common = tiny_run(tmp_path / "plain"), tiny_run(tmp_path / "common", eval_samples=3)
+    a, b = (dict(load_saved_deltas(f.adapter)[1]) for f in (plain, common))
+    assert all(torch.equal(a[n], b[n]) for n in a)  # its sampling runs on its own seeds, not the training RNG
+    evals = common.prompt_evals()
+    assert sorted(evals) == [0, 2, 4] and "sampled_reward" not in evals[2]  # the ends only, not the curve
+    for step in (0, 4):
+        rewards = evals[step]["sampled_reward"]
+        assert len(rewards) == 6 and all(0 <= r <= 1 and abs(r * 3 - round(r * 3)) < 1e-9 for r in rewards)  # k = 3
+    assert "sampled_reward" not in plain.prompt_evals()[4]
+    assert "eval_samples" not in plain.config_dict()["train"]  # off: every older run's identity is unchanged
+    again = tiny_run(tmp_path / "again", eval_samples=3)  # common random numbers: the same model samples the same
+    assert again.prompt_evals()[4]["sampled_reward"] == evals[4]["sampled_reward"]
+
+
+def fake_lock(root, sampled: bool):
+    """A finished lock folder over 8 prompts: frozen 1.0, unconstrained 0.5, early 0.48 on the method's outcome;
+    on the sampled outcome (reward) frozen 0.2, unconstrained 0.6, early 0.3: the two readings disagree."""
+    source = RunFolder(root / "source")
+    source.path.mkdir(parents=True)
+    source.write_json(source.config_file, {"model": "tiny-llama", "method": {"name": "opd"}, "task": {"name": "arithmetic"}})
+    arms = {"frozen": (1.0, 0.2), "unconstrained": (0.5, 0.6), "early": (0.48, 0.3)}
+    lock = RunFolder(root / "lock")
+    entries = {}
+    for arm, (loss, reward) in arms.items():
+        folder = RunFolder(lock.path / "seed_0" / arm)
+        folder.evals_dir.mkdir(parents=True)
+        step = 2 if arm == "frozen" else 10
+        noise = torch.linspace(-0.01, 0.01, 8)
+        record = {"step": step, "outcome_kind": "kl", "outcome": (loss + noise).tolist()}
+        if sampled:
+            record["sampled_reward"] = (reward + noise).tolist()
+        (folder.evals_dir / f"step_{step:06d}.json").write_text(json.dumps(record))
+        entries[arm] = {"final_eval": {}, "folder": str(folder.path)}
+    lock.write_json(lock.experiment_file, {"name": "lock", "file": {"kind": "lock", "source": "experiment:x"}})
+    lock.write_json(lock.done_file, {"seeds": {"0": {"source": str(source.path), "arms": entries}}, "K": 4,
+                                     "mode": "projected", "t0": 2, "steps": 10})
+    return lock.path
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_the_verdict_uses_the_common_outcome_where_every_arm_has_it(tmp_path, sampled):
+    summary = lock_summary(fake_lock(tmp_path, sampled), draws=300)
+    early = summary["stats"]["retention"]["early"]["estimate"]
+    if sampled:  # reward gains 0.1 of 0.4: R = 0.25, degrades; the KL reading (R = 1.04) is shown beside it
+        assert summary["kind"] == "sampled" and early == pytest.approx(0.25)
+        assert summary["margin"]["reading"] == "degrades" and summary["other"][0]["kind"] == "kl"
+        assert summary["other"][0]["stats"]["retention"]["early"]["estimate"] == pytest.approx(1.04)
+        assert "on sampled accuracy" in summary["budget"] and "retention on KL to the teacher" in "\n".join(lock_table(summary))
+        assert "**contradicted** here" in verdict(summary)  # the paper says OPD's early subspace preserves its gain
+    else:
+        assert summary["kind"] == "kl" and early == pytest.approx(1.04) and summary["other"] == []
+        assert summary["margin"]["reading"] == "preserves" and "**supported** here" in verdict(summary)
