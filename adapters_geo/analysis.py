@@ -144,9 +144,20 @@ def check_replaceable(out: Path, overwrite: bool) -> None:
                                "choose another --out; --overwrite replaces only an earlier geometry or trajectory result")
 
 
+def default_trajectory_out(folder, k: int = K_DEFAULT) -> Path:
+    """Where `trajectory RUN` writes without --out: RUN/trajectory_geometry while the run is unfinished (a trainer
+    callback's folder, a run trained with --no-analysis before it finished); beside a finished run, which no command
+    changes (its own trajectory_geometry/ was written by the run), RUN-trajectory-K<k>."""
+    folder = RunFolder(folder)
+    if (folder.path / "done.json").is_file():
+        path = folder.path.resolve()  # `trajectory .` from inside the run too
+        return path.with_name(f"{path.name}-trajectory-K{k}")
+    return folder.trajectory_geometry_dir
+
+
 def write_run_trajectory(folder, k: int = K_DEFAULT, out=None, overwrite: bool = False) -> Path:
-    """Write trajectory.json + trajectory.png into `out` (default FOLDER/trajectory_geometry)."""
-    out = Path(out or RunFolder(folder).trajectory_geometry_dir)
+    """Write trajectory.json + trajectory.png into `out` (default: default_trajectory_out)."""
+    out = Path(out or default_trajectory_out(folder, k))
     check_replaceable(out, overwrite)
     result = run_trajectory(folder, k)
     return write_trajectory(result, out, overwrite=overwrite)
@@ -180,11 +191,19 @@ def run_movement(folder, batch: int = 8, prompts: int = MOVEMENT_PROMPTS) -> dic
     return result
 
 
+def default_geometry_out(tuned=None, adapter=None) -> Path:
+    """runs/geometry/<name>: the checkpoint's (or hub id's) last part; for a run's `RUN/adapter`, the run's name, so two
+    runs' adapters do not meet in one folder."""
+    path = Path(tuned or adapter)
+    name = path.parent.name if adapter and path.name == "adapter" and path.parent.name else path.name
+    return Path("runs") / "geometry" / name
+
+
 def geometry_command(base, tuned=None, adapter=None, quant=None, settings=None, out=None, overwrite=False) -> Path:
     """`adapters-geo geometry`: check inputs, analyse, write the folder; returns it."""
     if (tuned is None) == (adapter is None):
         raise AdaptersGeoError("give either TUNED or --adapter, not both or neither", "see adapters-geo geometry --help")
-    out = Path(out or Path("runs") / "geometry" / Path(tuned or adapter).name)
+    out = Path(out or default_geometry_out(tuned, adapter))
     check_replaceable(out, overwrite)
     source = checkpoint_source(base, tuned) if tuned else adapter_source(base, adapter, quant)
     result = analyse(source, settings or Settings())

@@ -31,7 +31,7 @@ def cmd_export(args) -> None:
     """Write base + ΔW of a saved adapter (or a run's adapter/) as a plain transformers checkpoint."""
     from adapters_geo.adapters.export import export_merged
 
-    print(f"wrote {export_merged(args.source, args.merged)} (fp32 safetensors + tokenizer)")
+    print(f"wrote {export_merged(args.source, args.merged, args.dtype)} ({args.dtype} safetensors + tokenizer)")
 
 
 def cmd_geometry(args) -> None:
@@ -153,13 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     geo.add_argument("--r", type=number(int, 1, 1 << 20), default=64, help="rank of W0's reconstruction for principal_overlap")
     geo.add_argument("--alpha", type=number(float, 0, 1, low_open=True, high_open=True), default=0.5, help="mask fraction for the overlaps")
     geo.add_argument("--eta", type=number(float, 0, 1, low_open=True, high_open=True), default=1e-3, help="relative tolerance of the bf16 unchanged test")
-    geo.add_argument("--out", help="output folder (default runs/geometry/<name>)")
+    geo.add_argument("--out", help="output folder (default runs/geometry/<name>; for RUN/adapter the run's name)")
     geo.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     geo.set_defaults(func=cmd_geometry)
     tj = sub.add_parser("trajectory", help="trajectory diagnostics (Sim_K, rank dynamics, locking step) of a run")
     tj.add_argument("run", help="run folder written by adapters-geo train")
     tj.add_argument("--K", type=number(int, 1, 1 << 20), default=16, help="subspace size (default 16)")
-    tj.add_argument("--out", help="output folder (default RUN/trajectory_geometry; a finished run is never written: choose one beside it)")
+    tj.add_argument("--out", help="output folder (default RUN/trajectory_geometry; beside a finished run, which is never written: RUN-trajectory-K<K>)")
     tj.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     tj.set_defaults(func=cmd_trajectory)
     ex = sub.add_parser("experiment", help="run a named experiment from experiments/ (missing dependencies first)")
@@ -193,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_adapter_info)
     exp = sub.add_parser("export", help="write base + ΔW of an adapter as a plain transformers checkpoint")
     exp.add_argument("source", metavar="RUN_OR_ADAPTER", help="saved adapter folder, or a run folder holding adapter/")
-    exp.add_argument("--merged", required=True, metavar="OUT", help="new folder for the merged fp32 checkpoint")
+    exp.add_argument("--merged", required=True, metavar="OUT", help="new folder for the merged checkpoint")
+    exp.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                     help="weights of the checkpoint (W0 + ΔW summed in fp32, cast once; default float32)")
     exp.set_defaults(func=cmd_export)
     return parser
 

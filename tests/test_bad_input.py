@@ -182,7 +182,9 @@ def test_no_experiments_folder_names_the_places_tried(tmp_path, monkeypatch, cap
     assert registry.experiments_dir() == registry.PROJECT / "experiments"  # the installed package's project
     monkeypatch.setattr(registry, "PROJECT", tmp_path / "project")
     assert main(["experiment", "x"]) == 2
-    assert f"(tried experiments, {tmp_path / 'project' / 'experiments'})" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"(tried experiments, {tmp_path / 'project' / 'experiments'}, " in err  # then where a wheel puts them
+    assert "share/adapters_geo/experiments)" in err and err.count("\n") == 1
 
 
 def test_listing_gives_each_experiment_its_description(tmp_path, monkeypatch, capsys):
@@ -298,7 +300,7 @@ PLACES = [
     # a finished run's own results and folder, even by request
     ("a finished run", ["geometry", "tiny-llama", "--adapter", "CFG", "--out", "OUT/geometry", "--overwrite"],
      "--out OUT/geometry lies inside the finished run OUT, which no command changes — fix: choose a folder outside it"),
-    ("a finished run", ["trajectory", "OUT", "--K", "8", "--overwrite"],
+    ("a finished run", ["trajectory", "OUT", "--K", "8", "--out", "OUT/trajectory_geometry", "--overwrite"],
      "--out OUT/trajectory_geometry lies inside the finished run OUT, which no command changes"),
     ("a finished run", ["export", "CFG", "--merged", "OUT/merged"], "--merged OUT/merged lies inside the finished run OUT"),
     ("a finished run", ["train", "CFG", "--out", "OUT/nested"], "--out OUT/nested lies inside the finished run OUT"),

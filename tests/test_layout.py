@@ -1,4 +1,4 @@
-"""The direction of imports the README's layout section promises, checked on the source.
+"""The direction of imports docs/design.md promises, checked on the source.
 
 Run: python -m pytest -q tests/test_layout.py
 """

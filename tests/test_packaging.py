@@ -65,3 +65,49 @@ def test_the_lock_pins_every_declared_dependency_exactly():
     assert not unpinned, f"declared but not pinned in requirements.lock: {sorted(unpinned)} (make lock)"
     assert "+" not in pins["torch"]  # one lock for the CPU and the CUDA wheel
 
+
+
+def test_a_wheel_install_carries_the_experiments_and_runs_one(tmp_path):
+    """`pip install .` (not editable): the wheel holds py.typed, the experiments and the examples; installed into a
+    fresh environment (its dependencies borrowed from this one through a .pth line, the package itself not), the
+    installed command lists the experiments from <prefix>/share/adapters_geo and runs one in its SMOKE form."""
+    import os
+    import shutil
+    import subprocess
+    import zipfile
+
+    src = tmp_path / "src"  # a copy, so that building leaves nothing in the checkout
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for folder in ("adapters_geo", "experiments", "examples"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)], check=True)
+    wheel = next((tmp_path / "dist").glob("adapters_geo-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "adapters_geo/py.typed" in names
+    assert any(n.endswith("data/share/adapters_geo/experiments/lock_opd.yaml") for n in names)
+    assert any(n.endswith("data/share/adapters_geo/examples/tiny_sft.yaml") for n in names)
+
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = env_dir / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    ours = next(p for p in sys.path if p.endswith("site-packages"))
+    (Path(site) / "borrowed.pth").write_text(ours + "\n")  # dependencies only: this env's .pth hooks are not run
+    subprocess.run(pip + ["--python", str(python), "install", "--no-deps", str(wheel)], check=True)
+    work = tmp_path / "elsewhere"  # no ./experiments here
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "ADAPTERS_GEO_EXPERIMENTS"} | {"ADAPTERS_GEO_RUNS": str(work / "runs")}
+    where = subprocess.run([str(python), "-c", "import adapters_geo; print(adapters_geo.__file__)"], cwd=work, env=env,
+                           check=True, capture_output=True, text=True).stdout
+    assert where.startswith(site)  # the installed copy, not this checkout
+    listed = subprocess.run([str(env_dir / "bin" / "adapters-geo"), "experiment"], cwd=work, env=env, check=True,
+                            capture_output=True, text=True).stdout
+    assert str(env_dir / "share" / "adapters_geo" / "experiments") in listed and "lock_opd" in listed
+    ran = subprocess.run([str(env_dir / "bin" / "adapters-geo"), "experiment", "sft_init", "--smoke"], cwd=work, env=env,
+                         capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert (work / "runs" / "smoke" / "sft_init" / "done.json").is_file()

@@ -1,7 +1,7 @@
 """Orthonormal bases for the locked adapter: from an update's SVD, or random.
 
 `top_singular_basis(deltas, K)` gives the top-K right (or left) singular vectors of each
-ΔW, computed in float64 (GEOMETRY.md: angle-bearing SVDs in float64). Use it on the
+ΔW, computed in float64 (docs/geometry.md: angle-bearing SVDs in float64). Use it on the
 early update ΔW_t0 (the locking test) or on the final update (the upper-bound control);
 `random_orthonormal_basis` gives the random-basis control with the same K.
 """

@@ -68,7 +68,7 @@ def saved_deltas(config: dict, tensors: dict):
 def project_gradients(model: nn.Module, right: dict) -> None:
     """From now on every dense delta's gradient is projected, g ← g V Vᵀ, before any optimizer sees it.
 
-    The published locking recipe (GEOMETRY.md, mode `gradient`): it restricts the gradient's
+    The published locking recipe (docs/geometry.md, mode `gradient`): it restricts the gradient's
     information to span(V); Adam's per-coordinate scaling then moves ΔW out of span(V).
     """
     for name, layer in delta_layers(model).items():

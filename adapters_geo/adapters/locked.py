@@ -1,4 +1,4 @@
-"""`locked`: the frozen-basis adapter of the subspace-locking test (GEOMETRY.md).
+"""`locked`: the frozen-basis adapter of the subspace-locking test (docs/geometry.md).
 
 Per target matrix ΔW = ΔW_t0 + B Vᵀ, with ΔW_t0 a frozen offset (may be absent), V (n, K)
 a frozen orthonormal right basis and B (m, K) trainable, zero-initialised. Two-sided:
@@ -10,7 +10,7 @@ How B is trained (`mode`):
 - `adapter`: B is the parameter; any optimizer acts on its m·K coordinates. With Adam this is not
   the unconstrained optimizer restricted to span(V): Adam normalises per coordinate, so with a
   gradient inside span(V) a first step makes ≈ √(K/n) of the full-coordinate step's first-order
-  progress (GEOMETRY.md).
+  progress (docs/geometry.md).
 - `projected`: the parameter is ΔW itself (m, n), kept equal to offset + B Vᵀ; the optimizer runs
   in ΔW's full coordinates (its state can carry over from an unconstrained run) and after each
   step its update U is projected, B ← B + U V, ΔW ← offset + B Vᵀ (`project_update`,

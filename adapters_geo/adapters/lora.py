@@ -126,7 +126,17 @@ def save_peft(model: nn.Module, folder) -> list[str]:
     """Write adapter_config.json + adapter_model.safetensors through peft's own save_pretrained; returns their names."""
     from adapters_geo.adapters.peft_files import CONFIG_FILE, WEIGHTS_FILE
 
-    model.save_pretrained(str(folder), safe_serialization=True, save_embedding_layers=False)
+    from adapters_geo.models.loader import base_info
+    from adapters_geo.models.specs import portable_name
+
+    config = model.peft_config[ADAPTER_NAME]
+    recorded = config.base_model_name_or_path
+    # peft records the folder the base was loaded from (a local cache path): name it as another machine can
+    config.base_model_name_or_path = portable_name(base_info(model).spec)
+    try:
+        model.save_pretrained(str(folder), safe_serialization=True, save_embedding_layers=False)
+    finally:
+        config.base_model_name_or_path = recorded
     return [WEIGHTS_FILE, CONFIG_FILE]
 
 

@@ -1,12 +1,15 @@
 """Finding and reading experiment files (NAME.yaml in the experiments folder).
 
 The folder is `$ADAPTERS_GEO_EXPERIMENTS` when set, else ./experiments, else the `experiments/`
-folder of the project the package was installed from. A name is a file name without `.yaml`:
+folder of the project the package was installed from (editable), else the copy a wheel installs
+under <prefix>/share/adapters_geo/experiments. A name is a file name without `.yaml`:
 letters, digits, `_`, `.` and `-`, no leading dot, so a name never leaves the folder.
 """
 
 import os
 import re
+import site
+import sys
 from pathlib import Path
 
 from adapters_geo.errors import AdaptersGeoError
@@ -22,7 +25,9 @@ def experiments_dir() -> Path:
     if os.environ.get(DIR_ENV):
         tried = [Path(os.environ[DIR_ENV])]  # an explicit choice is the only place looked at
     else:
+        # ./experiments, the project an editable install came from, the copy a wheel installs (pyproject's data-files)
         tried = [Path("experiments"), PROJECT / "experiments"]
+        tried += [Path(prefix) / "share" / "adapters_geo" / "experiments" for prefix in (sys.prefix, site.USER_BASE or sys.prefix)]
     for folder in tried:
         if folder.is_dir():
             return folder

@@ -1,4 +1,4 @@
-"""Which entries an update changed, and where they sit (GEOMETRY.md, The Path Not Taken).
+"""Which entries an update changed, and where they sit (docs/geometry.md, The Path Not Taken).
 
 - changed mask M: cast W0, W1 to bf16 and back; an entry is unchanged when
   |Ŵ1 − Ŵ0| ≤ η · max(|Ŵ0|, |Ŵ1|) (η = 1e-3; for η < 2⁻⁹ this is bitwise bf16 equality).

@@ -1,4 +1,4 @@
-"""Spectral diagnostics of an update ΔW and of the weights (GEOMETRY.md).
+"""Spectral diagnostics of an update ΔW and of the weights (docs/geometry.md).
 
 - spectral_drift (NSS) = ‖S1 − S0‖₂ / ‖S0‖₂ over the full spectrum.
 - stable_rank = ‖ΔW‖²_F / ‖ΔW‖²₂ = Σσ² / σ₁².

@@ -26,7 +26,7 @@ from adapters_geo.geometry.spectrum import (
 
 @dataclass
 class Settings:
-    """Parameters of the diagnostics (GEOMETRY.md defaults)."""
+    """Parameters of the diagnostics (docs/geometry.md defaults)."""
 
     k: int | None = None  # rotation / principal-energy subspace size; None: min(m, n) // 8 per matrix
     K: int = 16  # trajectory subspace size

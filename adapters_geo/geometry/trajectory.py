@@ -1,4 +1,4 @@
-"""Trajectory diagnostics over cumulative updates ΔW_t = W_t − W0 (GEOMETRY.md).
+"""Trajectory diagnostics over cumulative updates ΔW_t = W_t − W0 (docs/geometry.md).
 
 - subspace_similarity Sim_K(t, T) = ‖V_K(t)ᵀ V_K(T)‖²_F / K, V_K the top-K right singular
   vectors of ΔW (left version: U_K, ours), against the final checkpoint T.

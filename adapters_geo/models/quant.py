@@ -2,7 +2,7 @@
 
 quant = `none` (fp32 on CPU, bf16 on CUDA), `8bit` (LLM.int8 row-wise absmax), `4bit`
 (NF4 by default, optional double quantization). `dequantized_weight` is the reference W0
-of GEOMETRY.md for a quantized base: exactly what the layer multiplies by.
+of docs/geometry.md for a quantized base: exactly what the layer multiplies by.
 """
 
 from typing import Literal

@@ -47,6 +47,21 @@ def resolve_spec(spec: str) -> Path:
     return _from_hub(spec)
 
 
+def portable_name(spec: str) -> str:
+    """The name another machine loads `spec` by, for files that record their base (a peft adapter_config.json's
+    base_model_name_or_path, a merged export's config), instead of the local cache folder it was loaded from: a hub
+    id as given (a hub snapshot folder: its repo id), a built-in name (the embedded model stays `smollm2-135m-instruct`:
+    its weights are the dequantized Q4_1 GGUF `adapters-geo prepare` rebuilds, not the hub's HuggingFaceTB/
+    SmolLM2-135M-Instruct, which differs by that rounding), else the folder itself."""
+    path = Path(spec).expanduser()
+    if spec in BUILT_IN or not path.exists():
+        return spec  # a built-in name, or a hub id
+    parts = path.resolve().parts  # .../hub/models--org--name/snapshots/<revision>
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        return parts[-3].removeprefix("models--").replace("--", "/", 1)
+    return str(path.resolve())
+
+
 def _from_hub(spec: str) -> Path:
     known = ", ".join(BUILT_IN)
     if spec.count("/") != 1:

@@ -110,3 +110,44 @@ def test_version_flag_prints_the_package_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out.strip() == f"adapters-geo {__version__}"
+
+
+def test_bf16_export_is_the_fp32_sum_rounded_once_and_names_the_base_portably(tiny, tmp_path, capsys):
+    model, _ = adapted_model("dense", tiny, "none", steps=2)
+    save_adapter(model, tmp_path / "ad")
+    assert main(["export", str(tmp_path / "ad"), "--merged", str(tmp_path / "bf16"), "--dtype", "bfloat16"]) == 0
+    assert "bfloat16 safetensors" in capsys.readouterr().out
+    written = load_file(tmp_path / "bf16" / "model.safetensors")
+    plain = base_linears(tiny("none").model)
+    deltas = merged_deltas(model)
+    for name, layer in plain.items():  # W0 + ΔW in fp32, then one cast (not W0 cast + ΔW cast)
+        assert written[name].dtype == torch.bfloat16
+        assert torch.equal(written[name], (layer.weight.float() + deltas[name]).to(torch.bfloat16)), name
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16")
+    assert merged.dtype == torch.bfloat16
+    config = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    provenance = json.loads((tmp_path / "bf16" / "adapters_geo_export.json").read_text())
+    assert provenance["dtype"] == "bfloat16" and provenance["base_model_name_or_path"] == "tiny-llama"
+    assert config.get("_name_or_path", "tiny-llama") == "tiny-llama"  # never the local cache folder
+    assert ".cache" not in (tmp_path / "bf16" / "config.json").read_text()
+    with pytest.raises(AdaptersGeoError, match="export dtype 'float16' is not supported"):
+        export_merged(tmp_path / "ad", tmp_path / "f16", dtype="float16")
+
+
+def test_portable_names(tmp_path):
+    from adapters_geo.models.specs import portable_name
+
+    assert portable_name("smollm2-135m-instruct") == "smollm2-135m-instruct"  # its GGUF-derived weights are not the hub's
+    assert portable_name("tiny-llama") == "tiny-llama" and portable_name("org/name") == "org/name"
+    snapshot = tmp_path / "hub" / "models--org--some-model" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    assert portable_name(str(snapshot)) == "org/some-model"  # a hub cache folder names its repo
+    assert portable_name(str(tmp_path)) == str(tmp_path.resolve())  # a plain folder: nothing more portable
+
+
+def test_a_peft_folder_names_its_base_portably(tiny, tmp_path):
+    model, _ = adapted_model("lora", tiny, "none", steps=1)
+    before = model.peft_config["default"].base_model_name_or_path
+    save_adapter(model, tmp_path / "ad")
+    assert json.loads((tmp_path / "ad" / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-llama"
+    assert model.peft_config["default"].base_model_name_or_path == before  # the live model is left as it was
