@@ -83,7 +83,7 @@ def test_shared_prompt_draws_cover_the_truth_and_per_seed_draws_do_not():
             if low <= 0.5 <= high:
                 shared, per_seed = (shared + 1, per_seed) if name == "shared" else (shared, per_seed + 1)
     assert shared / reps >= 0.88, shared / reps
-    assert per_seed / reps <= 0.80, per_seed / reps  # ≈ 0.67: intervals half as wide as they should be
+    assert per_seed / reps <= 0.80, per_seed / reps  # measured 0.63 (shared: 0.93): intervals half as wide as they should be
 
 
 def test_linear_contrasts_and_margins_on_constructed_cases():
