@@ -24,14 +24,6 @@ from pathlib import Path
 from adapters_geo.atomic import OLD, TMP, atomic_write_text
 from adapters_geo.errors import AdaptersGeoError
 
-T0_FRACTION = 0.2  # the locking test's early step, as a fraction of the run, when a config does not set it
-
-
-def default_t0(steps: int) -> int:
-    """round(0.2 · steps), at least 1: the early step of a run of `steps` updates."""
-    return max(1, round(T0_FRACTION * steps))
-
-
 def read_text(path: Path, fix: str) -> str:
     """A file the toolkit wrote, as text; one line naming the file and `fix` when it is not UTF-8."""
     try:

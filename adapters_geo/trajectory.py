@@ -23,7 +23,8 @@ from safetensors.torch import save as safetensors_bytes
 from adapters_geo.atomic import atomic_write_bytes, atomic_write_text
 from adapters_geo.geometry.linalg import decompose64
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.runfolder import default_t0, read_json
+from adapters_geo.runfolder import read_json
+from adapters_geo.training.config import default_t0
 
 FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 INDEX = "index.json"

@@ -66,3 +66,33 @@ def test_trl_is_never_imported_at_module_level():
             if any(n == "trl" or n.startswith("trl.") for n in names):
                 top[path.name] = names
     assert not top, top
+
+
+def test_no_import_cycles_not_even_through_imports_inside_functions():
+    """Every import of the package, module level or inside a function, as a graph: no module reaches itself.
+    (config -> training.config -> runfolder -> config was one, until default_t0 moved to training/config.py.)"""
+    def imports(path: Path) -> set[str]:
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("adapters_geo") and not node.level:
+                module = node.module.removeprefix("adapters_geo").lstrip(".")
+                found |= {module} | {f"{module}.{a.name}".lstrip(".") for a in node.names}  # `from pkg import module` too
+            elif isinstance(node, ast.Import):
+                found |= {a.name.removeprefix("adapters_geo.") for a in node.names if a.name.startswith("adapters_geo.")}
+        return found
+
+    files = {".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__"): p for p in PACKAGE.rglob("*.py")}
+    graph = {m: {d for d in imports(p) if d in files and d != m} for m, p in files.items()}
+
+    def reaches(start: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            current = todo.pop()
+            if current == start:
+                return True
+            if current not in seen:
+                seen.add(current)
+                todo += graph[current]
+        return False
+
+    assert [m for m in sorted(graph) if reaches(m)] == []

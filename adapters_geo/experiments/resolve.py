@@ -18,6 +18,9 @@ from adapters_geo.schema import validated
 from adapters_geo.yamlfile import apply_overrides
 
 REF = "experiment:"
+# What a lock experiment's bases mean (continuation.basis). A change makes every earlier lock run another experiment,
+# refused with the FORCE=1 fix rather than reused: on 2026-12-05 `final` became the increment after t0 (ΔW_T − ΔW_t0).
+LOCK_DEFINITIONS = {"final": "increment_after_t0"}
 # SMOKE=1: the same experiment on tiny-llama and a few steps (under 2 minutes on 2 CPU cores).
 SMOKE = {
     "model": "tiny-llama",
@@ -117,5 +120,8 @@ def experiment_hash(name: str, smoke: bool, overrides: dict | None = None) -> st
     if data.get("kind") == "lock":  # more seeds add replicates, not another experiment: done.json lists those run
         data = {k: v for k, v in data.items() if k != "seeds"}
     deps = {dep: experiment_hash(dep, smoke) for dep in references(data)}
-    blob = json.dumps({"data": data, "deps": deps, "smoke": smoke}, sort_keys=True, default=str)
+    identity = {"data": data, "deps": deps, "smoke": smoke}
+    if data.get("kind") == "lock":  # what its bases mean is part of what it measures
+        identity["definitions"] = LOCK_DEFINITIONS
+    blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -41,7 +41,8 @@ from adapters_geo.atomic import atomic_dir, atomic_write_bytes
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.loggers import JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.models.loader import BaseInfo, base_info
-from adapters_geo.runfolder import RunFolder, default_t0
+from adapters_geo.runfolder import RunFolder
+from adapters_geo.training.config import default_t0
 from adapters_geo.training.tracker import Tracker
 
 # TrainingArguments fields recorded in config.json when the arguments have them (TRL configs add their own).

@@ -5,8 +5,14 @@ from typing import Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from adapters_geo.optim import OPTIMIZERS, SCHEDULES
-from adapters_geo.runfolder import default_t0
 from adapters_geo.schema import Section, rule
+
+T0_FRACTION = 0.2  # the locking test's early step, as a fraction of the run, when a config does not set it
+
+
+def default_t0(steps: int) -> int:
+    """round(0.2 · steps), at least 1: the early step of a run of `steps` updates."""
+    return max(1, round(T0_FRACTION * steps))
 
 
 class TrainConfig(Section):
