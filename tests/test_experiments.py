@@ -71,6 +71,15 @@ def test_a_cross_arm_s_run_is_a_dependency_and_only_the_trained_arms_count():
     assert load_resolved("lock_opd_gradient", False)["mode"] == "gradient"
 
 
+def test_what_a_lock_experiment_s_bases_mean_is_part_of_its_identity(monkeypatch):
+    from adapters_geo.experiments import resolve
+
+    before = {name: experiment_hash(name, False) for name in ("lock_opd", "opd_dense")}
+    monkeypatch.setattr(resolve, "LOCK_DEFINITIONS", {"final": "something else"})
+    assert experiment_hash("lock_opd", False) != before["lock_opd"]  # refused with FORCE=1, not reused
+    assert experiment_hash("opd_dense", False) == before["opd_dense"]  # a training run is not affected
+
+
 def test_unknown_experiment_lists_the_available_ones(capsys):
     assert main(["experiment", "lock_opdd"]) == 2
     err = capsys.readouterr().err

@@ -81,7 +81,7 @@ def lock_seeds(data: dict, smoke: bool) -> list[int]:
     """The training seeds of a lock experiment: its `seeds`, else the one its source trains with."""
     if data.get("seeds"):
         return list(data["seeds"])
-    return [int((load_resolved(references(data)[0], smoke).get("train") or {}).get("seed", 0))]
+    return [int((load_resolved(data["source"][len(REF):], smoke).get("train") or {}).get("seed", 0))]
 
 
 def chain(name: str, smoke: bool, overrides: dict | None = None) -> list[tuple[str, dict | None, str]]:

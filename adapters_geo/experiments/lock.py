@@ -38,7 +38,8 @@ def run_lock(resolved: dict, folder: Path, progress: bool, name: str = "lock", s
     other = resolved.get("cross")  # the run folder whose early update is the cross arm's basis (all seeds share it)
     arms = ["frozen", "unconstrained"] + [a for a in (resolved.get("bases") or DEFAULT_ARMS) if a in BASES]  # retention needs both
     # the random basis: a fresh draw per training seed (the file's `seed` + the training seed; seed 0 draws as before)
-    configs = {(s, arm): arm_config(src, arm, k, mode, seed + int(s), other) for s, src in sources.items() for arm in arms}
+    drawn = lambda s, arm: (seed + int(s)) % 2**31 if arm == "random" else seed
+    configs = {(s, arm): arm_config(src, arm, k, mode, drawn(s, arm), other) for s, src in sources.items() for arm in arms}
     from_source = resolved.get("unconstrained", "source") == "source"
     by_seed = {}
     for (s, arm), config in configs.items():
@@ -53,9 +54,11 @@ def run_lock(resolved: dict, folder: Path, progress: bool, name: str = "lock", s
         if not main:
             continue
         entry = by_seed.setdefault(str(s), {"source": str(source.path), "arms": {}})
-        entry["arms"][arm] = {"final_eval": final_eval, "folder": str(out)}
+        entry["arms"][arm] = {"final_eval": final_eval}
+        if Path(out) == source.path:  # an arm living outside this folder (the source's own continuation) is named;
+            entry["arms"][arm]["folder"] = str(out)  # the others stay relative, so an archived test reads its own arms
         if arm != "frozen":
-            right = basis(str(source.path), arm if arm in BASES else "early", k, seed + int(s), other)
+            right = basis(str(source.path), arm if arm in BASES else "early", k, drawn(s, arm), other)
             entry["arms"][arm]["increment"] = increment(source, RunFolder(out).adapter, right)
     first = RunFolder(next(iter(sources.values())))
     return {"seeds": by_seed, "K": k, "mode": mode, "arms": arms, "t0": first.t0, "steps": first.config().train.steps,

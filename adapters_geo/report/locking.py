@@ -20,6 +20,7 @@ from adapters_geo.runfolder import RunFolder
 from adapters_geo.stats import DEGRADES, PRESERVES, contrast, decided, draw_indices, margin_reading, retention
 
 ARM_ORDER = ("frozen", "unconstrained", "early", "random", "final", "principal", "cross")
+OLD_FINAL = "final (ΔW_T − ΔW_init, the definition before 2026-12-05)"  # a final arm whose config lacks final_of
 CLAIMS = {"opd": "preserves", "sft": "degrades"}  # claim 3 of 2606.07082, per method: what locking does to its gain
 OUTCOME_SHORT = {"kl": "KL to the teacher", "nll": "reference NLL", "neg_reward": "−reward", "sampled": "sampled accuracy"}
 OUTCOME_NAMES = {"sampled": "− mean reward of k temperature-1 samples per prompt (the common outcome, common random numbers)",
@@ -30,6 +31,10 @@ OUTCOME_NAMES = {"sampled": "− mean reward of k temperature-1 samples per prom
 def _outcome_at(folder: Path, step: int):
     evals = RunFolder(folder).prompt_evals()
     return evals.get(step)
+
+
+def _arm_dir(folder: Path, done: dict, seed: str, arm: str) -> Path:
+    return Path(done["seeds"][seed]["arms"].get(arm, {}).get("folder") or folder / f"seed_{seed}" / arm)
 
 
 def lock_summary(folder: Path, draws: int = 2000) -> dict | None:
@@ -49,7 +54,7 @@ def lock_summary(folder: Path, draws: int = 2000) -> dict | None:
     for arm in ARM_ORDER:
         rows, common = [], []
         for s in seeds:
-            arm_dir = Path(done["seeds"][s]["arms"].get(arm, {}).get("folder") or folder / f"seed_{s}" / arm)
+            arm_dir = _arm_dir(folder, done, s, arm)
             found = _outcome_at(arm_dir, done["t0"] if arm == "frozen" else done["steps"])
             if found is None:
                 break
@@ -80,12 +85,15 @@ def lock_summary(folder: Path, draws: int = 2000) -> dict | None:
               f"from t0 = {done['t0']}, {len(seeds)} seed(s) × {losses['frozen'].shape[1]} prompts, mode {done['mode']}, "
               f"on {OUTCOME_SHORT.get(kind, kind)}")
     increments = {arm: [done["seeds"][s]["arms"][arm].get("increment") for s in seeds] for arm in losses if arm != "frozen"}
+    old_final = ["final"] if "final" in losses and any(  # an arm run before `final` meant the increment after t0
+        "final_of" not in ((RunFolder(_arm_dir(folder, done, s, "final")).config_dict() or {}).get("adapter") or {})
+        for s in seeds) else []
     return {"run": folder.name, "method": method, "K": done["K"], "mode": done["mode"], "t0": done["t0"], "steps": done["steps"],
             "seeds": len(seeds), "prompts": losses["frozen"].shape[1], "kind": kind, "stats": stats, "budget": budget,
             "margin": margin_reading(stats, "early", **margins) if "early" in losses else None, "other": other,
             "mean_outcome": {arm: v.mean().item() for arm, v in losses.items()},
             "accuracy": {arm: sum(v) / len(v) for arm, v in accuracy.items()}, "increments": increments,
-            "indices": indices, "losses": losses}
+            "indices": indices, "losses": losses, "old_final": old_final}
 
 
 def _ci(value: dict, digits: int = 2) -> str:
@@ -127,8 +135,8 @@ def verdict(summary: dict) -> str:
         contrasts = ", ".join(f"gain_early − {margin[which + 's']:g}·gain_unconstrained = {_ci(margin[which], 4)}" for which in shown)
         parts.append(f"the early subspace retains {_ci(retained['early'])} of the unconstrained gain ({contrasts}): "
                      f"it {_reading(margin)}")
-    parts += [f"the {arm} subspace retains {_ci(retained[arm])}" for arm in ("random", "final", "principal", "cross")
-              if arm in retained]
+    parts += [f"the {OLD_FINAL if arm in summary.get('old_final', ()) else arm} subspace retains "
+              f"{_ci(retained[arm])}" for arm in ("random", "final", "principal", "cross") if arm in retained]
     sentence = f"{head}: " + "; ".join(parts) if parts else f"{head}: no locked arm"
     if "early" in retained and "random" in retained:
         diff = contrast(stats["draws"]["early"], stats["draws"]["random"],
@@ -149,7 +157,7 @@ def method_contrast(a: dict, b: dict) -> str | None:
     if "early" not in a["stats"]["retention"] or "early" not in b["stats"]["retention"]:
         return None
     if a["prompts"] != b["prompts"] or a["seeds"] != b["seeds"] or (a["kind"] == "sampled") != (b["kind"] == "sampled"):
-        return None  # unpaired, or judged on different kinds of outcome
+        return None  # unpaired, or one judged on the common outcome and the other on its own
     shared = draw_indices(a["seeds"], a["prompts"])
     ra, rb = retention(a["losses"], indices=shared), retention(b["losses"], indices=shared)
     diff = contrast(ra["draws"]["early"], rb["draws"]["early"],
@@ -188,7 +196,8 @@ def lock_table(summary: dict) -> list[str]:
         acc = summary["accuracy"].get(arm)
         retained = "no gain to retain" if no_gain else _ci(stats["retention"][arm])
         beside = "".join(f"{_ci(o['stats']['retention'][arm])} | " for o in others)
-        lines.append(f"| {arm} | {summary['mean_outcome'][arm]:.4f} | {_ci(stats['gain'][arm], 4)} | {retained} | {beside}"
+        label = OLD_FINAL if arm in summary.get("old_final", ()) else arm
+        lines.append(f"| {label} | {summary['mean_outcome'][arm]:.4f} | {_ci(stats['gain'][arm], 4)} | {retained} | {beside}"
                      f"{'–' if acc is None else f'{acc:.3f}'} | {'–' if norm is None else f'{norm:.3g}'} | {share} |")
     return lines
 

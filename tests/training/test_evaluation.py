@@ -40,13 +40,31 @@ def test_sampled_accuracy_at_the_ends_leaves_training_untouched(tmp_path):
     assert again.prompt_evals()[4]["sampled_reward"] == evals[4]["sampled_reward"]
 
 
+def test_the_common_outcome_samples_on_its_own_seeds_and_leaves_the_global_rng_alone():
+    """negative_reward: the same model gives the same samples whatever the global RNG did before (common random
+    numbers across arms), and the global RNG is where it was (training draws nothing different)."""
+    from adapters_geo import load_base
+    from adapters_geo.tasks import TaskConfig, load_task
+    from adapters_geo.tasks.outcome import negative_reward
+
+    base = load_base("tiny-llama")
+    examples = load_task(TaskConfig(levels=[0], train_size=8, test_size=6)).test
+    by_text = lambda text, answer: float(len(text) % 3) / 2  # varies with the sampled text itself
+    state = torch.get_rng_state()
+    first = negative_reward(base.model, base.tokenizer, examples, by_text, samples=3, max_new_tokens=6)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(1000)  # the global RNG moves on; the samples must not
+    assert torch.equal(negative_reward(base.model, base.tokenizer, examples, by_text, samples=3, max_new_tokens=6), first)
+    assert first.unique().numel() > 1  # the reward varies with the samples, so other samples would show
+
+
 def fake_lock(root, sampled: bool):
     """A finished lock folder over 8 prompts: frozen 1.0, unconstrained 0.5, early 0.48 on the method's outcome;
     on the sampled outcome (reward) frozen 0.2, unconstrained 0.6, early 0.3: the two readings disagree."""
     source = RunFolder(root / "source")
     source.path.mkdir(parents=True)
     source.write_json(source.config_file, {"model": "tiny-llama", "method": {"name": "opd"}, "task": {"name": "arithmetic"}})
-    arms = {"frozen": (1.0, 0.2), "unconstrained": (0.5, 0.6), "early": (0.48, 0.3)}
+    arms = {"frozen": (1.0, 0.2), "unconstrained": (0.5, 0.6), "early": (0.48, 0.3), "final": (0.5, 0.6)}
     lock = RunFolder(root / "lock")
     entries = {}
     for arm, (loss, reward) in arms.items():
@@ -58,6 +76,8 @@ def fake_lock(root, sampled: bool):
         if sampled:
             record["sampled_reward"] = (reward + noise).tolist()
         (folder.evals_dir / f"step_{step:06d}.json").write_text(json.dumps(record))
+        if arm == "final":  # run before `final` meant the increment after t0: its config has no final_of
+            folder.write_json(folder.config_file, {"adapter": {"kind": "locked", "basis": "final"}})
         entries[arm] = {"final_eval": {}, "folder": str(folder.path)}
     lock.write_json(lock.experiment_file, {"name": "lock", "file": {"kind": "lock", "source": "experiment:x"}})
     lock.write_json(lock.done_file, {"seeds": {"0": {"source": str(source.path), "arms": entries}}, "K": 4,
@@ -78,3 +98,6 @@ def test_the_verdict_uses_the_common_outcome_where_every_arm_has_it(tmp_path, sa
     else:
         assert summary["kind"] == "kl" and early == pytest.approx(1.04) and summary["other"] == []
         assert summary["margin"]["reading"] == "preserves" and "**supported** here" in verdict(summary)
+    assert summary["old_final"] == ["final"]  # labelled, not read as the increment after t0
+    assert "the final (ΔW_T − ΔW_init, the definition before 2026-12-05) subspace retains" in verdict(summary)
+    assert any(row.startswith("| final (ΔW_T − ΔW_init") for row in lock_table(summary))
