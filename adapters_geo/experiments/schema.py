@@ -60,7 +60,7 @@ class LockExperiment(Section):
     def _margins_ordered(self):
         if self.degrades >= self.preserves:
             raise rule("degrades", f"{{key}} = {self.degrades} is not below preserves = {self.preserves}",
-                       f"set {{key}} below {self.preserves} (e.g. 0.8 with preserves 0.9)")
+                       f"set {{key}} below {self.preserves} (the defaults are 0.8 and 0.9)")
         return self
 
 

@@ -109,14 +109,18 @@ def _reading(margin: dict) -> str:
                          "within the interval: undecided at this budget"}[margin["reading"]]
 
 
-def claim_status(method: str, reading: str) -> str | None:
+MIN_SEEDS = 3  # training seeds before the paper's claim gets supported / contradicted: with fewer the interval covers
+#   prompts, not the training run, and a new seed has flipped the reading (docs/experiments.md, "Measured")
+
+
+def claim_status(method: str, reading: str, seeds: int = MIN_SEEDS) -> str | None:
     """supported / contradicted / undecided at this budget, for the paper's claim about `method` (None: it makes none)."""
     claim = CLAIMS.get(method)
     if claim is None:
         return None
-    if reading == claim:
-        return "supported"
-    return "contradicted" if reading in CLAIMS.values() else "undecided at this budget"
+    if reading not in CLAIMS.values() or seeds < MIN_SEEDS:
+        return "undecided at this budget"
+    return "supported" if reading == claim else "contradicted"
 
 
 def verdict(summary: dict) -> str:
@@ -145,10 +149,13 @@ def verdict(summary: dict) -> str:
                    "below": "a random subspace keeps more than the early one",
                    "undecided": "early vs random: undecided at this budget"}[decided(diff)]
         sentence += f"; early − random = {_ci(diff)}: {reading}"
-    status = claim_status(summary["method"], margin["reading"]) if margin else None
+    status = claim_status(summary["method"], margin["reading"], summary["seeds"]) if margin else None
     if status:
         sentence += (f". The paper's claim ({method}'s early subspace {CLAIMS[summary['method']]} its gain): "
                      f"**{status}** here")
+        if summary["seeds"] < MIN_SEEDS and margin["reading"] in CLAIMS.values():
+            sentence += (f" ({summary['seeds']} training seed(s): the interval covers prompts, not the training run; "
+                         f"it takes {MIN_SEEDS}, e.g. SEEDS={MIN_SEEDS})")
     return sentence + "."
 
 

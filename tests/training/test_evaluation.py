@@ -58,17 +58,17 @@ def test_the_common_outcome_samples_on_its_own_seeds_and_leaves_the_global_rng_a
     assert first.unique().numel() > 1  # the reward varies with the samples, so other samples would show
 
 
-def fake_lock(root, sampled: bool):
-    """A finished lock folder over 8 prompts: frozen 1.0, unconstrained 0.5, early 0.48 on the method's outcome;
+def fake_lock(root, sampled: bool, seeds: int = 3):
+    """A finished lock folder over `seeds` training seeds × 8 prompts: frozen 1.0, unconstrained 0.5, early 0.48 on the method's outcome;
     on the sampled outcome (reward) frozen 0.2, unconstrained 0.6, early 0.3: the two readings disagree."""
     source = RunFolder(root / "source")
     source.path.mkdir(parents=True)
     source.write_json(source.config_file, {"model": "tiny-llama", "method": {"name": "opd"}, "task": {"name": "arithmetic"}})
     arms = {"frozen": (1.0, 0.2), "unconstrained": (0.5, 0.6), "early": (0.48, 0.3), "final": (0.5, 0.6)}
     lock = RunFolder(root / "lock")
-    entries = {}
-    for arm, (loss, reward) in arms.items():
-        folder = RunFolder(lock.path / "seed_0" / arm)
+    by_seed = {str(s): {"source": str(source.path), "arms": {}} for s in range(seeds)}
+    for (s, entry), (arm, (loss, reward)) in ((x, y) for x in by_seed.items() for y in arms.items()):
+        folder = RunFolder(lock.path / f"seed_{s}" / arm)
         folder.evals_dir.mkdir(parents=True)
         step = 2 if arm == "frozen" else 10
         noise = torch.linspace(-0.01, 0.01, 8)
@@ -78,10 +78,9 @@ def fake_lock(root, sampled: bool):
         (folder.evals_dir / f"step_{step:06d}.json").write_text(json.dumps(record))
         if arm == "final":  # run before `final` meant the increment after t0: its config has no final_of
             folder.write_json(folder.config_file, {"adapter": {"kind": "locked", "basis": "final"}})
-        entries[arm] = {"final_eval": {}, "folder": str(folder.path)}
+        entry["arms"][arm] = {"final_eval": {}, "folder": str(folder.path)}
     lock.write_json(lock.experiment_file, {"name": "lock", "file": {"kind": "lock", "source": "experiment:x"}})
-    lock.write_json(lock.done_file, {"seeds": {"0": {"source": str(source.path), "arms": entries}}, "K": 4,
-                                     "mode": "projected", "t0": 2, "steps": 10})
+    lock.write_json(lock.done_file, {"seeds": by_seed, "K": 4, "mode": "projected", "t0": 2, "steps": 10})
     return lock.path
 
 
@@ -101,3 +100,11 @@ def test_the_verdict_uses_the_common_outcome_where_every_arm_has_it(tmp_path, sa
     assert summary["old_final"] == ["final"]  # labelled, not read as the increment after t0
     assert "the final (ΔW_T − ΔW_init, the definition before 2026-12-05) subspace retains" in verdict(summary)
     assert any(row.startswith("| final (ΔW_T − ΔW_init") for row in lock_table(summary))
+
+
+def test_one_seed_leaves_the_paper_s_claim_undecided(tmp_path):
+    """The same clear reading (R = 1.04, preserves) from one training seed: the claim stays undecided, saying why."""
+    summary = lock_summary(fake_lock(tmp_path, False, seeds=1), draws=300)
+    assert summary["seeds"] == 1 and summary["margin"]["reading"] == "preserves"
+    line = verdict(summary)
+    assert "**undecided at this budget** here (1 training seed(s)" in line and "SEEDS=3" in line
