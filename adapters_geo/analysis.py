@@ -149,7 +149,7 @@ def default_trajectory_out(folder, k: int = K_DEFAULT) -> Path:
     callback's folder, a run trained with --no-analysis before it finished); beside a finished run, which no command
     changes (its own trajectory_geometry/ was written by the run), RUN-trajectory-K<k>."""
     folder = RunFolder(folder)
-    if (folder.path / "done.json").is_file():
+    if folder.done_file.is_file():
         path = folder.path.resolve()  # `trajectory .` from inside the run too
         return path.with_name(f"{path.name}-trajectory-K{k}")
     return folder.trajectory_geometry_dir

@@ -94,15 +94,13 @@ def cmd_clean_checkpoints(args) -> None:
 
 def cmd_train(args) -> None:
     """Train one run from a YAML file into a folder."""
-    from adapters_geo.config import load_run_config
-    from adapters_geo.runner import run
+    from adapters_geo.api import train
+    from adapters_geo.runfolder import refuse_inside_finished_run
     from adapters_geo.yamlfile import parse_overrides
 
-    from adapters_geo.runfolder import refuse_inside_finished_run
-
-    refuse_inside_finished_run(Path(args.out), "--out")  # before training, not when its analysis would refuse to write
-    config = load_run_config(args.config, parse_overrides(args.set))
-    summary = run(config, args.out, resume=args.resume, analyse=not args.no_analysis)
+    refuse_inside_finished_run(Path(args.out), "--out")  # named as the user wrote it, before api.train's own check
+    summary = train(args.config, args.out, overrides=parse_overrides(args.set), resume=args.resume,
+                    analyse=not args.no_analysis)
     from adapters_geo.training.parallel import current
 
     if current().main:  # under a data-parallel launch the main process speaks
