@@ -132,4 +132,4 @@ clean-checkpoints:
 
 clean-cache:
 	$(need_setup)
-	$(PYTHON) -c "from adapters_geo.paths import cache_root; import shutil; shutil.rmtree(cache_root() / 'models')"
+	$(PYTHON) -c "from adapters_geo.storage.paths import cache_root; import shutil; shutil.rmtree(cache_root() / 'models')"

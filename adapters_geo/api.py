@@ -9,7 +9,7 @@
     ag.write_report("runs/smoke")                                        # = make report
 
 (The names say what they do rather than repeat the subpackages', since `adapters_geo.geometry`,
-`adapters_geo.trajectory` and `adapters_geo.report` are modules.)
+`adapters_geo.storage.snapshots` and `adapters_geo.report` are modules.)
 
 Errors are AdaptersGeoError (one line naming the problem and the fix), as on the command line. The
 building blocks below them (load_base, attach_adapter, merged_deltas, ...) are exported beside them.
@@ -33,9 +33,9 @@ def train(config: str | Path | dict, out: str | Path, *, overrides: dict[str, An
     Python or YAML-text values ({"train.lr": 1e-5, "train.schedule": "cosine"}). The folder is the one
     `adapters-geo train` writes (adapter/, geometry/, done.json with where the time went, ...).
     """
-    from adapters_geo.config import load_run_config, run_config_from_dict
-    from adapters_geo.runfolder import refuse_inside_finished_run
-    from adapters_geo.runner import run
+    from adapters_geo.config.run import load_run_config, run_config_from_dict
+    from adapters_geo.storage.runfolder import refuse_inside_finished_run
+    from adapters_geo.pipeline.runner import run
 
     refuse_inside_finished_run(Path(out), "out")
     overrides = _as_yaml(overrides)
@@ -65,7 +65,7 @@ def geometry_of(base: str, tuned: str | None = None, *, adapter: str | Path | No
     geometry.json's content: {"meta", "matrices", "by_type", "by_layer", "by_block", "overall"}.
     `settings`: k, K, r, alpha, eta (geometry/suite.py's Settings).
     """
-    from adapters_geo.analysis import geometry_command
+    from adapters_geo.pipeline.analysis import geometry_command
     from adapters_geo.geometry.suite import Settings
 
     folder = geometry_command(base, tuned, str(adapter) if adapter else None, quant, Settings(**settings), out, overwrite)
@@ -77,7 +77,7 @@ def trajectory_of(run: str | Path, *, K: int = 16, out: str | Path | None = None
 
     Written to `out`, by default RUN/trajectory_geometry, or RUN-trajectory-K<K> beside a finished run.
     """
-    from adapters_geo.analysis import write_run_trajectory
+    from adapters_geo.pipeline.analysis import write_run_trajectory
 
     folder = write_run_trajectory(run, K, out, overwrite)
     return json.loads((Path(folder) / "trajectory.json").read_text())

@@ -36,7 +36,7 @@ def cmd_export(args) -> None:
 
 def cmd_geometry(args) -> None:
     """Endpoint geometry of TUNED (or --adapter) against BASE."""
-    from adapters_geo.analysis import geometry_command
+    from adapters_geo.pipeline.analysis import geometry_command
     from adapters_geo.geometry.suite import Settings
 
     settings = Settings(k=args.k, K=args.K, r=args.r, alpha=args.alpha, eta=args.eta)
@@ -46,7 +46,7 @@ def cmd_geometry(args) -> None:
 
 def cmd_trajectory(args) -> None:
     """Trajectory diagnostics of a training run folder."""
-    from adapters_geo.analysis import write_run_trajectory
+    from adapters_geo.pipeline.analysis import write_run_trajectory
 
     out = write_run_trajectory(args.run, args.K, args.out, args.overwrite)
     print(f"wrote {out}/trajectory.json, trajectory.png")
@@ -56,7 +56,7 @@ def cmd_experiment(args) -> None:
     """Run a named experiment (and its missing dependencies)."""
     from adapters_geo.experiments.execute import run_experiment
     from adapters_geo.experiments.registry import available, description, experiments_dir
-    from adapters_geo.yamlfile import parse_overrides
+    from adapters_geo.config.yamlfile import parse_overrides
 
     overrides = parse_overrides(args.set)
     if not args.name:
@@ -82,7 +82,7 @@ def cmd_report(args) -> None:
 
 def cmd_clean_checkpoints(args) -> None:
     """Drop what only resuming needs from every finished run under a runs folder."""
-    from adapters_geo.disk import clean_checkpoints
+    from adapters_geo.storage.disk import clean_checkpoints
     from adapters_geo.experiments.execute import runs_root
 
     root = args.runs or runs_root()
@@ -95,8 +95,8 @@ def cmd_clean_checkpoints(args) -> None:
 def cmd_train(args) -> None:
     """Train one run from a YAML file into a folder."""
     from adapters_geo.api import train
-    from adapters_geo.runfolder import refuse_inside_finished_run
-    from adapters_geo.yamlfile import parse_overrides
+    from adapters_geo.storage.runfolder import refuse_inside_finished_run
+    from adapters_geo.config.yamlfile import parse_overrides
 
     refuse_inside_finished_run(Path(args.out), "--out")  # named as the user wrote it, before api.train's own check
     summary = train(args.config, args.out, overrides=parse_overrides(args.set), resume=args.resume,

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_training import Setting, build_run, coin_reward, quiet  # noqa: E402
 from random_models import random_model  # noqa: E402
 
-from adapters_geo.runner import train_into  # noqa: E402
+from adapters_geo.pipeline.runner import train_into  # noqa: E402
 from adapters_geo.tasks import TaskConfig, load_task  # noqa: E402
 from adapters_geo.training.config import TrainConfig  # noqa: E402
 

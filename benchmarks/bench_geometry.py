@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from adapters_geo.geometry.linalg import svd64, svdvals64
-from adapters_geo.svd_cache import SVDCache
-from adapters_geo.sources import CheckpointReader
+from adapters_geo.storage.svd_cache import SVDCache
+from adapters_geo.pipeline.sources import CheckpointReader
 from adapters_geo.geometry.suite import Settings, matrix_metrics
 
 

@@ -38,7 +38,7 @@ def child(method: str, adapter: str, quant: str, layers, shape: str = "smollm2-1
     from bench_training import Setting, build_run, coin_reward, quiet
     from random_models import random_model
 
-    from adapters_geo.runner import train_into
+    from adapters_geo.pipeline.runner import train_into
     from adapters_geo.training.config import TrainConfig
     from adapters_geo.tasks import TaskConfig, load_task
 

@@ -50,7 +50,7 @@ from random_models import random_model  # noqa: E402
 
 from adapters_geo.adapters import DenseConfig, LoraConfig, attach_adapter  # noqa: E402
 from adapters_geo.methods import Context, MethodConfig, build_method  # noqa: E402
-from adapters_geo.runner import train_into  # noqa: E402
+from adapters_geo.pipeline.runner import train_into  # noqa: E402
 from adapters_geo.training.config import TrainConfig  # noqa: E402
 from adapters_geo.methods.teacher import load_teacher_for  # noqa: E402
 from adapters_geo.models import load_base  # noqa: E402

@@ -30,7 +30,7 @@ from adapters_geo.geometry.aggregate import layer_subset, module_type
 from adapters_geo.geometry.reference import reference_svd
 from adapters_geo.geometry.sparsity import sparsity_bf16
 from adapters_geo.geometry.suite import Settings, matrix_metrics
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 
 READINGS = ("sparsity_bf16", "rotation_right_max_deg", "rotation_left_max_deg", "spectral_drift", "principal_overlap",
             "low_magnitude_overlap", "principal_energy_ratio", "stable_rank", "update_norm_rel")

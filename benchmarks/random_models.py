@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from adapters_geo.atomic import atomic_dir
+from adapters_geo.storage.atomic import atomic_dir
 from adapters_geo.models.embedded import EMBEDDED_NAME
 from adapters_geo.models.specs import resolve_spec
-from adapters_geo.paths import cache_root
+from adapters_geo.storage.paths import cache_root
 
 # SmolLM2-135M's architecture (its config.json), so a folder can be built without the weights.
 SMOLLM2_135M = {

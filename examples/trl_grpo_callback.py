@@ -5,7 +5,7 @@
 
 The reward is exact match on the embedded arithmetic task (tasks/rewards.py). The callback writes config.json,
 metrics.jsonl, trajectory/, t0_state/adapter and adapter/ into --out; `adapters-geo trajectory OUT` and
-`adapters_geo.analysis.run_geometry(OUT)` then work on it as on a run of our own. Needs TRL (`pip install -e ".[bench]"`).
+`adapters_geo.pipeline.analysis.run_geometry(OUT)` then work on it as on a run of our own. Needs TRL (`pip install -e ".[bench]"`).
 """
 
 import argparse

@@ -74,7 +74,7 @@ def train_steps(model, steps: int, lr: float = 1e-2, optimizer: str = "adamw", p
 
     `project(name, param)` may rewrite a parameter's gradient before each step.
     """
-    from adapters_geo.optim import build_optimizer
+    from adapters_geo.training.optim import build_optimizer
 
     ids = fixed_batch().to(next(model.parameters()).device)
     opt = build_optimizer(model.parameters(), optimizer, lr=lr)

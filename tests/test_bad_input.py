@@ -11,7 +11,7 @@ import pytest
 
 from adapters_geo.cli import main
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.config import load_run_config
+from adapters_geo.config.run import load_run_config
 from adapters_geo.experiments.execute import _state
 from adapters_geo.experiments.resolve import experiment_hash, load_resolved
 
@@ -247,7 +247,7 @@ RUN_FILE = TINY + "train: {steps: 2, batch_size: 2, lr: 0.001}\n"
 
 def _hand_made_run(folder, config_path, done: bool = False):
     """A run folder as far as the checks read it: the resolved config.json, a checkpoint, done.json when finished."""
-    from adapters_geo.runner import resolved
+    from adapters_geo.pipeline.runner import resolved
 
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(resolved(load_run_config(config_path)).to_dict()))
@@ -309,7 +309,7 @@ PLACES = [
 
 @pytest.mark.parametrize("holds, argv, fragment", PLACES, ids=[f"{i}:{row[0]}:{row[1][0]}" for i, row in enumerate(PLACES)])
 def test_a_place_that_cannot_take_the_output_is_one_line_and_changes_nothing(tmp_path, monkeypatch, capsys, holds, argv, fragment):
-    from adapters_geo import runner
+    from adapters_geo.pipeline import runner
     from tests.conftest import ReadOnly
     from tests.test_faults import snapshot
 
@@ -358,7 +358,7 @@ def test_a_process_count_in_another_script_is_one_line():
 def test_the_report_leaves_out_a_damaged_run_with_a_warning_and_reports_the_rest(tmp_path, capsys):
     # make report ends every experiment: one truncated done.json of any run must not stop it
     from adapters_geo.report.runs import write_report
-    from adapters_geo.runfolder import RunFolder
+    from adapters_geo.storage.runfolder import RunFolder
 
     run = tmp_path / "runs" / "damaged"
     run.mkdir(parents=True)
@@ -390,7 +390,7 @@ def test_a_yaml_alias_bomb_is_one_line_before_it_is_built(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bomb.yaml expands through its aliases to more than 100,000 values at line 1" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
-    from adapters_geo.yamlfile import read_yaml
+    from adapters_geo.config.yamlfile import read_yaml
 
     (tmp_path / "ok.yaml").write_text("a: &a [1, 2]\nb: [*a, *a]\n")
     assert read_yaml(tmp_path / "ok.yaml") == {"a": [1, 2], "b": [[1, 2], [1, 2]]}

@@ -126,7 +126,7 @@ def test_docs_commands_parse_and_name_what_exists(page):
     text = page.read_text()
     for path in set(re.findall(r"`((?:examples|experiments)/[\w.-]+\.yaml|benchmarks/[\w.-]+\.py)`", text)):
         assert (ROOT / path).is_file(), f"{page.name} names {path}, which does not exist"
-    for module in set(re.findall(r"(?<![\w/])((?:models|adapters|methods|training|rollout|tasks|geometry|report|experiments|"
+    for module in set(re.findall(r"(?<![\w/])((?:models|adapters|methods|training|rollout|tasks|geometry|report|experiments|config|storage|pipeline|locking|"
                                  r"integrations)/\w+\.py)\b", text)):
         assert (ROOT / "adapters_geo" / module).is_file(), f"{page.name} names {module}, which does not exist"
 
@@ -154,7 +154,7 @@ def test_the_trl_example_script_records_a_run_folder(tmp_path, monkeypatch):
 
 def test_the_api_takes_python_values_as_overrides(tmp_path):
     import adapters_geo as ag
-    from adapters_geo.runfolder import RunFolder
+    from adapters_geo.storage.runfolder import RunFolder
 
     config = {"model": "tiny-llama", "task": {"levels": [0], "train_size": 50, "test_size": 4},
               "train": {"steps": 5, "batch_size": 2, "lr": 3e-3}}

@@ -12,13 +12,13 @@ import torch
 from adapters_geo import AdaptersGeoError
 from adapters_geo.adapters.io import load_saved_deltas
 from adapters_geo.cli import main
-from adapters_geo.config import run_config_from_dict
-from adapters_geo.continuation import BASES
+from adapters_geo.config.run import run_config_from_dict
+from adapters_geo.locking.continuation import BASES
 from adapters_geo.experiments.execute import plan, run_experiment
 from adapters_geo.experiments.registry import available
 from adapters_geo.experiments.resolve import experiment_hash, load_resolved, references, substitute
 from adapters_geo.methods import validate
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 from tests.test_tensorboard import read_hparams
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,13 +17,14 @@ import pytest
 import torch
 import yaml
 
-from adapters_geo import atomic, runner
+from adapters_geo.pipeline import runner
+from adapters_geo.storage import atomic
 from adapters_geo.adapters.io import load_saved_deltas
 from adapters_geo.cli import main
-from adapters_geo.config import run_config_from_dict
+from adapters_geo.config.run import run_config_from_dict
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.methods.sft import SFT
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.training import checkpoint
 from tests.conftest import ReadOnly
 
@@ -223,7 +224,7 @@ def test_two_concurrent_runs_into_one_folder_one_is_refused(tmp_path, capsys):
 def test_every_training_state_round_trips_through_the_weights_only_loader(tmp_path, tiny, optimizer):
     from adapters_geo import DenseConfig, attach_adapter
     from adapters_geo.adapters import trainable_named
-    from adapters_geo.optim import build_optimizer, build_scheduler
+    from adapters_geo.training.optim import build_optimizer, build_scheduler
     from tests.conftest import train_steps
 
     def make():
@@ -324,7 +325,7 @@ def test_a_run_that_diverges_after_a_tracked_step_still_stops_with_the_one_line(
 
 def test_non_finite_weights_are_never_written(tmp_path, tiny):
     from adapters_geo import DenseConfig, attach_adapter, save_adapter
-    from adapters_geo.optim import build_optimizer, build_scheduler
+    from adapters_geo.training.optim import build_optimizer, build_scheduler
 
     model = attach_adapter(tiny().model, DenseConfig())
     next(p for p in model.parameters() if p.requires_grad).data[0, 0] = float("inf")
@@ -602,9 +603,9 @@ def test_sigterm_while_a_result_is_written_leaves_no_hidden_folder(tmp_path, tin
     out = tmp_path / "results" / "g"
     code = f"""
 import os, signal, sys, time
-import adapters_geo.analysis as analysis
+import adapters_geo.pipeline.analysis as analysis
 from adapters_geo import cli
-from adapters_geo.atomic import atomic_dir
+from adapters_geo.storage.atomic import atomic_dir
 
 def write_result(result, out, overwrite=False):
     with atomic_dir(out, overwrite) as tmp:

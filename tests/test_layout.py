@@ -9,19 +9,26 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "adapters_geo"
-UPPER = ("training", "report", "experiments", "runner", "analysis", "cli", "integrations")
+# a section's config (training/config.py, methods/config.py) is what config/ and storage/ may read of those packages
+SECTIONS_ONLY = tuple(f"{pkg}.{p.stem}" for pkg in ("training", "methods") for p in (PACKAGE / pkg).glob("*.py")
+                      if p.stem not in ("config", "__init__"))
+UPPER = ("training", "report", "experiments", "pipeline", "locking", "cli", "integrations", "api")
 RULES = {  # module prefix -> prefixes it must not import
-    "geometry": ("models", "adapters", "rollout", "tasks", "methods", "training", "report", "experiments", "runner",
-                 "analysis", "cli", "sources", "svd_cache", "runfolder", "trajectory", "continuation", "config"),
+    "geometry": ("models", "adapters", "rollout", "tasks", "methods", "training", "report", "experiments", "pipeline",
+                 "locking", "cli", "storage", "config", "integrations", "api"),
     "models": UPPER + ("methods",), "adapters": UPPER + ("methods",), "rollout": UPPER + ("methods",),
     "tasks": UPPER + ("methods",), "methods": UPPER,
-    "training.loop": ("geometry", "report", "experiments", "runner", "analysis", "cli", "integrations"),
-    "training": ("report", "experiments", "runner", "analysis", "cli", "integrations"),
-    "report": ("training", "runner", "experiments", "cli", "integrations"),
-    "runner": ("experiments", "cli", "integrations"),
-    "integrations": ("experiments", "report", "cli"),
+    "config": tuple(u for u in UPPER if u != "training") + SECTIONS_ONLY + ("storage",),
+    "storage": tuple(u for u in UPPER if u != "training") + SECTIONS_ONLY + ("rollout",),
+    "training.loop": ("geometry", "report", "experiments", "pipeline", "locking", "cli", "integrations", "api"),
+    "training": ("report", "experiments", "pipeline", "locking", "cli", "integrations", "api"),
+    "report": ("training", "pipeline", "locking.continuation", "experiments", "cli", "integrations", "api"),
+    "locking": ("report", "experiments", "pipeline", "cli", "integrations", "api"),
+    "pipeline": ("experiments", "cli", "integrations", "api"),
+    "integrations": ("experiments", "report", "cli", "api"),
     "": ("cli",),
 }
+ROOT = {"__init__", "api", "cli", "launch", "errors"}  # entry points and the one error type; the rest lives in packages
 
 
 def internal_imports(path: Path) -> set[str]:
@@ -50,6 +57,12 @@ def test_imports_follow_the_layout(module):
             forbidden |= set(banned)
     bad = [dep for dep in internal_imports(path) for ban in forbidden if matches(dep, ban)]
     assert not bad, f"{module} imports {bad}"
+
+
+def test_the_package_root_holds_only_entry_points_and_packages():
+    """docs/design.md: a newcomer reads the architecture from the folders, so no new module lands at the root."""
+    assert {p.stem for p in PACKAGE.glob("*.py")} == ROOT
+    assert all((d / "__init__.py").is_file() for d in PACKAGE.iterdir() if d.is_dir() and d.name != "__pycache__")
 
 
 def test_no_module_is_over_the_size_budget():

@@ -8,10 +8,10 @@ import torch
 
 from adapters_geo import AdaptersGeoError
 from adapters_geo.adapters.io import load_saved_deltas
-from adapters_geo.config import run_config_from_dict
-from adapters_geo.continuation import arm_config, basis, start_deltas
-from adapters_geo.runfolder import RunFolder
-from adapters_geo.runner import run_training
+from adapters_geo.config.run import run_config_from_dict
+from adapters_geo.locking.continuation import arm_config, basis, start_deltas
+from adapters_geo.storage.runfolder import RunFolder
+from adapters_geo.pipeline.runner import run_training
 
 K = 4
 T0 = 3
@@ -185,7 +185,7 @@ def test_cross_basis_is_the_other_run_s_early_basis(source_run, tmp_path):
 
 def test_a_cross_arm_without_its_run_and_unordered_margins_are_one_line_each():
     from adapters_geo.experiments.schema import Experiment
-    from adapters_geo.schema import validated
+    from adapters_geo.config.schema import validated
 
     lock = {"kind": "lock", "source": "experiment:opd_dense"}
     assert validated(Experiment, {**lock, "bases": ["early", "cross"], "cross": "experiment:sft_dense"}, "x.yaml").cross

@@ -18,7 +18,7 @@ from adapters_geo.adapters import random_orthonormal_basis
 from adapters_geo.adapters.delta_linear import DeltaLinear
 from adapters_geo.adapters.dense import DenseDelta, project_gradients
 from adapters_geo.adapters.locked import LockedDelta
-from adapters_geo.optim import optimizer_for
+from adapters_geo.training.optim import optimizer_for
 
 
 class One(nn.Module):

@@ -11,10 +11,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata
 
-from adapters_geo.config import run_config_from_dict
+from adapters_geo.config.run import run_config_from_dict
 from adapters_geo.report.tensorboard import FIGURES, HPARAMS, METRICS, SHOWN
-from adapters_geo.runner import run
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.pipeline.runner import run
+from adapters_geo.storage.runfolder import RunFolder
 
 STEPS = 8
 
@@ -89,7 +89,7 @@ def test_a_new_events_file_sorts_after_every_events_file_already_there(tmp_path)
     import socket
     import time
 
-    from adapters_geo.loggers import TensorBoardLogger
+    from adapters_geo.training.loggers import TensorBoardLogger
 
     # this second, this host, a pid no real one sorts after: only a later second sorts after it
     last = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.99999999.0"

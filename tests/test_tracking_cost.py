@@ -11,9 +11,9 @@ import torch
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base
 from adapters_geo.adapters.io import load_saved_deltas
 from adapters_geo.geometry.linalg import svdvals64
-from adapters_geo.trajectory import read_step_spectra
+from adapters_geo.storage.snapshots import read_step_spectra
 from adapters_geo.methods import Context, MethodConfig, build_method
-from adapters_geo.runner import train_into
+from adapters_geo.pipeline.runner import train_into
 from adapters_geo.training.config import TrainConfig
 from adapters_geo.models import base_weights
 from adapters_geo.models.weights import LazyBaseWeights
@@ -61,9 +61,9 @@ def test_a_run_tracked_in_the_background_resumes_to_the_uninterrupted_result(tmp
     # interrupted while tracked step 3 is in flight (after the checkpoint at step 2): the resumed run measures
     # step 3 again and logs every tracked step once, with the uninterrupted run's adapter and geometry
     from adapters_geo.adapters.io import load_saved_deltas
-    from adapters_geo.config import run_config_from_dict
+    from adapters_geo.config.run import run_config_from_dict
     from adapters_geo.methods.sft import SFT
-    from adapters_geo.runner import run_training
+    from adapters_geo.pipeline.runner import run_training
     from tests.conftest import interrupted_at
 
     config = run_config_from_dict({

@@ -13,7 +13,7 @@ from torch import nn
 
 from adapters_geo.adapters.delta_linear import delta_layers, inject, layer_shape
 from adapters_geo.adapters.targets import Targets
-from adapters_geo.schema import Section
+from adapters_geo.config.schema import Section
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

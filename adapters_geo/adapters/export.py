@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from adapters_geo.adapters.io import check_compatible, load_saved_deltas
-from adapters_geo.atomic import atomic_dir
+from adapters_geo.storage.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.weights import base_linears
-from adapters_geo.runfolder import refuse_inside_finished_run
+from adapters_geo.storage.runfolder import refuse_inside_finished_run
 
 RUN_ADAPTER = "adapter"  # a training run folder keeps its final adapter here
 PROVENANCE_FILE = "adapters_geo_export.json"

@@ -25,7 +25,7 @@ from torch import nn
 
 from adapters_geo.adapters import KINDS, adapter_kind, lora, peft_files
 from adapters_geo.adapters.files import check_hashes, corrupt, hash_files, read_tensors
-from adapters_geo.atomic import atomic_dir
+from adapters_geo.storage.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.loader import base_info
 from adapters_geo.models.weights import base_linears

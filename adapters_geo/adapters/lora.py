@@ -14,7 +14,7 @@ from torch import nn
 from adapters_geo.adapters.targets import Targets, resolve_targets
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.weights import canonical_name
-from adapters_geo.schema import Section
+from adapters_geo.config.schema import Section
 
 ADAPTER_NAME = "default"
 

@@ -13,15 +13,15 @@ import shutil
 import time
 from pathlib import Path
 
-from adapters_geo.config import run_config_from_dict
-from adapters_geo.continuation import DEFAULT_ARMS
+from adapters_geo.config.run import run_config_from_dict
+from adapters_geo.locking.continuation import DEFAULT_ARMS
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.experiments.lock import lock_steps, run_lock
 from adapters_geo.experiments.registry import experiment_path
 from adapters_geo.experiments.resolve import REF, dependency_order, experiment_hash, load_resolved, references, substitute
 from adapters_geo.experiments.schema import META_KEYS
-from adapters_geo.runfolder import RunFolder
-from adapters_geo.runner import run
+from adapters_geo.storage.runfolder import RunFolder
+from adapters_geo.pipeline.runner import run
 from adapters_geo.training.parallel import Parallel, current
 
 RUNS_ENV = "ADAPTERS_GEO_RUNS"

@@ -6,7 +6,7 @@ five), `cross` (experiment:NAME, the run whose early subspace the cross arm uses
 gradient, adapter; default projected), `seed` (of the random basis, plus the training seed: a fresh
 draw per seed), `preserves` / `degrades` (the verdict's margins, report/locking.py). For every
 training seed's source run, every arm is one run through the same pipeline as every run
-(continuation.py builds its config), in FOLDER/seed_<s>/<arm>/, starting from that source's exact t0
+(locking/continuation.py builds its config), in FOLDER/seed_<s>/<arm>/, starting from that source's exact t0
 state over the same steps and batches. The unconstrained arm is the source run itself by default
 (`unconstrained: source`): re-run from the t0 state it is the same computation to every digit
 (tests/test_locking.py), so only `unconstrained: rerun` trains it again. done.json gathers, per seed
@@ -17,9 +17,9 @@ test bets on). report/locking.py turns the per-prompt outcomes into retentions w
 
 from pathlib import Path
 
-from adapters_geo.continuation import BASES, DEFAULT_ARMS, arm_config, basis, increment
-from adapters_geo.runfolder import RunFolder
-from adapters_geo.runner import config_hash, resolved as resolved_config, run
+from adapters_geo.locking.continuation import BASES, DEFAULT_ARMS, arm_config, basis, increment
+from adapters_geo.storage.runfolder import RunFolder
+from adapters_geo.pipeline.runner import config_hash, resolved as resolved_config, run
 
 
 def arm_folder(folder: Path, seed: int, arm: str) -> Path:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.yamlfile import read_mapping, read_yaml
+from adapters_geo.config.yamlfile import read_mapping, read_yaml
 
 DIR_ENV = "ADAPTERS_GEO_EXPERIMENTS"
 NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")

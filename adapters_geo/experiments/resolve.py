@@ -14,8 +14,8 @@ import json
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.experiments.registry import check_name, experiment_path, read_experiment
 from adapters_geo.experiments.schema import Experiment
-from adapters_geo.schema import validated
-from adapters_geo.yamlfile import apply_overrides
+from adapters_geo.config.schema import validated
+from adapters_geo.config.yamlfile import apply_overrides
 
 REF = "experiment:"
 # What a lock experiment's bases mean (continuation.basis). A change makes every earlier lock run another experiment,

@@ -1,4 +1,4 @@
-"""What an experiment file may hold, validated by pydantic like a run file (schema.py).
+"""What an experiment file may hold, validated by pydantic like a run file (config/schema.py).
 
 `kind: train` (the default): the sections of a run file (RunConfig) plus `description`.
 `kind: lock`: the subspace-locking test of lock.py on `source: experiment:NAME`, for one or more
@@ -10,9 +10,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from adapters_geo.config import RunConfig
-from adapters_geo.schema import Section, rule
-from adapters_geo.stats import DEGRADES, PRESERVES
+from adapters_geo.config.run import RunConfig
+from adapters_geo.config.schema import Section, rule
+from adapters_geo.locking.stats import DEGRADES, PRESERVES
 
 META_KEYS = ("kind", "description")  # the keys of a train experiment that are not RunConfig's
 LOCK_BASES = ("unconstrained", "frozen", "early", "random", "final", "principal", "cross")  # docs/geometry.md's arms
@@ -34,7 +34,7 @@ class LockExperiment(Section):
     # the arm `cross` locks into another run's early subspace: experiment:NAME (e.g. sft_dense for an OPD source)
     cross: str | None = Field(None, pattern=REF_PATTERN)
     seed: int = Field(0, ge=0, lt=2**31)  # seed of the random basis
-    mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the locked arms train (continuation.py)
+    mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the locked arms train (locking/continuation.py)
     # the unconstrained arm: the source run itself from t0 on (`source`: it is the same computation, resumed from its t0
     # state; tests/test_locking.py checks the re-run equals it to every digit), or re-run from the t0 state (`rerun`)
     unconstrained: Literal["source", "rerun"] = "source"

@@ -2,7 +2,7 @@
 
 For a reference W0 the suite uses its full spectrum S0 and its top `cols` left and right singular
 vectors (float64). They are the same for every update measured against W0, so callers cache
-them (svd_cache.py keeps them on disk per reference model).
+them (storage/svd_cache.py keeps them on disk per reference model).
 """
 
 from dataclasses import dataclass

@@ -1,7 +1,7 @@
 """AdaptersGeoCallback: a transformers TrainerCallback that records ΔW_t as `adapters-geo train` does.
 
 Add it to any HF Trainer or TRL trainer (Trainer, SFTTrainer, GRPOTrainer, DistillationTrainer, GKDTrainer,
-...). OUT then has the toolkit's run-folder layout (runfolder.py), so `adapters-geo trajectory OUT` and
+...). OUT then has the toolkit's run-folder layout (storage/runfolder.py), so `adapters-geo trajectory OUT` and
 analysis.run_trajectory read it unchanged:
     config.json       trainer class, TrainingArguments subset, base, adapter, tracked steps, t0 (train.t0)
     meta.json         git hash, dirty flag, package versions (trl and accelerate included)
@@ -37,11 +37,11 @@ from transformers import TrainerCallback
 
 from adapters_geo.adapters import KINDS, adapter_kind
 from adapters_geo.adapters.io import save_adapter
-from adapters_geo.atomic import atomic_dir, atomic_write_bytes
+from adapters_geo.storage.atomic import atomic_dir, atomic_write_bytes
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.loggers import JsonlLogger, Loggers, TensorBoardLogger
+from adapters_geo.training.loggers import JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.models.loader import BaseInfo, base_info
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.training.config import default_t0
 from adapters_geo.training.tracker import Tracker
 
@@ -62,7 +62,7 @@ class AdaptersGeoCallback(TrainerCallback):
 
     Args:
         steps: the tracked steps (None: default_steps(max_steps); [] tracks none), t0 always added.
-        rank: factors kept at the non-full snapshots (trajectory.py).
+        rank: factors kept at the non-full snapshots (storage/snapshots.py).
         t0: the early step whose adapter is kept in t0_state/adapter (None: round(0.2 · max_steps)).
         tensorboard: also write TensorBoard events into OUT/tb.
     """
@@ -224,7 +224,7 @@ def run_meta() -> dict:
     """runner.run_meta (git hash, dirty flag, versions) plus the trainer libraries' versions."""
     import importlib.metadata as md
 
-    from adapters_geo.runner import run_meta as toolkit_meta
+    from adapters_geo.pipeline.runner import run_meta as toolkit_meta
 
     meta = toolkit_meta()
     for package in ("trl", "accelerate"):

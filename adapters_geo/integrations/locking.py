@@ -5,7 +5,7 @@ base (continuation.locked_model): ΔW = ΔW_t0 + B Vᵀ, ΔW_t0 the run's adapte
 written by AdaptersGeoCallback or by `adapters-geo train` with save_t0_state; ours or a plain peft folder),
 V (n, K) the top-K right singular vectors of ΔW_t0 − ΔW_init (`early`), of the increment after t0
 (`final`, ΔW_T − ΔW_t0), of the weights the run started from (`principal`), of another run's early update
-(`cross`, with `basis_source=`), or a random orthonormal basis (`random`). How the locked run trains (`mode`, as continuation.py):
+(`cross`, with `basis_source=`), or a random orthonormal basis (`random`). How the locked run trains (`mode`, as locking/continuation.py):
 - `projected` (default): ΔW itself is the parameter and each optimizer step is projected onto span(V),
   so Adam's per-step progress inside span(V) equals the unconstrained optimizer's. The trainer builds
   its optimizer lazily: call `projected_optimizer(trainer)` after building the trainer, before train().
@@ -24,11 +24,11 @@ from pathlib import Path
 from adapters_geo.adapters.delta_linear import delta_layers
 from adapters_geo.adapters.io import META_FILE, read_adapter_meta
 from adapters_geo.adapters.locked import LockedDelta
-from adapters_geo.config import LockedSpec, check_adapter_fits
-from adapters_geo.continuation import locked_model, t0_adapter
+from adapters_geo.config.run import LockedSpec, check_adapter_fits
+from adapters_geo.locking.continuation import locked_model, t0_adapter
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.optim import project_locked
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.training.optim import project_locked
+from adapters_geo.storage.runfolder import RunFolder
 
 
 def locked_for_trainer(model, run_folder, basis: str = "early", K: int = 16, mode: str = "projected", seed: int = 0,

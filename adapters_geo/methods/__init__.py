@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from adapters_geo.methods.config import MethodConfig
 from adapters_geo.methods.policy import PolicyGradient
 from adapters_geo.methods.sft import SFT
-from adapters_geo.schema import validated
+from adapters_geo.config.schema import validated
 
 
 @dataclass

@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from adapters_geo.models.quant import Quant
-from adapters_geo.schema import Section, rule
+from adapters_geo.config.schema import Section, rule
 
 METHODS = ("sft", "opd", "rlvr")
 

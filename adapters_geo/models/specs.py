@@ -4,19 +4,19 @@ A spec is one of
 - `smollm2-135m-instruct`: the embedded default (converted once, cached);
 - `tiny-llama`: the deterministic test model (built once, cached);
 - a local folder holding an HF checkpoint (config.json + weights);
-- a hub id (`org/name`), fetched through huggingface_hub within a time limit (hub.py); with
+- a hub id (`org/name`), fetched through huggingface_hub within a time limit (models/hub.py); with
   HF_HUB_OFFLINE=1, from the local hub cache only.
 """
 
 import hashlib
 from pathlib import Path
 
-from adapters_geo import hub
-from adapters_geo.atomic import atomic_dir
+import adapters_geo.models.hub as hub  # the module, not the package: the package imports this one
+from adapters_geo.storage.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.embedded import EMBEDDED_NAME, EMBEDDED_VERSION, convert_embedded
 from adapters_geo.models.tiny import TINY_NAME, TINY_VERSION, build_tiny
-from adapters_geo.paths import models_dir
+from adapters_geo.storage.paths import models_dir
 
 BUILT_IN = {EMBEDDED_NAME: (convert_embedded, EMBEDDED_VERSION), TINY_NAME: (build_tiny, TINY_VERSION)}
 BUILD_MARKER = "adapters_geo_build.txt"

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from adapters_geo.atomic import atomic_dir
+from adapters_geo.storage.atomic import atomic_dir
 from adapters_geo.geometry.aggregate import layer_index, module_type
 from adapters_geo.report.plots import figure
 

@@ -1,7 +1,7 @@
 """The locking section of the report: per method, retention of each arm with 95% intervals and a verdict.
 
 Read from a finished `lock` experiment folder: each seed's arms and their per-prompt held-out
-outcomes (evals/) at t0 (the frozen arm) and at T; stats.py gives gains, retentions and contrasts
+outcomes (evals/) at t0 (the frozen arm) and at T; locking/stats.py gives gains, retentions and contrasts
 with paired bootstrap intervals over prompts and seeds. Every sentence is built from an interval;
 where an interval straddles its null value the sentence says "undecided at this budget". Each method's
 line reads the early arm against the experiment's margins (stats.margin_reading: preserves / degrades /
@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from adapters_geo.report.plots import figure, method_colour
-from adapters_geo.runfolder import RunFolder
-from adapters_geo.stats import DEGRADES, PRESERVES, contrast, decided, draw_indices, margin_reading, retention
+from adapters_geo.storage.runfolder import RunFolder
+from adapters_geo.locking.stats import DEGRADES, PRESERVES, contrast, decided, draw_indices, margin_reading, retention
 
 ARM_ORDER = ("frozen", "unconstrained", "early", "random", "final", "principal", "cross")
 OLD_FINAL = "final (ΔW_T − ΔW_init, the definition before 2026-12-05)"  # a final arm whose config lacks final_of

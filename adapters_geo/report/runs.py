@@ -7,11 +7,11 @@ trajectory_geometry/trajectory.json); nothing is typed in.
 import sys
 from pathlib import Path
 
-from adapters_geo.atomic import atomic_write_text
+from adapters_geo.storage.atomic import atomic_write_text
 from adapters_geo.errors import AdaptersGeoError, one_line
 from adapters_geo.report.locking import lock_section, lock_summary, verdicts
 from adapters_geo.report.plots import figure, method_colour
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 
 COLUMNS = [
     ("method", "method"), ("adapter", "adapter"), ("quant", "quant"), ("acc_before", "acc before"),

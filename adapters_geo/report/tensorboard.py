@@ -1,4 +1,4 @@
-"""What a run's TensorBoard folder (tb/) shows beyond the loop's scalars and histograms (loggers.py).
+"""What a run's TensorBoard folder (tb/) shows beyond the loop's scalars and histograms (training/loggers.py).
 
 - HPARAMS: the run's own tb/ is one session, one row: the hyperparameters that tell runs apart and,
   as metrics, the last `eval/outcome` and `eval/accuracy` scalars of the run (its final held-out

@@ -7,7 +7,7 @@ MLP matrices separately and together.
 import json
 from pathlib import Path
 
-from adapters_geo.atomic import atomic_dir
+from adapters_geo.storage.atomic import atomic_dir
 from adapters_geo.report.geometry import json_safe
 from adapters_geo.report.plots import figure
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from adapters_geo.schema import Section, rule
+from adapters_geo.config.schema import Section, rule
 from adapters_geo.tasks import arithmetic
 from adapters_geo.tasks.example import Example
 from adapters_geo.tasks.files import load_records, to_example

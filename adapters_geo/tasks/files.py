@@ -2,14 +2,14 @@
 
 Each record gives a prompt, an answer and optionally a worked solution. GSM8K-style
 answers ('…reasoning… #### 42') are split into solution (reasoning + 'Answer: 42') and
-answer ('42'). Loading from the hub needs a network and is bounded in time (hub.py); the error
+answer ('42'). Loading from the hub needs a network and is bounded in time (models/hub.py); the error
 says what was tried. With HF_HUB_OFFLINE=1 a hub dataset is refused at once (or, when the datasets
 library itself started offline, read from its cache only).
 """
 
 from pathlib import Path
 
-from adapters_geo import hub
+from adapters_geo.models import hub
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.tasks.example import Example, with_final_answer
 from adapters_geo.tasks.rewards import GSM8K_RE, normalize

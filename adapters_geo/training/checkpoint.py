@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from adapters_geo.adapters import trainable_named
-from adapters_geo.atomic import atomic_dir
+from adapters_geo.storage.atomic import atomic_dir
 from adapters_geo.errors import AdaptersGeoError
 
 STATE = "state.pt"

@@ -4,8 +4,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from adapters_geo.optim import OPTIMIZERS, SCHEDULES
-from adapters_geo.schema import Section, rule
+from adapters_geo.training.optim import OPTIMIZERS, SCHEDULES
+from adapters_geo.config.schema import Section, rule
 
 T0_FRACTION = 0.2  # the locking test's early step, as a fraction of the run, when a config does not set it
 

@@ -11,13 +11,13 @@ reward of k temperature-1 samples per prompt, each chunk of prompts sampled with
 model (common random numbers, tasks/outcome.py's negative_reward; the training RNG is left untouched), saved per
 prompt as "sampled_reward" and logged as "sampled_accuracy".
 The mean goes to the loggers (group "eval"); the per-prompt values go to evals/step_NNNNNN.json, so two runs evaluated on
-the same prompts can be compared prompt by prompt (paired bootstrap, stats.py).
+the same prompts can be compared prompt by prompt (paired bootstrap, locking/stats.py).
 """
 
 import json
 import time
 
-from adapters_geo.atomic import atomic_write_text
+from adapters_geo.storage.atomic import atomic_write_text
 from adapters_geo.tasks.evaluate import greedy_rewards, rewards_of, summarize_rewards
 from adapters_geo.tasks.outcome import negative_reward, reference_kl, reference_nll
 

@@ -22,8 +22,8 @@ from adapters_geo.adapters import trainable_parameters
 from adapters_geo.adapters.io import save_adapter
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models import base_info
-from adapters_geo.optim import build_scheduler, optimizer_for
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.training.optim import build_scheduler, optimizer_for
+from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.training.checkpoint import checkpoint_step, has_checkpoint, resume as resume_from, save_checkpoint, start_from
 from adapters_geo.training.config import TrainConfig
 from adapters_geo.training.parallel import Parallel

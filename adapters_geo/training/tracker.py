@@ -1,6 +1,6 @@
 """The tracker: what a run records about its update at the tracked steps, apart from training.
 
-At each tracked step it snapshots ΔW_t − ΔW_start into the trajectory (trajectory.py) and logs
+At each tracked step it snapshots ΔW_t − ΔW_start into the trajectory (storage/snapshots.py) and logs
 the online geometry scalars (geometry/online.py) under "geometry/<group>", ΔW singular-value
 histograms per module type, and its own cost (group "tracking": seconds, the training thread's wall time for the
 step (in the background: copying and waiting; background_seconds, the worker's), and
@@ -42,14 +42,14 @@ from adapters_geo.geometry.reference import reference_svd
 from adapters_geo.geometry.rotation import default_k
 from adapters_geo.geometry.trajectory import K_DEFAULT
 from adapters_geo.models.weights import LazyBaseWeights
-from adapters_geo.trajectory import TrajectoryWriter
+from adapters_geo.storage.snapshots import TrajectoryWriter
 
 
 class Tracker:
     """Trajectory snapshots and online geometry of one run's adapter.
 
     `along_layers`: how many evenly spaced layers get rotation and principal energy (0: none);
-    `references`, `start`: snapshots kept as references to adapters the run saves anyway (trajectory.py);
+    `references`, `start`: snapshots kept as references to adapters the run saves anyway (storage/snapshots.py);
     `background`: measure off the training thread (on_step), for a model on an accelerator, whose CPU cores idle;
     `close()` stops its worker.
     """

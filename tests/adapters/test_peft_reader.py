@@ -11,7 +11,7 @@ import torch
 
 from adapters_geo import AdaptersGeoError, base_weights, load_base
 from adapters_geo.adapters.peft_files import lora_deltas, pattern_value
-from adapters_geo.sources import adapter_source
+from adapters_geo.pipeline.sources import adapter_source
 
 RANKS = {"model.layers.0.mlp.up_proj": 6, "up_proj": 8, "v_proj": 2, "proj": 16}  # "proj" matches no module
 ALPHAS = {"q_proj": 64, r"layers\.1\.mlp\.down_proj": 3}

@@ -7,8 +7,8 @@ import torch
 
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base, merged_deltas, save_adapter
 from adapters_geo.cli import main
-from adapters_geo.analysis import analyse
-from adapters_geo.sources import adapter_source, checkpoint_source
+from adapters_geo.pipeline.analysis import analyse
+from adapters_geo.pipeline.sources import adapter_source, checkpoint_source
 from adapters_geo.geometry.suite import Settings
 from tests.conftest import train_steps
 
@@ -122,8 +122,8 @@ def test_adapter_from_another_base_is_refused(tmp_path, capsys):
 
 
 def test_trajectory_command_on_a_trained_run(tmp_path, capsys):
-    from adapters_geo.config import run_config_from_dict
-    from adapters_geo.runner import run_training
+    from adapters_geo.config.run import run_config_from_dict
+    from adapters_geo.pipeline.runner import run_training
 
     config = run_config_from_dict({
         "model": "tiny-llama", "task": {"levels": [0], "train_size": 100, "test_size": 4},

@@ -9,7 +9,7 @@ import torch
 
 from adapters_geo.geometry.aggregate import aggregate, module_type
 from adapters_geo.geometry.linalg import decompose64, factored_svd64, principal_angles, svd64, svdvals64
-from adapters_geo.svd_cache import SVDCache
+from adapters_geo.storage.svd_cache import SVDCache
 from adapters_geo.geometry.rotation import curve_ks, rotation_deg, rotation_stats
 from adapters_geo.geometry.sparsity import (
     bf16_changed,

@@ -14,13 +14,13 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base, merged_deltas
 from adapters_geo.adapters.delta_linear import delta_layers
 from adapters_geo.adapters.peft_files import lora_deltas
-from adapters_geo.analysis import run_geometry, run_trajectory
+from adapters_geo.pipeline.analysis import run_geometry, run_trajectory
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.integrations import AdaptersGeoCallback, locked_for_trainer, projected_optimizer
 from adapters_geo.models.specs import resolve_spec
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.tasks import TaskConfig, load_task
-from adapters_geo.trajectory import read_index, read_parts, tracked_steps
+from adapters_geo.storage.snapshots import read_index, read_parts, tracked_steps
 
 
 def examples():

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from adapters_geo import DenseConfig, LoraConfig, attach_adapter, load_base, merged_deltas
-from adapters_geo.config import run_config_from_dict
+from adapters_geo.config.run import run_config_from_dict
 from adapters_geo.methods import Context, MethodConfig, build_method
-from adapters_geo.runner import train_into
+from adapters_geo.pipeline.runner import train_into
 from adapters_geo.training.config import TrainConfig
 from adapters_geo.rollout.sampling import sample
-from adapters_geo.runner import run_training
+from adapters_geo.pipeline.runner import run_training
 from adapters_geo.tasks import TaskConfig, load_task
-from adapters_geo.trajectory import read_trajectory
+from adapters_geo.storage.snapshots import read_trajectory
 
 TASK = TaskConfig(levels=[0], train_size=200, test_size=8)
 SHORT = dict(group_size=2, max_new_tokens=10)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from adapters_geo import AdaptersGeoError
-from adapters_geo.schema import validated
+from adapters_geo.config.schema import validated
 from adapters_geo.tasks import TaskConfig, load_task
 from adapters_geo.tasks.arithmetic import splits
 from adapters_geo.tasks.rewards import exact, exact_format, parse_final_answer

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from adapters_geo.adapters.io import load_saved_deltas
-from adapters_geo.config import run_config_from_dict
+from adapters_geo.config.run import run_config_from_dict
 from adapters_geo.report.locking import lock_summary, lock_table, verdict
-from adapters_geo.runfolder import RunFolder
-from adapters_geo.runner import run_training
+from adapters_geo.storage.runfolder import RunFolder
+from adapters_geo.pipeline.runner import run_training
 
 
 def tiny_run(folder, **train):

@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 import yaml
 
 from adapters_geo.experiments.resolve import load_resolved
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.training.loop import weighted
 from adapters_geo.training.parallel import Parallel
 

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from adapters_geo.optim import build_scheduler
+from adapters_geo.training.optim import build_scheduler
 
 
 def factors(schedule: str, steps: int, warmup: int = 0) -> list[float]:

@@ -18,7 +18,7 @@ from adapters_geo.geometry.rotation import default_k
 from adapters_geo.geometry.spectrum import effective_rank
 from adapters_geo.geometry.trajectory import endpoint_along, subspace_similarity, top_vectors
 from adapters_geo.models import base_weights
-from adapters_geo.trajectory import read_trajectory
+from adapters_geo.storage.snapshots import read_trajectory
 from adapters_geo.training.tracker import Tracker
 
 
@@ -140,7 +140,7 @@ def test_a_lora_is_measured_from_its_factors_exactly_and_one_matrix_at_a_time(tm
 
     import adapters_geo.training.tracker as tracker_module
     from adapters_geo.adapters import delta_readers, merged_deltas
-    from adapters_geo.trajectory import read_spectra
+    from adapters_geo.storage.snapshots import read_spectra
 
     model = attach_adapter(load_base("tiny-llama").model, LoraConfig(r=2))
     perturb(model, 1e-1, 0)  # a run from a trained adapter: ΔW_start ≠ 0
@@ -206,7 +206,7 @@ def test_a_background_tracker_measures_the_step_it_was_given_as_inline_tracking_
     # (state_dict) waits for the step in flight and logs it first.
     import threading
 
-    from adapters_geo.trajectory import read_spectra
+    from adapters_geo.storage.snapshots import read_spectra
 
     model = attach_adapter(load_base("tiny-llama").model, adapter)
     perturb(model, 1e-1, 0)  # a non-zero start for the LoRA (its factors are combined with the start's)

@@ -20,10 +20,10 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from adapters_geo.atomic import atomic_write_bytes, atomic_write_text
+from adapters_geo.storage.atomic import atomic_write_bytes, atomic_write_text
 from adapters_geo.geometry.linalg import decompose64
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.runfolder import read_json
+from adapters_geo.storage.runfolder import read_json
 from adapters_geo.training.config import default_t0
 
 FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from adapters_geo import AdaptersGeoError
-from adapters_geo.config import load_run_config
+from adapters_geo.config.run import load_run_config
 from adapters_geo.methods import validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "examples").glob("*.yaml"))  # experiments/ are checked in test_experiments.py
 
 

@@ -2,9 +2,9 @@
 tracker → endpoint geometry → trajectory geometry → done.json.
 
 `adapters-geo train` and `make experiment` both call `run`, so every run folder has the same
-layout (runfolder.py): config.json (resolved, t0 included), meta.json, metrics.jsonl, tb/,
+layout (storage/runfolder.py): config.json (resolved, t0 included), meta.json, metrics.jsonl, tb/,
 checkpoint/, trajectory/, adapter/, train_summary.json, geometry/, trajectory_geometry/ and,
-last, done.json with the run's identity hash. `run` first claims the folder (claim.py): checked
+last, done.json with the run's identity hash. `run` first claims the folder (storage/claim.py): checked
 before any model loads or any file is written, locked against a second writer for the whole run.
 """
 
@@ -18,15 +18,15 @@ import torch
 
 from adapters_geo.adapters import attach_adapter, trainable_parameters
 from adapters_geo.adapters.io import load_adapter, save_adapter
-from adapters_geo.claim import check, claim
-from adapters_geo.config import LockedSpec, RunConfig, check_adapter_fits
-from adapters_geo.disk import check_space, drop_resume_state, run_need
-from adapters_geo.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
+from adapters_geo.storage.claim import check, claim
+from adapters_geo.config.run import LockedSpec, RunConfig, check_adapter_fits
+from adapters_geo.storage.disk import check_space, drop_resume_state, run_need
+from adapters_geo.training.loggers import ConsoleLogger, JsonlLogger, Loggers, TensorBoardLogger
 from adapters_geo.methods import Context, build_method, validate
 from adapters_geo.methods.teacher import load_teacher_for, teacher_key
 from adapters_geo.models import checkpoint_activations, load_base
 from adapters_geo.report.tensorboard import write_figures, write_header, write_session_end
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.tasks import load_task
 from adapters_geo.tasks.outcome import outcome_kind
 from adapters_geo.training.checkpoint import checkpoint_step
@@ -76,7 +76,7 @@ def build_model(config: RunConfig):
     with torch.random.fork_rng(devices=_devices(base.model)):  # the global stream is left as it was
         torch.manual_seed(config.train.seed * 1_000_003 - 1)  # "step -1": the loop seeds seed · 1_000_003 + step
         if isinstance(config.adapter, LockedSpec):
-            from adapters_geo.continuation import locked_model
+            from adapters_geo.locking.continuation import locked_model
 
             return locked_model(base.model, config.adapter), base.tokenizer
         if config.init:
@@ -97,7 +97,7 @@ def held_out_kind(method: str, has_teacher: bool) -> str:
 
 def run_hparams(config: RunConfig, name: str) -> dict:
     """The run's row in TensorBoard's HPARAMS tab (the columns of report/tensorboard.py's HPARAMS)."""
-    from adapters_geo.continuation import arm_of
+    from adapters_geo.locking.continuation import arm_of
 
     adapter, train = config.adapter, config.train
     locked = isinstance(adapter, LockedSpec)
@@ -214,7 +214,7 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
 def analyse_run(folder, progress: bool = True) -> None:
     """Endpoint geometry and behavioural movement against the run's start, trajectory diagnostics when ≥ 2 steps
     were tracked; their figures also go into the run's TensorBoard events."""
-    from adapters_geo.analysis import run_geometry, run_movement, write_run_trajectory
+    from adapters_geo.pipeline.analysis import run_geometry, run_movement, write_run_trajectory
 
     folder = RunFolder(folder)
     run_geometry(folder, progress=progress)
@@ -242,7 +242,7 @@ def run(config: RunConfig, out, resume: bool = False, progress: bool = True, ana
         identity: str | None = None, label: str | None = None) -> dict:
     """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval, seconds}).
 
-    The folder is claimed first (claim.py): a new or empty folder, or with `resume` an unfinished run of
+    The folder is claimed first (storage/claim.py): a new or empty folder, or with `resume` an unfinished run of
     the same config; locked for the whole run.
     """
     validate(config.method)

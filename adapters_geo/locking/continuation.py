@@ -27,9 +27,9 @@ from adapters_geo.adapters import LockedConfig, attach_adapter, random_orthonorm
 from adapters_geo.adapters.dense import project_gradients
 from adapters_geo.adapters.io import META_FILE, load_adapter, load_saved_deltas
 from adapters_geo.adapters.peft_files import CONFIG_FILE, lora_deltas
-from adapters_geo.config import Basis, LockedSpec, RunConfig, saved_run_config
+from adapters_geo.config.run import Basis, LockedSpec, RunConfig, saved_run_config
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 
 BASES = get_args(Basis)  # early, random, final, principal, cross
 ARMS = ("unconstrained", "frozen") + BASES
@@ -48,7 +48,7 @@ def t0_adapter(source) -> str:
     """The source's adapter at t0 (inside its t0 state); one line when the source kept none."""
     folder = RunFolder(source)
     if "t0_state" in ((folder.done() or {}).get("dropped") or []):
-        from adapters_geo.disk import dropped_line
+        from adapters_geo.storage.disk import dropped_line
 
         raise dropped_line(folder.path, "t0 state (t0_state/), which a locking test continues from")
     if not (folder.t0_state / "adapter").is_dir():

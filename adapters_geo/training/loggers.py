@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 import torch
 from tqdm import tqdm
 
-from adapters_geo.atomic import atomic_write_text
+from adapters_geo.storage.atomic import atomic_write_text
 from adapters_geo.errors import AdaptersGeoError
 
 

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 
 MOMENTS = {"adamw": 2.0, "adamw8bit": 0.5, "sgd": 0.0}  # optimizer numbers kept per trainable number
 GiB = 2**30

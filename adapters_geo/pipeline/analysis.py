@@ -23,10 +23,10 @@ from adapters_geo.geometry.rotation import default_k
 from adapters_geo.geometry.trajectory import K_DEFAULT, endpoint_along, model_trajectory
 from adapters_geo.report.geometry import write_result
 from adapters_geo.report.trajectory import write_trajectory
-from adapters_geo.runfolder import RunFolder, refuse_inside_finished_run
-from adapters_geo.sources import Source, adapter_source, checkpoint_source, reference_key, run_source, run_start
-from adapters_geo.svd_cache import SVDCache
-from adapters_geo.trajectory import read_index, read_parts, read_step_spectra
+from adapters_geo.storage.runfolder import RunFolder, refuse_inside_finished_run
+from adapters_geo.pipeline.sources import Source, adapter_source, checkpoint_source, reference_key, run_source, run_start
+from adapters_geo.storage.svd_cache import SVDCache
+from adapters_geo.storage.snapshots import read_index, read_parts, read_step_spectra
 
 
 def analyse(source: Source, settings: Settings, cache: SVDCache | None = None, progress: bool = True,
@@ -93,7 +93,7 @@ def along_trajectory(folder: RunFolder, snapshots: dict) -> dict:
     """Mean rotation, principal energy and relative norm of ΔW_t at every tracked step, over a layer subset.
 
     Subset: every matrix of about 4 evenly spaced layers (aggregate.layer_subset, the tracker's too),
-    measured against the run's start; factor snapshots are top-r reconstructions (trajectory.py).
+    measured against the run's start; factor snapshots are top-r reconstructions (storage/snapshots.py).
     """
     chosen = layer_subset(list(snapshots[max(snapshots)]))
     start = run_start(folder)

@@ -12,7 +12,7 @@ unconstrained gain's own interval reaches 0 there is "no gain to retain", and no
 indices, shared by every drawn seed and every arm: every seed is evaluated on the same held-out
 prompts, so a prompt's effect recurs in every seed and must be drawn once, not once per seed (per-seed
 draws would treat S evaluations of one prompt as S independent prompts and give intervals too narrow
-by up to √S; tests/test_stats.py measures the coverage of both). Contrasts such as R_early − R_random,
+by up to √S; tests/locking/test_stats.py measures the coverage of both). Contrasts such as R_early − R_random,
 and R_OPD − R_SFT when two methods share their prompts and seeds, get their interval from the same draws.
 """
 

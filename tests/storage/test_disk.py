@@ -1,7 +1,7 @@
 """Disk: a finished run drops what only resuming needs, a disk that cannot hold a run refuses it, a disk that
 fills mid-write keeps the last good checkpoint, and a dependant of a dropped t0 state says how to get it back.
 
-Run: OMP_NUM_THREADS=1 python -m pytest -q tests/test_disk.py
+Run: OMP_NUM_THREADS=1 python -m pytest -q tests/storage/test_disk.py
 """
 
 import errno
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapters_geo import disk
+from adapters_geo.storage import disk
 from adapters_geo.adapters.io import load_saved_deltas
 from adapters_geo.cli import main
-from adapters_geo.continuation import arm_config
+from adapters_geo.locking.continuation import arm_config
 from adapters_geo.errors import AdaptersGeoError
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.training import checkpoint
 from tests.test_faults import error_line, run_file, train
 

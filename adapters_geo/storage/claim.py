@@ -6,7 +6,7 @@
 - config.json: an unfinished run, continued only with --resume and only with the same resolved
   config (another one is refused, naming the differing dotted keys: `train.lr: 0.001 -> 0.05`);
 - anything else (other files, a file where the folder should be): refused.
-`claim(folder, config, resume)` holds the folder's lock (lockfile.py) for the whole run, checks
+`claim(folder, config, resume)` holds the folder's lock (storage/lockfile.py) for the whole run, checks
 again under it, and repairs interrupted atomic writes of every atomic folder (atomic.recover),
 so a checkpoint left between two renames is restored rather than silently restarted from.
 """
@@ -16,10 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-from adapters_geo.atomic import recover
+from adapters_geo.storage.atomic import recover
 from adapters_geo.errors import AdaptersGeoError, one_line
-from adapters_geo import lockfile
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage import lockfile
+from adapters_geo.storage.runfolder import RunFolder
 
 NOT_A_RUN = {"experiment.json", ".lock"}  # what a folder may hold and still start a fresh run
 

@@ -1,12 +1,12 @@
 """Retention and its paired bootstrap intervals, against closed-form and simulated cases.
 
-Run: python -m pytest -q tests/test_stats.py
+Run: python -m pytest -q tests/locking/test_stats.py
 """
 
 import pytest
 import torch
 
-from adapters_geo.stats import contrast, decided, draw_indices, linear_contrast, margin_reading, resampled_means, retention
+from adapters_geo.locking.stats import contrast, decided, draw_indices, linear_contrast, margin_reading, resampled_means, retention
 
 
 def arms(start=1.0, free=0.5, early=0.6, noise=0.0, seeds=1, prompts=64, seed=0):

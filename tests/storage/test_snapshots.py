@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from adapters_geo.geometry.spectrum import effective_rank, stable_rank
-from adapters_geo.analysis import run_trajectory
-from adapters_geo.trajectory import INDEX, TrajectoryWriter, default_steps, read_spectra, read_trajectory
+from adapters_geo.pipeline.analysis import run_trajectory
+from adapters_geo.storage.snapshots import INDEX, TrajectoryWriter, default_steps, read_spectra, read_trajectory
 
 NAME = "model.layers.0.self_attn.q_proj.weight"
 
@@ -69,7 +69,7 @@ def test_full_steps_keep_the_tracker_top_vectors_and_the_analysis_uses_them(tmp_
     # and the trajectory analysis gives what it computes without them (it then decomposes the snapshots again)
     from adapters_geo.geometry.linalg import principal_angles, top_pair
     from adapters_geo.geometry.trajectory import model_trajectory
-    from adapters_geo.trajectory import read_parts
+    from adapters_geo.storage.snapshots import read_parts
 
     g = torch.Generator().manual_seed(1)
     a, b = torch.randn(24, 40, generator=g), torch.randn(24, 40, generator=g)
@@ -90,7 +90,7 @@ def test_full_steps_keep_the_tracker_top_vectors_and_the_analysis_uses_them(tmp_
 
 def test_a_truncated_snapshot_or_index_is_one_line_naming_the_file(tmp_path):
     from adapters_geo.errors import AdaptersGeoError
-    from adapters_geo.trajectory import read_step_spectra
+    from adapters_geo.storage.snapshots import read_step_spectra
 
     writer = TrajectoryWriter(tmp_path / "trajectory", 10, steps=[1, 2], rank=2)
     for step in (1, 2):

@@ -1,6 +1,6 @@
 """The one pipeline: `adapters-geo train` and `make experiment` write the same run folder and both reach the report.
 
-Run: python -m pytest -q tests/test_runner.py
+Run: python -m pytest -q tests/pipeline/test_runner.py
 """
 
 from pathlib import Path
@@ -11,9 +11,9 @@ from adapters_geo.cli import main
 from adapters_geo.experiments.execute import run_experiment
 from adapters_geo.experiments.resolve import load_resolved
 from adapters_geo.report.runs import write_report
-from adapters_geo.runfolder import RunFolder
+from adapters_geo.storage.runfolder import RunFolder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_train_command_and_experiment_write_the_same_layout_and_both_reach_the_report(tmp_path, monkeypatch):

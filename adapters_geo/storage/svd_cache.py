@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from adapters_geo.atomic import atomic_write_bytes
+from adapters_geo.storage.atomic import atomic_write_bytes
 from adapters_geo.geometry.reference import RefSVD, reference_svd
-from adapters_geo.paths import cache_root
+from adapters_geo.storage.paths import cache_root
 
 
 class SVDCache:

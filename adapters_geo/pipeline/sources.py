@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models.specs import fingerprint, resolve_spec
-from adapters_geo.runfolder import read_json
+from adapters_geo.storage.runfolder import read_json
 
 SKIP_WORDS = ("embed", "lm_head", "norm", "wte", "wpe")
 ARCH_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads")
@@ -243,7 +243,7 @@ class StartWeights:
 
 def _run_parts(run_dir):
     from adapters_geo.adapters.io import load_saved_deltas
-    from adapters_geo.runfolder import RunFolder
+    from adapters_geo.storage.runfolder import RunFolder
 
     run_dir = RunFolder(run_dir)
     config = run_dir.config_dict()

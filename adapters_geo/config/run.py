@@ -9,8 +9,8 @@ A run file has the sections
     train: {steps: 100, ...}          # TrainConfig fields
     init: null                        # a saved adapter folder to start from (same kind), or null
     system_prompt: null
-Values are validated by pydantic (schema.py); `--set train.lr=1e-5` overrides are applied to the
-file's mapping first (yamlfile.py) and validated with it. Ranks that depend on the model's
+Values are validated by pydantic (config/schema.py); `--set train.lr=1e-5` overrides are applied to the
+file's mapping first (config/yamlfile.py) and validated with it. Ranks that depend on the model's
 shapes (adapter.r, adapter.K ≤ min(m, n)) are checked by `check_adapter_fits` once the base is loaded.
 """
 
@@ -24,16 +24,16 @@ from adapters_geo.adapters.targets import check_rank
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.methods.config import MethodConfig
 from adapters_geo.models.quant import Quant
-from adapters_geo.schema import Section, validated
+from adapters_geo.config.schema import Section, validated
 from adapters_geo.tasks import TaskConfig
 from adapters_geo.training.config import TrainConfig
-from adapters_geo.yamlfile import apply_overrides, read_mapping, read_yaml
+from adapters_geo.config.yamlfile import apply_overrides, read_mapping, read_yaml
 
-Basis = Literal["early", "random", "final", "principal", "cross"]  # the locking test's bases (continuation.py)
+Basis = Literal["early", "random", "final", "principal", "cross"]  # the locking test's bases (locking/continuation.py)
 
 
 class LockedSpec(Section):
-    """The frozen-basis adapter of a locking continuation, as a config names it (continuation.py builds it)."""
+    """The frozen-basis adapter of a locking continuation, as a config names it (locking/continuation.py builds it)."""
 
     kind: Literal["locked"] = "locked"
     source: str  # the unconstrained run folder it continues from t0
@@ -41,7 +41,7 @@ class LockedSpec(Section):
     K: int = Field(16, ge=1)  # basis size per matrix (≤ min(m, n), checked once the base is loaded)
     t0: int | None = Field(None, ge=1)  # the source's t0 (None: the source's recorded t0)
     seed: int = Field(0, ge=0, lt=2**31)  # seed of the random basis
-    mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the arm trains (continuation.py)
+    mode: Literal["projected", "gradient", "adapter"] = "projected"  # how the arm trains (locking/continuation.py)
     basis_source: str | None = None  # basis `cross`: the other run folder whose early update spans V
 
 
@@ -53,7 +53,7 @@ def _adapter_kind(value):
 
 
 def _built_locked_passes(value, handler):
-    # continuation.py puts a built LockedConfig (tensors) in place of its spec: it passes as it is.
+    # locking/continuation.py puts a built LockedConfig (tensors) in place of its spec: it passes as it is.
     return value if isinstance(value, LockedConfig) else handler(value)
 
 

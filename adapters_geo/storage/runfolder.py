@@ -4,7 +4,7 @@ Every module that reads or writes a run goes through `RunFolder`, so the layout 
 
     config.json            the resolved RunConfig (t0 included)     meta.json        git hash, dirty flag, versions
     metrics.jsonl          one JSON line per logged group and step  tb/              TensorBoard events
-    checkpoint/            the resumable training state              trajectory/      ΔW_t snapshots (trajectory.py)
+    checkpoint/            the resumable training state              trajectory/      ΔW_t snapshots (storage/snapshots.py)
     t0_state/              the full training state at t0 (a locking test continues from it)
     evals/                 per-prompt held-out outcomes at each evaluation (step_NNNNNN.json)
     adapter/               the final adapter                         adapter_step_N/  the exact adapter at step N
@@ -13,7 +13,7 @@ Every module that reads or writes a run goes through `RunFolder`, so the layout 
     behaviour.json         behavioural movement KL(π_T ‖ π_start)
     experiment.json        which named experiment (and hash) made it
     tracker_state.pt       ΔW_start of a run tracked by integrations.AdaptersGeoCallback (read back on resume)
-    .lock                  the pid of the process writing the run (lockfile.py), while it runs
+    .lock                  the pid of the process writing the run (storage/lockfile.py), while it runs
 """
 
 import json
@@ -21,7 +21,7 @@ import os
 import re
 from pathlib import Path
 
-from adapters_geo.atomic import OLD, TMP, atomic_write_text
+from adapters_geo.storage.atomic import OLD, TMP, atomic_write_text
 from adapters_geo.errors import AdaptersGeoError
 
 def read_text(path: Path, fix: str) -> str:
@@ -118,7 +118,7 @@ class RunFolder:
 
     def config(self):
         """config.json as a RunConfig (locked continuations included)."""
-        from adapters_geo.config import saved_run_config
+        from adapters_geo.config.run import saved_run_config
 
         return saved_run_config(self.config_dict() or {}, str(self.config_file))
 
