@@ -8,6 +8,10 @@
 - docs/*.md: every `adapters-geo` line parses with the real argument parser (placeholders like BASE are
   plain strings to it; `[...]` marks an optional part, dropped), every `make` target exists, every named
   experiment, example, benchmark script and module path exists, every ```python block compiles.
+- docs/*.md, run: every `adapters-geo` line and `make experiment` / `make report` runs and every ```python block
+  executes, on tiny-llama (the substitutions are listed in DOCS_ON_TINY: the model name, the step count, the
+  placeholders, a prompt set and reward for the TRL block); DOCS_NOT_RUN lists the few lines that cannot run in a
+  test, each with why and where it is covered instead.
 Run: python -m pytest -q tests/test_docs.py
 """
 
@@ -162,3 +166,86 @@ def test_the_api_takes_python_values_as_overrides(tmp_path):
              analyse=False, progress=False)
     train = RunFolder(tmp_path / "run").config().train
     assert (train.steps, train.lr, train.schedule) == (2, 1e-3, "cosine")
+
+
+# docs lines that cannot run inside a test, each with why and where it is covered instead
+DOCS_NOT_RUN = {
+    "make experiment NAME=lock_opd": "the 50-minute real experiment; its SMOKE form below runs in tests/test_experiments.py",
+    "make experiment NAME=lock_opd SMOKE=1": "runs end to end in tests/test_experiments.py (the smoke chain)",
+    "make tensorboard": "a server that does not exit; the target is checked to exist",
+    "tensorboard --logdir runs": "a server that does not exit; event files are checked in tests/test_tensorboard.py",
+    "make experiment NAME=opd_dense NPROC=2": "two processes of a real run; the same launch runs in tests/training/test_parallel.py",
+    "accelerate launch --num_processes 8 -m adapters_geo.cli train run.yaml --out runs/x": "needs 8 GPUs; parsed above",
+    "accelerate config": "interactive; accelerate's own command",
+}
+DOCS_ON_TINY = [  # (pattern, replacement) applied to every docs line and block before it runs
+    ("smollm2-135m-instruct", "tiny-llama"),  # the embedded model -> the test model, as in the README's own run
+    # the placeholders, the `[optional]` parts (dropped by command_lines) run too; TUNED is a merged export of the run
+    ("geometry BASE TUNED", "geometry tiny-llama runs/sft_smollm2-merged --out runs/two-checkpoints"),
+    ("geometry BASE --adapter DIR", "geometry tiny-llama --adapter runs/sft_smollm2/adapter --quant 8bit --out runs/on-8bit"),
+    ("max_steps=100,", "max_steps=2, per_device_train_batch_size=4, num_generations=4, max_completion_length=8, "
+                       "use_cpu=True, bf16=False, disable_tqdm=True,"),
+    ("K=16", "K=4"),  # tiny-llama's matrices are 64 wide
+]
+TRL_PRELUDE = """
+from datasets import Dataset
+from adapters_geo.tasks import TaskConfig, load_task
+from adapters_geo.tasks.rewards import exact
+_task = load_task(TaskConfig(levels=[0], train_size=16, test_size=2))
+_answers = {e.prompt: e.answer for e in _task.train}
+prompts = Dataset.from_list([{"prompt": [{"role": "user", "content": e.prompt}], "question": e.prompt} for e in _task.train])
+def my_reward(completions, question, **kwargs):
+    return [exact(c[0]["content"], _answers[q]) for c, q in zip(completions, question)]
+"""
+
+
+def on_tiny(text: str) -> str:
+    for pattern, replacement in DOCS_ON_TINY:
+        text = text.replace(pattern, replacement)
+    return text
+
+
+def test_docs_commands_and_python_run_on_tiny_llama(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    example = tmp_path / "examples" / "sft_smollm2.yaml"  # what docs/training.md trains, made tiny
+    config = yaml.safe_load(example.read_text())
+    config["model"] = on_tiny(config["model"])
+    config["task"].update(levels=[0], train_size=40, test_size=4)
+    config["train"].update(steps=4, batch_size=2, eval_batch=4, checkpoint_every=2)
+    example.write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    ran, skipped = [], []
+    order = ["training.md", "geometry.md", "experiments.md", "integrations.md", "models.md", "setup.md", "benchmarks.md",
+             "design.md"]
+    assert sorted(order) == sorted(p.name for p in DOCS), "a new docs page: give it its place in this order"
+    for name in order:
+        page = ROOT / "docs" / name
+        for line in command_lines(page):
+            words = shlex.split(on_tiny(line))
+            if line in DOCS_NOT_RUN or (words[0] == "make" and "NAME" not in line and words[1:] == ["tensorboard"]):
+                skipped.append(line)
+            elif words[0] == "make" and words[1:] in (["experiment"], ["report"]):
+                assert main(words[1:]) == 0, line  # the listing; the report of every finished run here
+                ran.append(line)
+            elif words[0] == "adapters-geo":
+                if words[1] == "geometry" and "runs/sft_smollm2-merged" in words:  # TUNED: a full checkpoint folder
+                    assert main(["export", "runs/sft_smollm2", "--merged", "runs/sft_smollm2-merged"]) == 0
+                assert main(words[1:]) == 0, line
+                ran.append(line)
+            elif words[0] == "python" or line.startswith("make bench"):
+                skipped.append(line)  # benchmark scripts: tests/test_benchmarks.py runs each at its smallest size
+            else:
+                raise AssertionError(f"{name}: neither run nor listed in DOCS_NOT_RUN: {line}")
+        for block in blocks(page, "python"):
+            source = on_tiny(block)
+            exec(compile((TRL_PRELUDE if "GRPOTrainer" in block else "") + source, name, "exec"), {})
+            ran.append(f"{name} python block")
+    assert set(DOCS_NOT_RUN) <= set(skipped), set(DOCS_NOT_RUN) - set(skipped)  # no stale entries
+    runs = tmp_path / "runs"
+    assert (runs / "sft_smollm2" / "done.json").is_file() and (runs / "sft_smollm2-K8" / "trajectory.json").is_file()
+    assert (runs / "two-checkpoints" / "geometry.json").is_file() and (runs / "on-8bit" / "geometry.json").is_file()
+    assert (runs / "grpo_hf" / "adapter").is_dir() and (runs / "grpo_hf_early" / "adapter").is_dir()
+    assert (runs / "report.md").is_file()
+    assert len(ran) >= 8, ran
