@@ -45,6 +45,7 @@ TRAIN = [
     ("method: {token_fraction: 1.5}", [], "method.token_fraction = 1.5 is not allowed"),
     ("method: {name: opd, teacher: self_hint, mix_alpha: 1.5}", [], "method.mix_alpha = 1.5 is not allowed — fix: set method.mix_alpha to a number in [0, 1] (or null)"),
     ("method: {name: opd, teacher: self_hint, mix_alpha: 0.5, full_vocab_kl: true}", [], "method.full_vocab_kl = true cannot be mixed with RLVR advantages"),
+    ("method: {name: sft, teacher_hint: true}", [], "method.teacher_hint = true but this method has no teacher to give the hint to — fix: remove method.teacher_hint, or set method.teacher"),
     ("method: {group_size: 0}", [], "method.group_size = 0 is not allowed"),
     ("method: {temperature: -1}", [], "method.temperature = -1 is not allowed — fix: set method.temperature to a number > 0"),
     ("method: {max_new_tokens: 0}", [], "method.max_new_tokens = 0 is not allowed"),

@@ -35,6 +35,12 @@ class DeltaLinear(nn.Module):
         self.merged = None  # W0 + ΔW cached by inference_weights, else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            # bf16-mixed (training/precision.py): W0 and ΔW are cast to bf16 apart and never summed first; a
+            # bf16(W0 + ΔW) would drop every update under W0's bf16 resolution (2^-8 relative; a 40-step ΔW is
+            # ~1e-3 of W0), the bf16-base bug of issue 14; the two outputs are summed in fp32 for the same reason
+            # (tests/training/test_precision.py: the layer's output moves as in fp32, cosine > 0.99)
+            return self.base_layer(x).float() + self.delta(x).float()
         if self.merged is not None and not torch.is_grad_enabled():
             return F.linear(x, self.merged, self.base_layer.bias)
         # merging costs one pass over the matrix per call: worth it for training and for scoring many tokens

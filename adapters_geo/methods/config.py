@@ -17,6 +17,10 @@ class MethodConfig(Section):
     max_new_tokens: int = Field(48, ge=1)  # completion length cap (rollouts and evaluation)
     teacher: str | None = None  # model spec, saved adapter folder, or "self_hint" (opd, mix, sft_source=teacher)
     teacher_quant: Quant = "none"  # quantization of the teacher's base
+    # the teacher reads the example's worked reference solution in its prompt (rollout/prompts.py HINT_TEMPLATE): a
+    # privileged-information teacher of any source, e.g. the student's own start (self-distillation); self_hint is the
+    # frozen base with it
+    teacher_hint: bool = False
     opd_coef: float = Field(1.0, ge=0)  # A_t = −coef · (log π_s − log π_t)
     full_vocab_kl: bool = False  # opd: minimise the full-vocabulary reverse KL instead of the sampled-token PG
     eps_low: float = Field(0.2, ge=0, lt=1)  # ratio clip 1 − ε_low
@@ -39,6 +43,9 @@ class MethodConfig(Section):
         if self.needs_teacher() and not self.teacher:
             raise rule("teacher", f"{{key}} is missing: method '{self.name}' with these options needs a teacher",
                        "set {key} to a model spec, a saved adapter folder or self_hint")
+        if self.teacher_hint and not self.needs_teacher():
+            raise rule("teacher_hint", "{key} = true but this method has no teacher to give the hint to",
+                       "remove {key}, or set method.teacher")
         if self.token_select == "top_gap" and self.token_fraction < 1 and not self.needs_teacher():
             raise rule("token_select", "{key} = 'top_gap' ranks tokens by the teacher gap but there is no teacher",
                        "use random, or method opd")
@@ -49,6 +56,10 @@ class MethodConfig(Section):
             raise rule("group_size", f"{{key}} = {self.group_size}: rlvr needs group_size ≥ 2 (advantages are "
                        "normalised within a group)", "set {key} to 4")
         return self
+
+    def hinted(self) -> bool:
+        """Whether the teacher reads the reference solution in its prompt (teacher_hint, or the self_hint teacher)."""
+        return self.teacher_hint or self.teacher == "self_hint"
 
     def stale_lag(self) -> int:
         """N of rollout_source 'stale:N' (0 otherwise)."""

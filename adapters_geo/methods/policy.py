@@ -25,7 +25,6 @@ from adapters_geo.methods.advantages import grpo_advantages, mix, opd_advantages
 from adapters_geo.methods.history import PolicyHistory
 from adapters_geo.methods.losses import clipped_pg, k3_kl, reverse_kl_full
 from adapters_geo.methods.protocol import Batch
-from adapters_geo.methods.teacher import SELF_HINT
 from adapters_geo.models.weights import base_linears
 from adapters_geo.rollout.prompts import HINT_TEMPLATE, chat_prompt, encode
 from adapters_geo.rollout.sampler import Sampler, sampler_dtype
@@ -57,7 +56,7 @@ class PolicyGradient:
     def _prompts(self, examples):
         tok, system = self.ctx.tokenizer, self.ctx.system_prompt
         student = encode(tok, [chat_prompt(tok, e.prompt, system) for e in examples])
-        if self.cfg.teacher != SELF_HINT:
+        if not self.cfg.hinted():
             return student, student
         hinted = [HINT_TEMPLATE.format(prompt=e.prompt, solution=e.solution) for e in examples]
         return student, encode(tok, [chat_prompt(tok, h, system) for h in hinted])

@@ -206,7 +206,7 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
         folder.write_json(folder.meta_file, meta)
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
-                      config.method.teacher == "self_hint", label,
+                      config.method.hinted(), label,
                       teacher_key(config.method.teacher, teacher) if teacher else None, config.init,
                       run_hparams(config, label or folder.path.name), parallel)
 

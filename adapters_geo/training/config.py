@@ -47,6 +47,9 @@ class TrainConfig(Section):
     save_t0_state: bool = False  # keep the full training state at t0 in t0_state/ (what a locking test continues from)
     eval_at_start: bool = True  # evaluate before the first step (a locking arm's start is evaluated once, elsewhere)
     analyse: bool = True  # after training: endpoint and trajectory geometry, behavioural movement (false: e.g. a teacher)
+    precision: Literal["fp32", "bf16-mixed"] = "fp32"  # bf16-mixed: the loss's forwards (student, teacher) under bf16
+    #   autocast, the LM head's logits in fp32; ΔW, its gradient and the optimizer stay fp32 (training/precision.py);
+    #   pays only with fast bf16 kernels (GPU, AVX512-BF16 / AMX CPUs: benchmarks/bench_precision.py)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, same result
     #   (not part of a run's identity while off, so older runs keep their hashes)
 

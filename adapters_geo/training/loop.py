@@ -23,6 +23,7 @@ from adapters_geo.adapters.io import save_adapter
 from adapters_geo.errors import AdaptersGeoError
 from adapters_geo.models import base_info
 from adapters_geo.training.optim import build_scheduler, optimizer_for
+from adapters_geo.training.precision import method_models, mixed_precision
 from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.training.checkpoint import checkpoint_step, has_checkpoint, resume as resume_from, save_checkpoint, start_from
 from adapters_geo.training.config import TrainConfig
@@ -100,7 +101,8 @@ def train(model, method, pool: list, config: TrainConfig, folder, tracker, evalu
         batch.stream = parallel.rank
         rollout_seconds = time.perf_counter() - started
         model.train()
-        loss, metrics = method.loss(model, batch)
+        with mixed_precision(config.precision, [model, *method_models(method)]):
+            loss, metrics = method.loss(model, batch)
         loss, metrics = weighted(loss, metrics, batch, parallel)
         loss.backward()
         parallel.sum_gradients(params)

@@ -164,6 +164,24 @@ def test_resume_reaches_the_uninterrupted_result(tmp_path, monkeypatch):
     assert all(torch.equal(whole[n], cut[n]) for n in whole)
 
 
+def test_a_hinted_teacher_reads_the_worked_solution_and_the_student_does_not():
+    """teacher_hint on any teacher source (here the student's own start, as lock_opd's teacher): the teacher's
+    prompt holds the reference solution, the student's is the plain prompt; without the hint both are the same."""
+    teacher = load_base("tiny-llama")
+    hinted, model, _, task = make(MethodConfig(name="opd", teacher="tiny-llama", teacher_hint=True, full_vocab_kl=True,
+                                               **SHORT), teacher=teacher)
+    plain, _, _, _ = make(MethodConfig(name="opd", teacher="tiny-llama", full_vocab_kl=True, **SHORT), teacher=teacher)
+    examples = task.train[:2]
+    student, teacher_prompts = hinted._prompts(examples)
+    assert plain._prompts(examples) == (student, student)
+    tok = hinted.ctx.tokenizer
+    for s, t, e in zip(student, teacher_prompts, examples):
+        assert e.solution in tok.decode(t) and e.solution not in tok.decode(s)
+    # the same student, the same teacher weights: only the hint separates the two losses
+    assert hinted.loss(model, hinted.batch(examples, step=0))[0].item() > 1e-6
+    assert abs(plain.loss(model, plain.batch(examples, step=0))[0].item()) < 1e-6
+
+
 def test_full_vocab_reverse_kl_is_zero_for_an_identical_teacher_and_trains_otherwise():
     teacher = load_base("tiny-llama")
     config = MethodConfig(name="opd", teacher="tiny-llama", full_vocab_kl=True, **SHORT)
