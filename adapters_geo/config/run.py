@@ -94,6 +94,8 @@ class RunConfig(Section):
         data = {"adapter": adapter_dict, **self.model_dump(exclude={"adapter"})}
         if not data["train"]["gradient_checkpointing"]:  # memory, not results: off is every older run's identity
             del data["train"]["gradient_checkpointing"]
+        if not data["method"]["teacher_hint"]:  # off: every older run's identity
+            del data["method"]["teacher_hint"]
         if data["train"]["precision"] == "fp32":  # the default: every older run's identity
             del data["train"]["precision"]
         if not data["train"]["track_background"]:  # when to measure, not what: off is every older run's identity

@@ -68,3 +68,12 @@ def test_a_short_bf16_mixed_run_follows_the_fp32_run(tmp_path):
         assert d16[name].dtype == torch.float32
         rel = (d16[name] - d32[name]).norm() / d32[name].norm()
         assert 0 < rel < 0.2, (name, rel)  # the same update up to bf16 rounding of the forwards, not identical
+
+
+def test_the_new_fields_off_leave_every_older_runs_identity_unchanged():
+    data = {"model": "tiny-llama", "method": {"name": "opd", "teacher": "tiny-llama"}}
+    plain = run_config_from_dict(data).to_dict()
+    assert "precision" not in plain["train"] and "teacher_hint" not in plain["method"]
+    on = run_config_from_dict({**data, "method": {**data["method"], "teacher_hint": True},
+                               "train": {"precision": "bf16-mixed"}}).to_dict()
+    assert on["train"]["precision"] == "bf16-mixed" and on["method"]["teacher_hint"] is True
