@@ -51,6 +51,7 @@ def test_every_experiment_resolves(name, smoke):
     validate(config.method)
     if smoke:
         assert config.model == "tiny-llama" and config.train.steps <= 10
+        assert config.task.solution_style == as_run_config(name, False).task.solution_style  # the SMOKE form keeps it
 
 
 def test_suite_is_complete():

@@ -102,6 +102,8 @@ class RunConfig(Section):
             del data["train"]["track_background"]
         if not data["train"]["eval_samples"]:  # off: every older run's identity
             del data["train"]["eval_samples"]
+        if data["task"]["solution_style"] == "steps":  # the default: every older run's identity
+            del data["task"]["solution_style"]
         return data
 
 

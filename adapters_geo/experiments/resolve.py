@@ -30,7 +30,7 @@ SMOKE = {
     "method": {"group_size": 2, "max_new_tokens": 10},
 }
 SMOKE_STEPS = {"save_adapter_at": [2], "t0": 2, "track_steps": [1, 2, 4, 6, 8, 10]}
-SMOKE_KEEP_TASK = ("pool", "pools")  # teacher, anchor and continuations stay on disjoint prompts in the SMOKE form too
+SMOKE_KEEP_TASK = ("pool", "pools", "solution_style")  # teacher, anchor and continuations stay on disjoint prompts in the SMOKE form too
 
 
 def references(data) -> list[str]:

@@ -24,6 +24,7 @@ class TaskConfig(Section):
 
     name: Literal["arithmetic", "file"] = "arithmetic"
     levels: list[Literal[tuple(arithmetic.GENERATORS)]] = Field(default_factory=lambda: [2], min_length=1)  # arithmetic difficulty
+    solution_style: Literal[tuple(arithmetic.STYLES)] = "steps"  # arithmetic: how the worked steps are written
     train_size: int = Field(2000, ge=1)  # examples in the training pool (arithmetic)
     test_size: int = Field(48, ge=1)  # held-out examples
     seed: int = Field(0, ge=0, lt=2**31)
@@ -43,6 +44,9 @@ class TaskConfig(Section):
         if self.name == "file" and not self.path:
             raise rule("path", "{key} is missing: task 'file' reads its examples from a path",
                        "set {key} to a .json/.jsonl file or an HF dataset id")
+        if self.name == "file" and self.solution_style != "steps":
+            raise rule("solution_style", "{key} applies to the arithmetic task; a file's solutions are its own",
+                       "remove {key}, or point solution_field at the solutions you want")
         return self
 
 
@@ -63,7 +67,8 @@ def load_task(config: TaskConfig) -> Task:
     """Build the task's train / test examples and its reward."""
     if config.name == "arithmetic":
         keep = (lambda prompt: in_pool(prompt, config.pool, config.pools)) if config.pools > 1 else None
-        train, test = arithmetic.splits(config.train_size, config.test_size, config.levels, config.seed, keep)
+        train, test = arithmetic.splits(config.train_size, config.test_size, config.levels, config.seed, keep,
+                                         config.solution_style)
     else:
         train, test = _file_splits(config)
     return Task(train, test, REWARDS[config.reward], config)

@@ -3,7 +3,10 @@
 Levels: 0 recall (the answer is stated in the problem — a format-learning check for tiny
 models), 1 one step (a ± b), 2 two steps with small numbers ('Tom has 23 apples, buys 4
 boxes with 7 each…'), 3 two steps with larger numbers. Every solution is
-'<worked steps> Answer: N'. The test split is drawn from its own seed stream and the
+'<worked steps> Answer: N', the steps written in one of two styles (`STYLES`): `steps`, equations
+('4 * 7 = 28. 23 + 28 = 51.'), or `words` ('4 times 7 is 28. 23 plus 28 is 51.'), the same
+computation in other tokens — a teacher trained on one style and a student on the other are not
+SFT twins (issue 22). The style changes no prompt, answer or split. The test split is drawn from its own seed stream and the
 training stream skips every test prompt, so the two never overlap.
 """
 
@@ -16,42 +19,51 @@ NAMES = ["Tom", "Ana", "Li", "Sam", "Maya", "Omar", "Zoe", "Ivan", "Nia", "Ben"]
 ITEMS = ["apples", "pens", "books", "coins", "cards", "eggs", "shells", "stamps", "marbles", "cups"]
 
 
-def _recall(rng: random.Random) -> Example:
+def _recall(rng: random.Random) -> tuple[str, int, list]:
     name, item, a = rng.choice(NAMES), rng.choice(ITEMS), rng.randint(1, 9)
-    prompt = f"{name} has {a} {item}. How many {item} does {name} have?"
-    return Example(prompt, str(a), with_final_answer("", a))
+    return f"{name} has {a} {item}. How many {item} does {name} have?", a, []
 
 
-def _one_step(rng: random.Random) -> Example:
+def _one_step(rng: random.Random) -> tuple[str, int, list]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     a, b = rng.randint(5, 40), rng.randint(1, 20)
     if rng.random() < 0.5:
         prompt = f"{name} has {a} {item} and finds {b} more. How many {item} does {name} have now?"
-        return Example(prompt, str(a + b), with_final_answer(f"{a} + {b} = {a + b}.", a + b))
+        return prompt, a + b, [(a, "+", b, a + b)]
     a = max(a, b + 1)
     prompt = f"{name} has {a} {item} and gives away {b}. How many {item} does {name} have now?"
-    return Example(prompt, str(a - b), with_final_answer(f"{a} - {b} = {a - b}.", a - b))
+    return prompt, a - b, [(a, "-", b, a - b)]
 
 
-def _two_step(rng: random.Random, big: bool) -> Example:
+def _two_step(rng: random.Random, big: bool) -> tuple[str, int, list]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     top = 99 if big else 30
     a, b, c = rng.randint(2, top), rng.randint(2, 9 if not big else 12), rng.randint(2, 9 if not big else 15)
     kind = rng.randrange(3)
     if kind == 0:
         prompt = f"{name} has {a} {item}, buys {b} boxes with {c} {item} each. How many {item} does {name} have now?"
-        steps = f"{b} * {c} = {b * c}. {a} + {b * c} = {a + b * c}."
-        return Example(prompt, str(a + b * c), with_final_answer(steps, a + b * c))
+        return prompt, a + b * c, [(b, "*", c, b * c), (a, "+", b * c, a + b * c)]
     if kind == 1:
         total = b * c
         sold = rng.randint(1, total - 1)
         prompt = f"A shop has {b} shelves with {c} {item} on each. It sells {sold}. How many {item} are left?"
-        steps = f"{b} * {c} = {total}. {total} - {sold} = {total - sold}."
-        return Example(prompt, str(total - sold), with_final_answer(steps, total - sold))
+        return prompt, total - sold, [(b, "*", c, total), (total, "-", sold, total - sold)]
     gave = rng.randint(1, a - 1) if a > 1 else 0
     prompt = f"{name} had {a} {item}, gave away {gave} and then got {c} more. How many {item} does {name} have?"
-    steps = f"{a} - {gave} = {a - gave}. {a - gave} + {c} = {a - gave + c}."
-    return Example(prompt, str(a - gave + c), with_final_answer(steps, a - gave + c))
+    return prompt, a - gave + c, [(a, "-", gave, a - gave), (a - gave, "+", c, a - gave + c)]
+
+
+WORDS = {"+": "plus", "-": "minus", "*": "times"}
+STYLES = {
+    "steps": lambda x, op, y, z: f"{x} {op} {y} = {z}.",
+    "words": lambda x, op, y, z: f"{x} {WORDS[op]} {y} is {z}.",
+}
+
+
+def render(prompt: str, answer: int, steps: list, style: str = "steps") -> Example:
+    """The Example of a drawn problem, its worked steps written in `style`."""
+    reasoning = " ".join(STYLES[style](*step) for step in steps)
+    return Example(prompt, str(answer), with_final_answer(reasoning, answer))
 
 
 GENERATORS = {
@@ -68,7 +80,7 @@ GENERATORS = {
 CAPACITY = {0: 100 * 9, 1: 100 * (720 + 584)}
 
 
-def generate(count: int, levels, seed: int, exclude: set | None = None, keep=None) -> list[Example]:
+def generate(count: int, levels, seed: int, exclude: set | None = None, keep=None, style: str = "steps") -> list[Example]:
     """`count` distinct problems drawn evenly over `levels`, skipping prompts in `exclude` or not `keep(prompt)`."""
     rng = random.Random(seed)
     levels = list(levels)
@@ -90,16 +102,17 @@ def generate(count: int, levels, seed: int, exclude: set | None = None, keep=Non
                 f"cannot draw {count} distinct arithmetic problems at levels {levels}",
                 "lower task.train_size / task.test_size or add harder levels (level 0 has 900 problems)",
             )
-        example = GENERATORS[levels[len(examples) % len(levels)]](rng)
-        if example.prompt in seen or example.prompt in exclude or (keep is not None and not keep(example.prompt)):
+        prompt, answer, steps = GENERATORS[levels[len(examples) % len(levels)]](rng)
+        if prompt in seen or prompt in exclude or (keep is not None and not keep(prompt)):
             continue
-        seen.add(example.prompt)
-        examples.append(example)
+        seen.add(prompt)
+        examples.append(render(prompt, answer, steps, style))
     return examples
 
 
-def splits(train_size: int, test_size: int, levels=(2,), seed: int = 0, keep=None) -> tuple[list[Example], list[Example]]:
+def splits(train_size: int, test_size: int, levels=(2,), seed: int = 0, keep=None,
+           style: str = "steps") -> tuple[list[Example], list[Example]]:
     """(train, test): disjoint; the test split depends only on (test_size, levels, seed); `keep` filters train prompts."""
-    test = generate(test_size, levels, seed=10_000 + seed)
-    train = generate(train_size, levels, seed=seed, exclude={e.prompt for e in test}, keep=keep)
+    test = generate(test_size, levels, seed=10_000 + seed, style=style)
+    train = generate(train_size, levels, seed=seed, exclude={e.prompt for e in test}, keep=keep, style=style)
     return train, test

@@ -1,6 +1,7 @@
 """Tasks: generated arithmetic, file loading (GSM8K format), rewards."""
 
 import json
+import re
 
 import pytest
 
@@ -20,6 +21,29 @@ def test_arithmetic_is_seeded_disjoint_and_correct(levels):
     for example in train[:50] + test:
         assert example.solution.endswith(f"Answer: {example.answer}")
         assert exact(example.solution, example.answer) == 1.0
+
+
+@pytest.mark.parametrize("levels", [[0], [1], [2], [3], [1, 2, 3]])
+def test_solution_styles_change_only_how_the_steps_are_written(levels):
+    steps, words = splits(200, 40, levels, seed=5), splits(200, 40, levels, seed=5, style="words")
+    for a, b in zip(steps[0] + steps[1], words[0] + words[1], strict=True):
+        assert (a.prompt, a.answer) == (b.prompt, b.answer)  # the same problems, splits and pools
+        assert b.solution.endswith(f"Answer: {b.answer}") and exact(b.solution, b.answer) == 1.0
+        if levels != [0]:  # recall has no steps to write
+            assert "=" in a.solution and "=" not in b.solution and " is " in b.solution
+    example = next((e for e in words[1] if "boxes" in e.prompt), None)
+    if example is not None:  # levels 2 and 3
+        a, b, c = (int(x) for x in re.findall(r"\d+", example.prompt))
+        assert example.solution == f"{b} times {c} is {b * c}. {a} plus {b * c} is {a + b * c}. Answer: {a + b * c}"
+
+
+def test_a_solution_style_other_than_the_default_is_part_of_a_run_identity():
+    from adapters_geo.config.run import run_config_from_dict
+
+    base = {"model": "tiny-llama", "task": {"name": "arithmetic"}}
+    default = run_config_from_dict(base).to_dict()
+    assert "solution_style" not in default["task"]  # every older run keeps its identity
+    assert run_config_from_dict({**base, "task": {"solution_style": "words"}}).to_dict()["task"]["solution_style"] == "words"
 
 
 def test_test_split_does_not_depend_on_train_size():
@@ -54,6 +78,8 @@ def test_jsonl_file_with_gsm8k_answers(tmp_path):
         (dict(levels=[7]), "levels = \\[7\\] is not allowed .*0 \\| 1 \\| 2 \\| 3"),
         (dict(reward="vibes"), "reward = 'vibes' is not allowed .*exact \\| exact_format"),
         (dict(levels=[0], train_size=5000), "cannot draw 5000 distinct arithmetic problems"),
+        (dict(solution_style="poetry"), "solution_style = 'poetry' is not allowed .*steps \\| words"),
+        (dict(name="file", path="x.jsonl", solution_style="words"), "solution_style applies to the arithmetic task"),
     ],
 )
 def test_bad_task_configs(config, message, monkeypatch):
@@ -85,7 +111,7 @@ def test_a_level_holds_the_distinct_problems_its_capacity_says_and_no_more_are_d
     from adapters_geo.tasks.arithmetic import CAPACITY, GENERATORS, generate
 
     rng = random.Random(0)
-    assert len({GENERATORS[0](rng).prompt for _ in range(20_000)}) == CAPACITY[0] == 900
+    assert len({GENERATORS[0](rng)[0] for _ in range(20_000)}) == CAPACITY[0] == 900
     assert len(generate(900, [0], seed=1)) == 900
     with pytest.raises(AdaptersGeoError, match=r"level 0 has 900 distinct problems and would need 500000"):
         generate(1_000_000, [0, 2], seed=1)
