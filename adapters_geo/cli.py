@@ -52,6 +52,22 @@ def cmd_trajectory(args) -> None:
     print(f"wrote {out}/trajectory.json, trajectory.png")
 
 
+def cmd_overlap(args) -> None:
+    """How much two runs' updates share (cosine, Sim_K), by module type."""
+    from adapters_geo.pipeline.analysis import run_overlap
+    from adapters_geo.report.overlap import overlap_table
+
+    result = run_overlap(args.run_a, args.run_b, args.K)
+    print(overlap_table(result))
+    if args.out:
+        import json
+
+        from adapters_geo.storage.atomic import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(result, indent=1))
+        print(f"wrote {args.out}")
+
+
 def cmd_experiment(args) -> None:
     """Run a named experiment (and its missing dependencies)."""
     from adapters_geo.experiments.execute import run_experiment
@@ -160,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     tj.add_argument("--out", help="output folder (default RUN/trajectory_geometry; beside a finished run, which is never written: RUN-trajectory-K<K>)")
     tj.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     tj.set_defaults(func=cmd_trajectory)
+    ov = sub.add_parser("overlap", help="how much two runs' updates share: cosine and Sim_K per matrix, by module type")
+    ov.add_argument("run_a", help="run folder (its update against its own start)")
+    ov.add_argument("run_b", help="run folder of the same base")
+    ov.add_argument("--K", type=number(int, 1, 1 << 20), default=16, help="subspace size (default 16)")
+    ov.add_argument("--out", help="also write the per-matrix numbers to this JSON file")
+    ov.set_defaults(func=cmd_overlap)
     ex = sub.add_parser("experiment", help="run a named experiment from experiments/ (missing dependencies first)")
     ex.add_argument("name", nargs="?", help="experiment name (omit to list them)")
     ex.add_argument("--force", action="store_true", help="re-run a finished experiment (the old run is archived)")

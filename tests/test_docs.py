@@ -186,6 +186,7 @@ DOCS_ON_TINY = [  # (pattern, replacement) applied to every docs line and block 
     ("max_steps=100,", "max_steps=2, per_device_train_batch_size=4, num_generations=4, max_completion_length=8, "
                        "use_cpu=True, bf16=False, disable_tqdm=True,"),
     ("K=16", "K=4"),  # tiny-llama's matrices are 64 wide
+    ("overlap RUN_A RUN_B", "overlap runs/sft_smollm2 runs/sft_smollm2"),  # a run against itself
 ]
 TRL_PRELUDE = """
 from datasets import Dataset

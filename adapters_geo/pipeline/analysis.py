@@ -6,6 +6,7 @@
 - `run_trajectory(folder)`: trajectory diagnostics of a run's snapshots, t0 from the RunFolder (with endpoint
   metrics along the run when its adapter records its base: not for a plain peft folder, integrations/).
 - `geometry_command(...)`: `adapters-geo geometry` (checkpoints or an adapter on a base).
+- `run_overlap(a, b)`: `adapters-geo overlap`: how much two runs' updates share, matrix by matrix.
 """
 
 import json
@@ -208,3 +209,28 @@ def geometry_command(base, tuned=None, adapter=None, quant=None, settings=None, 
     source = checkpoint_source(base, tuned) if tuned else adapter_source(base, adapter, quant)
     result = analyse(source, settings or Settings())
     return write_result(result, out, overwrite=overwrite)
+
+
+def run_overlap(run_a, run_b, k: int = K_DEFAULT) -> dict:
+    """{"meta", "matrices", "by_type", ..., "overall"}: cosine and Sim_K of run A's update against run B's, per matrix.
+
+    Each update is the run's own (ΔW_final − ΔW_init against its start), so a teacher trained from the base can be
+    held against a continuation of the anchor; the two runs must share a base architecture (the same matrices).
+    """
+    from adapters_geo.geometry.overlap import matrix_overlap
+
+    a, b = run_source(run_a), run_source(run_b)
+    if set(a.names) != set(b.names):
+        missing = sorted(set(a.names) ^ set(b.names))[:3]
+        raise AdaptersGeoError(f"{run_a} and {run_b} adapt different matrices (e.g. {', '.join(missing)})",
+                               "compare runs of the same base with the same adapter targets")
+    others = {name: delta for name, _, delta in b.pairs()}  # one run's fp32 ΔW in memory (0.5 GB for 135M)
+    rows = {}
+    for name, _, delta in tqdm(a.pairs(), total=len(a.names), desc="overlap", unit="matrix"):
+        other = others.pop(name)
+        if other.shape != delta.shape:
+            raise AdaptersGeoError(f"{name} is {tuple(delta.shape)} in {run_a} and {tuple(other.shape)} in {run_b}",
+                                   "compare runs of the same base")
+        rows[name] = {**matrix_overlap(delta, other, k), "params": delta.numel()}
+    meta = {"a": str(run_a), "b": str(run_b), "reference_a": a.meta["reference"], "reference_b": b.meta["reference"], "K": k}
+    return {"meta": meta, "matrices": rows, **aggregate(rows)}
