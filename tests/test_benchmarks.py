@@ -32,3 +32,34 @@ def test_run_shares_are_the_done_json_breakdown_over_its_total_and_say_met_or_no
     assert "cut: its done.json cannot be read (damaged): left out" in lines
     assert "lock_opd/seed_0/early: evaluation 15.0% of its wall time (target ≤ 20%): met; tracking + analysis 7.5% (target < 25%): met" in lines
     sys.modules.pop("bench_training", None)
+
+
+def test_eval_samples_pilot_reads_the_first_j_samples_of_every_arm(tmp_path, monkeypatch, capsys):
+    """k = 4 samples on 8 prompts: frozen never right, unconstrained always, early right on its first two samples only:
+    early retains 1.0 of the gain with j = 1 and 2 samples, 0.5 with 4; greedy says 1.0 (early greedy always right)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from eval_samples_pilot import main
+
+    from adapters_geo.storage.runfolder import RunFolder
+
+    lock = RunFolder(tmp_path / "lock")
+    samples = {"frozen": [0, 0, 0, 0], "unconstrained": [1, 1, 1, 1], "early": [1, 1, 0, 0]}
+    arms = {}
+    for arm, rewards in samples.items():
+        folder = RunFolder(lock.path / "seed_0" / arm)
+        folder.evals_dir.mkdir(parents=True)
+        step = 2 if arm == "frozen" else 10
+        greedy = 0.0 if arm == "frozen" else 1.0
+        record = {"step": step, "outcome_kind": "kl", "outcome": [1.0 - greedy] * 8, "greedy_reward": [greedy] * 8,
+                  "sampled_rewards": [rewards] * 8, "sampled_reward": [sum(rewards) / 4] * 8}
+        (folder.evals_dir / f"step_{step:06d}.json").write_text(json.dumps(record))
+        arms[arm] = {"folder": str(folder.path)}
+    lock.write_json(lock.done_file, {"seeds": {"0": {"source": "x", "arms": arms}}, "K": 4, "mode": "projected",
+                                     "t0": 2, "steps": 10})
+    monkeypatch.setattr(sys, "argv", ["eval_samples_pilot.py", str(lock.path), "--draws", "200"])
+    main()
+    out = capsys.readouterr().out
+    assert "1 seed(s) × 8 prompts, k = 4" in out
+    assert "| sampled, j = 1 | 1.000 [1.000, 1.000] | early 1.00 [1.00, 1.00] (width 0.00) |" in out
+    assert "| sampled, j = 2 |" in out and "| sampled, j = 4 | 1.000 [1.000, 1.000] | early 0.50 [0.50, 0.50]" in out
+    assert "| greedy accuracy | 1.000 [1.000, 1.000] | early 1.00" in out and "j = 8" not in out

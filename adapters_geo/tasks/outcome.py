@@ -142,6 +142,13 @@ def teacher_device(teacher) -> torch.device:
 def negative_reward(model, tokenizer, examples, reward, samples: int = 4, max_new_tokens: int = 48, batch: int = 16,
                     system_prompt=None) -> torch.Tensor:
     """(N,) minus the mean reward of `samples` temperature-1 samples per prompt (fixed seeds per chunk)."""
+    return -sampled_rewards(model, tokenizer, examples, reward, samples, max_new_tokens, batch, system_prompt).mean(1)
+
+
+def sampled_rewards(model, tokenizer, examples, reward, samples: int = 4, max_new_tokens: int = 48, batch: int = 16,
+                    system_prompt=None) -> torch.Tensor:
+    """(N, samples) reward of each temperature-1 sample, prompt by prompt; chunk i of prompts sampled with seed
+    SAMPLE_SEED + i for every model (common random numbers), the global RNG left as it was."""
     prompts = encode(tokenizer, [chat_prompt(tokenizer, e.prompt, system_prompt) for e in examples])
     out = []
     with torch.random.fork_rng():
@@ -151,5 +158,5 @@ def negative_reward(model, tokenizer, examples, reward, samples: int = 4, max_ne
             texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
             rewards = torch.tensor([reward(t, examples[i].answer) for t, i in zip(texts, [i for i in chunk for _ in range(samples)])],
                                    dtype=torch.float64)
-            out.append(-rewards.view(len(chunk), samples).mean(1))
+            out.append(rewards.view(len(chunk), samples))
     return torch.cat(out)

@@ -8,8 +8,9 @@ teacher-forced pass over the reference solutions (nll, kl): greedy decoding foll
 while the model's argmax equals it and is decoded on from that pass's cache where it leaves it.
 With `common_samples` k > 0, the first and last evaluations also give every method's common outcome: the mean
 reward of k temperature-1 samples per prompt, each chunk of prompts sampled with its own fixed seed for every
-model (common random numbers, tasks/outcome.py's negative_reward; the training RNG is left untouched), saved per
-prompt as "sampled_reward" and logged as "sampled_accuracy".
+model (common random numbers, tasks/outcome.py's sampled_rewards; the training RNG is left untouched), saved per
+prompt as "sampled_reward" (each sample's reward in "sampled_rewards", N × k, for choosing k afterwards) and logged
+as "sampled_accuracy".
 The mean goes to the loggers (group "eval"); the per-prompt values go to evals/step_NNNNNN.json, so two runs evaluated on
 the same prompts can be compared prompt by prompt (paired bootstrap, locking/stats.py).
 """
@@ -19,7 +20,7 @@ import time
 
 from adapters_geo.storage.atomic import atomic_write_text
 from adapters_geo.tasks.evaluate import greedy_rewards, rewards_of, summarize_rewards
-from adapters_geo.tasks.outcome import negative_reward, reference_kl, reference_nll
+from adapters_geo.tasks.outcome import reference_kl, reference_nll, sampled_rewards
 
 
 class HeldOut:
@@ -34,6 +35,7 @@ class HeldOut:
         self.teacher, self.teacher_hint = teacher, teacher_hint
         self.max_new_tokens, self.batch, self.system_prompt, self.samples = max_new_tokens, batch, system_prompt, samples
         self.curve_size, self.teacher_key, self.common_samples = curve_size, teacher_key, common_samples
+        self.per_sample = None  # (N, S) rewards of the last neg_reward outcome
 
     def outcome(self, examples: list, greedy: list | None = None):
         """(N,) per-prompt outcome of the run's model on `examples`; lower is better.
@@ -46,8 +48,9 @@ class HeldOut:
         if self.kind == "kl":
             return reference_kl(self.model, self.teacher, self.tokenizer, examples, max(1, self.batch // 2),
                                 self.system_prompt, self.teacher_hint, self.teacher_key, greedy, self.max_new_tokens)
-        return negative_reward(self.model, self.tokenizer, examples, self.task.reward, self.samples, self.max_new_tokens,
-                               self.batch, self.system_prompt)
+        self.per_sample = sampled_rewards(self.model, self.tokenizer, examples, self.task.reward, self.samples,
+                                          self.max_new_tokens, self.batch, self.system_prompt)
+        return -self.per_sample.mean(1)
 
     def __call__(self, step: int) -> dict:
         started = time.perf_counter()
@@ -65,10 +68,12 @@ class HeldOut:
             record.update(summarize_rewards(rewards))
             per_prompt["greedy_reward"] = rewards
             if self.common_samples:
-                sampled = (-values if self.kind == "neg_reward" and self.common_samples == self.samples else
-                           -negative_reward(self.model, self.tokenizer, self.examples, self.task.reward, self.common_samples,
-                                            self.max_new_tokens, self.batch, self.system_prompt))
+                each = (self.per_sample if self.kind == "neg_reward" and self.common_samples == self.samples else
+                        sampled_rewards(self.model, self.tokenizer, self.examples, self.task.reward, self.common_samples,
+                                        self.max_new_tokens, self.batch, self.system_prompt))
+                sampled = each.mean(1)
                 per_prompt["sampled_reward"] = sampled.tolist()
+                per_prompt["sampled_rewards"] = each.tolist()
                 record["sampled_accuracy"] = float(sampled.mean())
         self.model.train(was_training)
         atomic_write_text(self.folder.evals_dir / f"step_{step:06d}.json", json.dumps(per_prompt))

@@ -34,6 +34,9 @@ def test_sampled_accuracy_at_the_ends_leaves_training_untouched(tmp_path):
     for step in (0, 4):
         rewards = evals[step]["sampled_reward"]
         assert len(rewards) == 6 and all(0 <= r <= 1 and abs(r * 3 - round(r * 3)) < 1e-9 for r in rewards)  # k = 3
+        each = evals[step]["sampled_rewards"]  # every sample's reward, prompt by prompt: their mean is sampled_reward
+        assert [len(row) for row in each] == [3] * 6 and all(r in (0.0, 1.0) for row in each for r in row)
+        assert all(abs(sum(row) / 3 - mean) < 1e-12 for row, mean in zip(each, rewards))
     assert "sampled_reward" not in plain.prompt_evals()[4]
     assert "eval_samples" not in plain.config_dict()["train"]  # off: every older run's identity is unchanged
     again = tiny_run(tmp_path / "again", eval_samples=3)  # common random numbers: the same model samples the same
