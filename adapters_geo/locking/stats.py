@@ -66,7 +66,8 @@ def retention(losses: dict, draws: int = DRAWS, seed: int = 0, indices=None) -> 
         out["gain_draws"][arm] = start_draws - arm_draws
         ratio = (start_draws - arm_draws) / (start_draws - free_draws)
         out["draws"][arm] = ratio
-        out["retention"][arm] = interval(gain / (start.mean() - free.mean()).item(), ratio)
+        free_gain = (start.mean() - free.mean()).item()  # 0 where the outcome cannot move (a tiny model's accuracy)
+        out["retention"][arm] = interval(gain / free_gain if free_gain else float("nan"), ratio)
     return out
 
 

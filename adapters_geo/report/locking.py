@@ -22,10 +22,11 @@ from adapters_geo.locking.stats import DEGRADES, PRESERVES, contrast, decided, d
 ARM_ORDER = ("frozen", "unconstrained", "early", "random", "final", "principal", "cross")
 OLD_FINAL = "final (ΔW_T − ΔW_init, the definition before 2026-12-05)"  # a final arm whose config lacks final_of
 CLAIMS = {"opd": "preserves", "sft": "degrades"}  # claim 3 of 2606.07082, per method: what locking does to its gain
-OUTCOME_SHORT = {"kl": "KL to the teacher", "nll": "reference NLL", "neg_reward": "−reward", "sampled": "sampled accuracy"}
+OUTCOME_SHORT = {"kl": "KL to the teacher", "nll": "reference NLL", "neg_reward": "−reward", "sampled": "sampled accuracy",
+                 "greedy": "greedy accuracy"}
 OUTCOME_NAMES = {"sampled": "− mean reward of k temperature-1 samples per prompt (the common outcome, common random numbers)",
                  "kl": "reverse KL to the teacher (nats/token)", "nll": "NLL of reference solutions (nats/token)",
-                 "neg_reward": "− mean reward of 4 samples"}
+                 "neg_reward": "− mean reward of 4 samples", "greedy": "− greedy accuracy"}
 
 
 def _outcome_at(folder: Path, step: int):
@@ -50,9 +51,9 @@ def lock_summary(folder: Path, draws: int = 2000) -> dict | None:
     seeds = sorted(done["seeds"], key=int)
     first_source = RunFolder(done["seeds"][seeds[0]]["source"])
     method = (first_source.config_dict() or {}).get("method", {}).get("name")
-    losses, sampled, accuracy, kind = {}, {}, {}, None
+    losses, beside, accuracy, kind = {}, {"sampled": {}, "nll": {}, "greedy": {}}, {}, None
     for arm in ARM_ORDER:
-        rows, common = [], []
+        rows, found_beside = [], {name: [] for name in beside}
         for s in seeds:
             arm_dir = _arm_dir(folder, done, s, arm)
             found = _outcome_at(arm_dir, done["t0"] if arm == "frozen" else done["steps"])
@@ -60,20 +61,25 @@ def lock_summary(folder: Path, draws: int = 2000) -> dict | None:
                 break
             kind = found["outcome_kind"]
             rows.append(torch.tensor(found["outcome"], dtype=torch.float64))
-            if "sampled_reward" in found:
-                common.append(-torch.tensor(found["sampled_reward"], dtype=torch.float64))  # a loss: lower is better
+            for name, key, sign in (("sampled", "sampled_reward", -1), ("nll", "reference_nll", 1), ("greedy", "greedy_reward", -1)):
+                if found.get(key) is not None:  # as a loss: lower is better
+                    found_beside[name].append(sign * torch.tensor(found[key], dtype=torch.float64))
             if "greedy_reward" in found:
                 accuracy.setdefault(arm, []).append(sum(r >= 1 for r in found["greedy_reward"]) / len(found["greedy_reward"]))
         if len(rows) == len(seeds):
             losses[arm] = torch.stack(rows)
-            if len(common) == len(seeds):
-                sampled[arm] = torch.stack(common)
+            for name, values in found_beside.items():
+                if len(values) == len(seeds):
+                    beside[name][arm] = torch.stack(values)
     if "frozen" not in losses or "unconstrained" not in losses:
         return None
     indices = draw_indices(len(seeds), losses["frozen"].shape[1], draws)
     outcomes = {kind: losses}
-    if set(sampled) == set(losses):  # every arm has the common outcome: the verdict uses it
-        outcomes = {"sampled": sampled, kind: losses}
+    if set(beside["sampled"]) == set(losses):  # every arm has the common outcome: the verdict uses it
+        outcomes = {"sampled": beside["sampled"], kind: losses}
+    for name in ("nll", "greedy"):  # the other outcomes every arm has, shown beside the verdict's (issue 22 part 2)
+        if name not in outcomes and set(beside[name]) == set(losses):
+            outcomes[name] = beside[name]
     kind, losses = next(iter(outcomes.items()))
     stats = retention(losses, indices=indices)
     other = [{"kind": k, "stats": retention(v, indices=indices)} for k, v in list(outcomes.items())[1:]]

@@ -83,11 +83,13 @@ def reference_nll(model, tokenizer, examples, batch: int = 16, system_prompt=Non
 
 @torch.no_grad()
 def reference_kl(model, teacher, tokenizer, examples, batch: int = 8, system_prompt=None, teacher_hint: bool = False,
-                 teacher_key: str | None = None, greedy: list | None = None, max_new_tokens: int = 48):
+                 teacher_key: str | None = None, greedy: list | None = None, max_new_tokens: int = 48,
+                 nll: list | None = None):
     """(N,) mean per-token KL(π_model ‖ π_teacher) over the full vocabulary on each reference solution's contexts.
 
     `teacher_key`: an identity of the teacher; its log-softmax on these contexts is then computed once per process.
     `greedy`: as for reference_nll, the student's greedy completions from the same pass.
+    `nll`: a list that receives each example's reference NLL (reference_nll's value), read off the same pass for free.
     """
     prompts, completions = solution_ids(tokenizer, examples, system_prompt)
     teacher_prompts = solution_ids(tokenizer, examples, system_prompt, hint=True)[0] if teacher_hint else prompts
@@ -99,7 +101,10 @@ def reference_kl(model, teacher, tokenizer, examples, batch: int = 8, system_pro
         rows = [completions[i] for i in chunk]
         packed = pack([prompts[i] for i in chunk], rows, tokenizer.pad_token_id, device)
         kv = _cache(model, greedy)
-        _, student = completion_logprobs(model, packed, full=True, cache=kv)  # (B, L, V)
+        token_logp, student = completion_logprobs(model, packed, full=True, cache=kv)  # (B, L), (B, L, V)
+        mask = completion_mask(packed.lengths, packed.width, device)
+        if nll is not None:
+            nll += (-(token_logp * mask).sum(1) / mask.sum(1)).tolist()
         if greedy is not None:
             _follow(model, tokenizer, packed, student, kv, greedy, max_new_tokens)
         if cache is not None and all(i in cache for i in chunk):
@@ -110,7 +115,6 @@ def reference_kl(model, teacher, tokenizer, examples, batch: int = 8, system_pro
             if cache is not None:
                 cache.update({i: taught[j, : len(rows[j])].clone() for j, i in enumerate(chunk)})
         kl = (student.exp() * (student - taught)).sum(-1)  # (B, L), zero beyond each length
-        mask = completion_mask(packed.lengths, packed.width, device)
         out.append(((kl * mask).sum(1) / mask.sum(1)).cpu().double())
     return torch.cat(out)
 

@@ -2,7 +2,8 @@
 
 At every evaluation the outcome of tasks/outcome.py (sft: reference NLL, opd: full-vocabulary
 reverse KL to the teacher, rlvr: −mean reward of S samples) is computed per held-out prompt;
-at the run's first and last step on every held-out prompt, with greedy accuracy; between them
+at the run's first and last step on every held-out prompt, with greedy accuracy and, for opd and rlvr, the
+reference NLL beside it (opd: from the KL's own pass; rlvr: one teacher-forced pass that greedy decoding follows); between them
 (the curves) on the first `curve_size` prompts only. Greedy accuracy reuses the outcome's
 teacher-forced pass over the reference solutions (nll, kl): greedy decoding follows the reference
 while the model's argmax equals it and is decoded on from that pass's cache where it leaves it.
@@ -19,7 +20,7 @@ import json
 import time
 
 from adapters_geo.storage.atomic import atomic_write_text
-from adapters_geo.tasks.evaluate import greedy_rewards, rewards_of, summarize_rewards
+from adapters_geo.tasks.evaluate import rewards_of, summarize_rewards
 from adapters_geo.tasks.outcome import reference_kl, reference_nll, sampled_rewards
 
 
@@ -37,17 +38,18 @@ class HeldOut:
         self.curve_size, self.teacher_key, self.common_samples = curve_size, teacher_key, common_samples
         self.per_sample = None  # (N, S) rewards of the last neg_reward outcome
 
-    def outcome(self, examples: list, greedy: list | None = None):
+    def outcome(self, examples: list, greedy: list | None = None, nll: list | None = None):
         """(N,) per-prompt outcome of the run's model on `examples`; lower is better.
 
-        `greedy` (nll, kl): receives each example's greedy completion, from the same pass (tasks/outcome.py).
+        `greedy` (nll, kl): receives each example's greedy completion, from the same pass (tasks/outcome.py);
+        `nll` (kl): each example's reference NLL, from the same pass.
         """
         if self.kind == "nll":
             return reference_nll(self.model, self.tokenizer, examples, self.batch, self.system_prompt, greedy,
                                  self.max_new_tokens)
         if self.kind == "kl":
             return reference_kl(self.model, self.teacher, self.tokenizer, examples, max(1, self.batch // 2),
-                                self.system_prompt, self.teacher_hint, self.teacher_key, greedy, self.max_new_tokens)
+                                self.system_prompt, self.teacher_hint, self.teacher_key, greedy, self.max_new_tokens, nll)
         self.per_sample = sampled_rewards(self.model, self.tokenizer, examples, self.task.reward, self.samples,
                                           self.max_new_tokens, self.batch, self.system_prompt)
         return -self.per_sample.mean(1)
@@ -57,14 +59,18 @@ class HeldOut:
         was_training = self.model.training
         end = step in self.accuracy_steps
         examples = self.examples if end or not self.curve_size else self.examples[: self.curve_size]
-        greedy = [] if end and self.kind in ("nll", "kl") else None
-        values = self.outcome(examples, greedy)
+        greedy = [] if end else None
+        nll = [] if end and self.kind == "kl" else None
+        values = self.outcome(examples, greedy if self.kind in ("nll", "kl") else None, nll)
         record = {"outcome": float(values.mean()), "outcome_kind": self.kind, "examples": len(examples)}
         per_prompt = {"step": step, "outcome_kind": self.kind, "outcome": values.tolist()}
         if end:
-            rewards = (rewards_of(self.tokenizer, self.task, self.examples, greedy) if greedy is not None else
-                       greedy_rewards(self.model, self.tokenizer, self.task, self.examples, self.max_new_tokens, self.batch,
-                                      self.system_prompt))
+            if self.kind == "neg_reward":  # its reference NLL, and greedy decoding following that pass (as for nll)
+                nll = reference_nll(self.model, self.tokenizer, self.examples, self.batch, self.system_prompt, greedy,
+                                    self.max_new_tokens).tolist()
+            if self.kind != "nll":
+                per_prompt["reference_nll"] = nll  # every method's reference NLL beside its own outcome (issue 22)
+            rewards = rewards_of(self.tokenizer, self.task, self.examples, greedy)
             record.update(summarize_rewards(rewards))
             per_prompt["greedy_reward"] = rewards
             if self.common_samples:

@@ -3,6 +3,8 @@
 Run: python -m pytest -q tests/locking/test_stats.py
 """
 
+import math
+
 import pytest
 import torch
 
@@ -99,6 +101,8 @@ def test_linear_contrasts_and_margins_on_constructed_cases():
     assert margin_reading(retention(losses(0.20), draws=300))["reading"] == "degrades"  # R = 0.4
     assert margin_reading(retention(losses(0.425, noise=0.5), draws=500))["reading"] == "undecided"  # R = 0.85, noisy
     assert margin_reading(retention(losses(0.1, free_gain=0.0, noise=0.3), draws=500))["reading"] == "no gain to retain"
+    flat = {arm: torch.zeros(1, 8) for arm in ("frozen", "unconstrained", "early")}  # an outcome nothing moved (greedy, tiny)
+    assert math.isnan(retention(flat, draws=50)["retention"]["early"]["estimate"])  # no ratio, no ZeroDivisionError
     above = margin_reading(retention(losses(0.6), draws=300))  # R = 1.2 also preserves (R ≥ 0.9)
     assert above["reading"] == "preserves" and above["preserve"]["estimate"] == pytest.approx(0.6 - 0.45)
     # declared margins are used: R = 0.85 preserves at 0.8 / 0.7 and degrades at 0.95 / 0.9

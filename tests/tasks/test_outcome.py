@@ -55,6 +55,16 @@ def test_kl_is_zero_to_itself_positive_otherwise_and_cached_exactly():
     assert (plain > 0).all() and torch.equal(plain, first) and torch.equal(first, again)
 
 
+def test_the_kl_pass_gives_the_reference_nll_and_greedy_completions_of_its_own_passes():
+    base, task = load_base("tiny-llama"), load_task(TASK)
+    student = perturbed(seed=3)
+    nll, greedy_kl, greedy_nll = [], [], []
+    reference_kl(student, base.model, base.tokenizer, task.test, batch=4, nll=nll, greedy=greedy_kl, max_new_tokens=8)
+    alone = reference_nll(student, base.tokenizer, task.test, batch=4, greedy=greedy_nll, max_new_tokens=8)
+    assert nll == pytest.approx(alone.tolist(), rel=1e-5) and len(nll) == len(task.test)
+    assert greedy_kl == greedy_nll
+
+
 def test_reward_outcome_uses_common_random_numbers():
     base, task = load_base("tiny-llama"), load_task(TASK)
     reward = lambda text, answer: float(len(text) % 2)

@@ -13,12 +13,13 @@ from adapters_geo.config.run import run_config_from_dict
 from adapters_geo.report.locking import lock_summary, lock_table, verdict
 from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.pipeline.runner import run_training
+from adapters_geo.tasks import load_task
 
 
-def tiny_run(folder, **train):
+def tiny_run(folder, method: str = "sft", **train):
     config = run_config_from_dict({
         "model": "tiny-llama", "task": {"levels": [0], "train_size": 64, "test_size": 6},
-        "method": {"name": "sft", "max_new_tokens": 6},
+        "method": {"name": method, "max_new_tokens": 6},
         "train": {"steps": 4, "batch_size": 4, "lr": 3e-3, "eval_every": 2, "track_steps": [], **train},
     })
     run_training(config, folder, progress=False)
@@ -43,6 +44,19 @@ def test_sampled_accuracy_at_the_ends_leaves_training_untouched(tmp_path):
     assert again.prompt_evals()[4]["sampled_reward"] == evals[4]["sampled_reward"]
 
 
+def test_an_rlvr_run_records_reference_nll_and_greedy_accuracy_from_one_teacher_forced_pass(tmp_path):
+    from adapters_geo.models import load_base
+    from adapters_geo.tasks.outcome import reference_nll
+
+    run = tiny_run(tmp_path / "rlvr", "rlvr", batch_size=2)
+    start = run.prompt_evals()[0]
+    assert start["outcome_kind"] == "neg_reward" and len(start["greedy_reward"]) == 6
+    base = load_base("tiny-llama")  # step 0: the base itself, so its NLL can be recomputed here
+    task = load_task(RunFolder(run.path).config().task)
+    assert start["reference_nll"] == pytest.approx(reference_nll(base.model, base.tokenizer, task.test).tolist(), rel=1e-5)
+    assert "reference_nll" not in run.prompt_evals()[2] and "reference_nll" in run.prompt_evals()[4]  # the ends only
+
+
 def test_the_common_outcome_samples_on_its_own_seeds_and_leaves_the_global_rng_alone():
     """negative_reward: the same model gives the same samples whatever the global RNG did before (common random
     numbers across arms), and the global RNG is where it was (training draws nothing different)."""
@@ -61,7 +75,7 @@ def test_the_common_outcome_samples_on_its_own_seeds_and_leaves_the_global_rng_a
     assert first.unique().numel() > 1  # the reward varies with the samples, so other samples would show
 
 
-def fake_lock(root, sampled: bool, seeds: int = 3):
+def fake_lock(root, sampled: bool, seeds: int = 3, beside: bool = False):
     """A finished lock folder over `seeds` training seeds × 8 prompts: frozen 1.0, unconstrained 0.5, early 0.48 on the method's outcome;
     on the sampled outcome (reward) frozen 0.2, unconstrained 0.6, early 0.3: the two readings disagree."""
     source = RunFolder(root / "source")
@@ -78,6 +92,9 @@ def fake_lock(root, sampled: bool, seeds: int = 3):
         record = {"step": step, "outcome_kind": "kl", "outcome": (loss + noise).tolist()}
         if sampled:
             record["sampled_reward"] = (reward + noise).tolist()
+        if beside:  # reference NLL and greedy accuracy: the early arm keeps half the NLL gain, all of the greedy one
+            record["reference_nll"] = (torch.full((8,), {"frozen": 2.0, "early": 1.5}.get(arm, 1.0)) + noise).tolist()
+            record["greedy_reward"] = [0.0] * 8 if arm == "frozen" else [1.0] * 4 + [0.0] * 4
         (folder.evals_dir / f"step_{step:06d}.json").write_text(json.dumps(record))
         if arm == "final":  # run before `final` meant the increment after t0: its config has no final_of
             folder.write_json(folder.config_file, {"adapter": {"kind": "locked", "basis": "final"}})
@@ -103,6 +120,15 @@ def test_the_verdict_uses_the_common_outcome_where_every_arm_has_it(tmp_path, sa
     assert summary["old_final"] == ["final"]  # labelled, not read as the increment after t0
     assert "the final (ΔW_T − ΔW_init, the definition before 2026-12-05) subspace retains" in verdict(summary)
     assert any(row.startswith("| final (ΔW_T − ΔW_init") for row in lock_table(summary))
+
+
+def test_reference_nll_and_greedy_accuracy_are_shown_beside_the_verdict_s_outcome(tmp_path):
+    summary = lock_summary(fake_lock(tmp_path, True, beside=True), draws=300)
+    assert summary["kind"] == "sampled" and [o["kind"] for o in summary["other"]] == ["kl", "nll", "greedy"]
+    by_kind = {o["kind"]: o["stats"]["retention"]["early"]["estimate"] for o in summary["other"]}
+    assert by_kind["nll"] == pytest.approx(0.5) and by_kind["greedy"] == pytest.approx(1.0)
+    header = lock_table(summary)[6]
+    assert "retention on reference NLL" in header and "retention on greedy accuracy" in header
 
 
 def test_one_seed_leaves_the_paper_s_claim_undecided(tmp_path):
