@@ -74,6 +74,13 @@ def read_adapter_meta(folder) -> dict:
     """The adapter.json of a saved adapter, validated."""
     path = Path(folder) / META_FILE
     if not path.is_file():
+        text = str(folder)
+        if text.startswith("experiment:"):  # `make experiment` resolves these; a bare `adapters-geo train` cannot
+            name = text.split(":", 1)[1]
+            raise AdaptersGeoError(f"{text} names a chain's run, which only `make experiment` resolves",
+                                   f"run `make experiment NAME={name}`, then pass --set init=runs/{name}/adapter")
+        if not Path(folder).exists():
+            raise AdaptersGeoError(f"{folder} does not exist", "pass a run's adapter folder (runs/NAME/adapter)")
         raise AdaptersGeoError(f"{folder} is not a saved adapter (no {META_FILE})", "pass a folder written by save_adapter")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
