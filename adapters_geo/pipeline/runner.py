@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from adapters_geo.adapters import attach_adapter, trainable_parameters
-from adapters_geo.adapters.io import load_adapter, save_adapter
+from adapters_geo.adapters.io import load_adapter, read_adapter_meta, save_adapter
 from adapters_geo.storage.claim import check, claim
 from adapters_geo.config.run import LockedSpec, RunConfig, check_adapter_fits
 from adapters_geo.storage.disk import check_space, drop_resume_state, run_need
@@ -69,6 +69,8 @@ def resolved(config: RunConfig) -> RunConfig:
 
 def build_model(config: RunConfig):
     """(model with its adapter, tokenizer) for `config`; the adapter's random initialisation is seeded by train.seed."""
+    if config.init:
+        read_adapter_meta(config.init)  # a missing or unresolved init fails before the base's weights load
     base = load_base(config.model, config.quant)
     check_adapter_fits(config.adapter, base.model)  # r / K against the shapes, before anything trains
     if config.train.gradient_checkpointing:  # active in train mode only (the loop's loss), not when sampling

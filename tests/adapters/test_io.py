@@ -82,7 +82,6 @@ def test_not_an_adapter_folder(tiny, tmp_path, content, message):
         load_adapter(tiny("none").model, tmp_path)
 
 
-
 def test_a_missing_folder_and_a_chain_reference_name_their_fix(tiny, tmp_path):
     """`init: experiment:NAME` outside `make experiment`, or a run that was never trained, say what to run instead."""
     with pytest.raises(AdaptersGeoError, match=r"does not exist.*fix: pass a run's adapter folder"):
@@ -90,6 +89,7 @@ def test_a_missing_folder_and_a_chain_reference_name_their_fix(tiny, tmp_path):
     with pytest.raises(AdaptersGeoError, match=r"fix: run `make experiment NAME=sft_init`, then pass --set "
                                                r"init=runs/sft_init/adapter"):
         load_adapter(tiny("none").model, "experiment:sft_init")
+
 
 @pytest.mark.parametrize("kind", ["dense", "lora", "locked", "locked2"])
 def test_deltas_from_saved_files_equal_merged_deltas(tiny, tmp_path, kind):
