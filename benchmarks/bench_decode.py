@@ -3,8 +3,10 @@
     python benchmarks/bench_decode.py                       # this machine (or --device cuda)
     python benchmarks/bench_decode.py --rows 8,64 --repeats 5 --variants generate,static,loop
 
-What the toolkit ships (rollout/sampler.py, rollout/sampling.py) is `generate`: transformers' generate() with its
-dynamic KV cache, the prompt's cache prefilled once per prompt and repeated over its samples. The variants:
+The baseline, `generate`, is transformers' generate() sampling with its own draw (torch.multinomial) and dynamic KV
+cache. What the toolkit ships (rollout/sampler.py, rollout/sampling.py) is `draw`: the same generate() whose token is
+drawn by inverse CDF (rollout/sampling.py's InverseCdfDraw, one uniform per row instead of one exponential per
+vocabulary entry), the prompt's cache prefilled once per prompt and repeated over its samples. The other variants:
 - `static`: generate() with `cache_implementation="static"` (a preallocated cache: no per-token growth);
 - `compiled`: `static` with the model's forward under torch.compile (the first call compiles; a warm-up call takes
   it, and its seconds are printed apart, since every process that samples pays them once);
@@ -40,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from random_models import random_model  # noqa: E402
 
-VARIANTS = ("generate", "static", "compiled", "loop")
+VARIANTS = ("generate", "draw", "static", "compiled", "loop")
 
 
 def prompt_batch(tokenizer, rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,8 +58,9 @@ def prompt_batch(tokenizer, rows: int, device) -> tuple[torch.Tensor, torch.Tens
 
 
 def decode_generate(model, ids, mask, new: int, pad: int, **options) -> torch.Tensor:
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=True,
-                         temperature=1.0, top_k=0, top_p=1.0, pad_token_id=pad, **options)
+    sampling = options.pop("sampling", None) or {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
+                         pad_token_id=pad, **sampling, **options)
     return out[:, ids.shape[1]:]
 
 
@@ -83,6 +86,10 @@ def decode_loop(model, ids, mask, new: int, pad: int) -> torch.Tensor:
 def runner(name: str, model, compiled):
     if name == "generate":
         return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad)
+    if name == "draw":
+        from adapters_geo.rollout.sampling import draw_options
+
+        return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad, sampling=draw_options(1.0))
     if name == "static":
         return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad, cache_implementation="static")
     if name == "compiled":

@@ -18,7 +18,7 @@ import torch
 from adapters_geo.adapters import delta_readers
 from adapters_geo.models.quant import dequantized_weight
 from adapters_geo.models.weights import PEFT_PREFIX, base_linears
-from adapters_geo.rollout.sampling import cut_at_eos, left_pad, shared_prefill
+from adapters_geo.rollout.sampling import cut_at_eos, draw_options, left_pad, shared_prefill
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -88,7 +88,7 @@ class Sampler:
         width = max(len(r) for r in rows)
         pad = tokenizer.pad_token_id
         input_ids, attention = left_pad(rows, pad, width, self.device)
-        options = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        options = draw_options(temperature)
         if num_samples > 1 and width > 1:
             options["cache"] = shared_prefill(self.model, prompts, pad, width, num_samples, self.device)
         out = self.model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,

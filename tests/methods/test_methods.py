@@ -229,8 +229,11 @@ def test_a_batch_without_signal_does_not_move_the_adapter(tmp_path):
         batches.append(step)
         return original(examples, step)
 
-    def reward(text, answer):  # varies within groups while the first training batch is the latest drawn
-        return float(len(text) % 2) if len(batches) == 1 else 0.0
+    calls = []
+
+    def reward(text, answer):  # alternates within each group while the first training batch is the latest drawn
+        calls.append(1)
+        return float(len(calls) % 2) if len(batches) == 1 else 0.0
 
     method.batch = batch
     task.reward = reward

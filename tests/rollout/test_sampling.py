@@ -73,3 +73,39 @@ def test_greedy_following_a_reference_gives_greedy_decoding_tokens_and_decodes_o
     # a reference longer than max_new_tokens that greedy follows: cut like generate, nothing decoded
     long = sampling.sample(model, tok, prompts, 1, 12, temperature=0)
     assert _following(model, tok, prompts, long, 5) == ([g[:5] for g in long], 0)
+
+
+def test_the_inverse_cdf_draw_follows_softmax_at_its_temperature():
+    """Closed form: 40 000 draws of a 6-token distribution at T = 2 land on softmax(s / 2) within 4 standard errors."""
+    import torch
+
+    torch.manual_seed(0)
+    scores = torch.tensor([[2.0, 0.0, -1.0, 4.0, 1.0, -30.0]]).repeat(40_000, 1)
+    out = sampling.InverseCdfDraw(2.0)(None, scores)
+    assert torch.isinf(out).sum(1).eq(5).all() and out.max(1).values.eq(0).all()  # one token per row, 0 there
+    drawn = out.argmax(1)
+    freq = torch.bincount(drawn, minlength=6).double() / len(drawn)
+    p = torch.softmax(scores[0].double() / 2.0, -1)
+    se = (p * (1 - p) / len(drawn)).sqrt()
+    assert ((freq - p).abs() <= 4 * se + 1e-12).all(), (freq, p)
+    assert freq[5] == 0  # p ≈ 2e-8: never drawn in 40 000
+
+
+def test_temperature_sampling_draws_the_models_next_token_distribution():
+    """sample() at T = 1 on a tiny model: the first sampled token's frequencies match the model's softmax (χ² test)."""
+    import torch
+
+    base = load_base("tiny-llama")
+    tok = base.tokenizer
+    prompt = tok("Tom has 23 apples.")["input_ids"]
+    with torch.no_grad():
+        p = torch.softmax(base.model(input_ids=torch.tensor([prompt])).logits[0, -1].double(), -1)
+    torch.manual_seed(1)
+    drawn = sampling.sample(base.model, tok, [prompt], num_samples=3000, max_new_tokens=1, temperature=1.0)
+    first = [c[0] if c else tok.pad_token_id for c in drawn]  # a drawn pad is cut off (empty)
+    counts = torch.bincount(torch.tensor(first), minlength=len(p)).double()
+    top = p.argsort(descending=True)[:8]  # the 8 likeliest tokens, the rest pooled
+    observed = torch.cat([counts[top], (counts.sum() - counts[top].sum()).view(1)])
+    expected = torch.cat([p[top], (1 - p[top].sum()).view(1)]) * len(first)
+    chi2 = ((observed - expected) ** 2 / expected).sum().item()
+    assert chi2 < 26.1, chi2  # χ²(8) 99.9th percentile
