@@ -89,14 +89,14 @@ def test_unknown_experiment_lists_the_available_ones(capsys):
 
 def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkeypatch):
     todo = plan("lock_opd", smoke=True)
-    assert [item.split(" ")[0] for item in todo] == ["sft_init", "teacher", "opd_dense", "lock_opd"]
+    assert [item.split(" ")[0] for item in todo] == ["sft_init", "teacher_words", "opd_dense", "lock_opd"]
     steps = load_resolved("opd_dense", True)["train"]
     t0 = steps["t0"]
     assert todo[-1] == f"lock_opd (3 × {steps['steps'] - t0} steps)" and todo[2] == f"opd_dense ({steps['steps']} steps)"
     folder = run_experiment("lock_opd", smoke=True, progress=False)
     assert plan("lock_opd", smoke=True) == [] and plan("lock_opd", smoke=True, force=True) == [todo[-1]]
     runs = tmp_path / "runs" / "smoke"
-    for dep in ("teacher", "sft_init", "opd_dense", "lock_opd"):
+    for dep in ("teacher_words", "sft_init", "opd_dense", "lock_opd"):
         assert (runs / dep / "done.json").is_file(), dep
     for item in ("adapter", "t0_state/adapter", "t0_state/state.pt", "geometry/geometry.json", "geometry/heatmaps.png",
                  "trajectory_geometry/trajectory.json", "metrics.jsonl", "config.json", "meta.json", "tb", "evals"):
@@ -117,7 +117,7 @@ def test_smoke_lock_opd_end_to_end_then_reuse_and_force(tmp_path, capsys, monkey
         assert hparams["basis"] == (arm if arm in BASES else "-")
     geometry = json.loads((runs / "opd_dense" / "geometry" / "geometry.json").read_text())
     assert "+" in geometry["meta"]["reference"]  # measured against the SFT anchor, not the base
-    teacher, anchor = (json.loads((runs / r / "config.json").read_text()) for r in ("teacher", "sft_init"))
+    teacher, anchor = (json.loads((runs / r / "config.json").read_text()) for r in ("teacher_words", "sft_init"))
     assert teacher["train"]["seed"] != anchor["train"]["seed"] and teacher["task"]["pool"] != anchor["task"]["pool"]
 
     capsys.readouterr()
