@@ -20,13 +20,18 @@ equal work. Rounds alternate the variants; printed: median ms per decoded token 
 variant's ratio to `generate` with a 95 % bootstrap interval over rounds (< 1: faster).
 
 Measured (2026-12-05, Xeon 2-core, bf16, torch 2.13, transformers 5.25, nothing else running; 40 tokens, 3 rounds):
-`python benchmarks/bench_decode.py --rows 8,64 --repeats 3 --variants generate,static,loop`
+`python benchmarks/bench_decode.py --rows 8,64,256 --repeats 3 --variants generate,draw`
+    8 rows:   generate 67.9 ms/token; draw 0.89 [0.86, 0.92]
+    64 rows:  generate 203.5 ms/token; draw 0.72 [0.72, 0.72]
+    256 rows: generate 823.6 ms/token; draw 0.76 [0.75, 0.76]
+so `draw` ships: multinomial's draw was the largest cost of a decode step after the forward. With multinomial in
+every variant (the day before): `--rows 8,64 --variants generate,static,loop`
     8 rows:  generate 55.5 ms/token; static 1.00 [0.98, 1.04]; loop 0.99 [0.98, 1.01]
     64 rows: generate 173.6 ms/token; static 1.05 [0.99, 1.15]; loop 1.00 [0.99, 1.04]
 `--rows 8 --variants generate,compiled`: compiled 0.83 [0.81, 0.84] of 56.4 ms/token, after a first call of 66.4 s.
-So generate()'s bookkeeping costs nothing measurable here: the forward is the decode. Compiling saves 17 % of the
-decode (≈ 0.4 s of a 2.6 s OPD step's sampling, ≈ 18 s of a 40-step run) but costs 66 s per process and shape
-(dynamic=False; prompt widths vary by batch): a loss on every CPU run the toolkit makes, so `generate` stays.
+So generate()'s bookkeeping costs nothing measurable here. Compiling saves 17 % of the decode (≈ 0.4 s of a 2.6 s
+OPD step's sampling, ≈ 18 s of a 40-step run) but costs 66 s per process and shape (dynamic=False; prompt widths
+vary by batch): a loss on every CPU run the toolkit makes, so it is not used.
 CUDA rows are not measured (no device lent).
 """
 
