@@ -4,19 +4,22 @@
     python benchmarks/bench_decode.py --rows 8,64 --repeats 5 --variants generate,static,loop
 
 The baseline, `generate`, is transformers' generate() sampling with its own draw (torch.multinomial) and dynamic KV
-cache. What the toolkit ships (rollout/sampler.py, rollout/sampling.py) is `draw`: the same generate() whose token is
-drawn by inverse CDF (rollout/sampling.py's InverseCdfDraw, one uniform per row instead of one exponential per
-vocabulary entry), the prompt's cache prefilled once per prompt and repeated over its samples. The other variants:
+cache. What the toolkit ships (rollout/sampling.py):
+- `draw`: the same generate() whose token is drawn by inverse CDF (InverseCdfDraw: one uniform per row instead of one
+  exponential per vocabulary entry): training rollouts (rollout/sampler.py);
+- `decode`: our own loop with that draw, a row leaving the batch once it has sampled EOS: evaluation (sample()).
+The other variants:
 - `static`: generate() with `cache_implementation="static"` (a preallocated cache: no per-token growth);
 - `compiled`: `static` with the model's forward under torch.compile (the first call compiles; a warm-up call takes
   it, and its seconds are printed apart, since every process that samples pays them once);
 - `loop`: our own decode loop over the model's forward with a dynamic cache and torch.multinomial, without
   generate()'s per-token bookkeeping (logits processors, stopping criteria, output dicts).
-Each variant samples `rows` sequences (8: an OPD / RLVR step's 2 prompts × 4; 64: an evaluation chunk of
-k-sample accuracy) of `--new` tokens after a ~50-token chat prompt, from the same weights in the sampler's precision
-(bf16 where the hardware has fast bf16 kernels, else fp32; `--dtype` to force one). Random weights of the shape
-(benchmarks/random_models.py) almost never sample EOS, so every row decodes all `--new` tokens and the variants do
-equal work. Rounds alternate the variants; printed: median ms per decoded token (all rows together) and each
+Each variant samples `rows` sequences (8: an OPD / RLVR step's 2 prompts × 4; 128: an evaluation chunk of
+k-sample accuracy, 32 prompts × 4) of `--new` tokens after a ~50-token chat prompt, from the same weights in the
+sampler's precision (bf16 where the hardware has fast bf16 kernels, else fp32; `--dtype` to force one). With random
+weights of the shape (benchmarks/random_models.py, the default) no row ends early, so the variants do equal work;
+`--weights embedded --adapter runs/sft_init/adapter` samples SmolLM2-135M's own weights, where rows end at EOS and
+`decode` drops them. Rounds alternate the variants; printed: median ms per decoded token (all rows together) and each
 variant's ratio to `generate` with a 95 % bootstrap interval over rounds (< 1: faster).
 
 Measured (2026-12-05, Xeon 2-core, bf16, torch 2.13, transformers 5.25, nothing else running; 40 tokens, 3 rounds):
@@ -47,7 +50,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from random_models import random_model  # noqa: E402
 
-VARIANTS = ("generate", "draw", "static", "compiled", "loop")
+VARIANTS = ("generate", "draw", "decode", "static", "compiled", "loop")
 
 
 def prompt_batch(tokenizer, rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,14 +65,25 @@ def prompt_batch(tokenizer, rows: int, device) -> tuple[torch.Tensor, torch.Tens
     return left_pad(prompts, tokenizer.pad_token_id, max(len(p) for p in prompts), device)
 
 
-def decode_generate(model, ids, mask, new: int, pad: int, **options) -> torch.Tensor:
-    sampling = options.pop("sampling", None) or {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
-                         pad_token_id=pad, **sampling, **options)
-    return out[:, ids.shape[1]:]
+def decode_generate(model, ids, mask, new: int, pad: int, eos: int | None = None, **options) -> list:
+    """transformers' generate(): torch.multinomial's draw; every row decoded until the longest ends."""
+    ends = {"min_new_tokens": new} if eos is None else {"eos_token_id": eos}
+    sampling = {} if "logits_processor" in options else {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, pad_token_id=pad, **sampling, **ends,
+                         **options)
+    from adapters_geo.rollout.sampling import cut_at_eos
+
+    return [cut_at_eos(row, eos, pad) if eos is not None else row for row in out[:, ids.shape[1]:].tolist()]
 
 
-def decode_loop(model, ids, mask, new: int, pad: int) -> torch.Tensor:
+def decode_ours(model, ids, mask, new: int, pad: int, eos: int | None = None) -> list:
+    """rollout/sampling.py's decode: the inverse-CDF draw, finished rows leaving the batch (eos None: never)."""
+    from adapters_geo.rollout.sampling import decode
+
+    return decode(model, ids, mask, new, -1 if eos is None else eos, 1.0)[0]
+
+
+def decode_loop(model, ids, mask, new: int, pad: int, eos: int | None = None) -> list:
     """Plain temperature-1 sampling: one forward per token on a dynamic cache, positions from the mask."""
     from transformers import DynamicCache
 
@@ -85,21 +99,40 @@ def decode_loop(model, ids, mask, new: int, pad: int) -> torch.Tensor:
         positions = positions[:, -1:] + 1
         logits = model(input_ids=token, attention_mask=mask, position_ids=positions, cache=cache,
                        use_cache=True).logits[:, -1]
-    return torch.cat(tokens, 1)
+    return torch.cat(tokens, 1).tolist()
 
 
-def runner(name: str, model, compiled):
+def runner(name: str, model, compiled, eos):
     if name == "generate":
-        return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad)
+        return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad, eos)
     if name == "draw":
         from adapters_geo.rollout.sampling import draw_options
 
-        return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad, sampling=draw_options(1.0))
+        return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad, eos, **draw_options(1.0))
+    if name == "decode":
+        return lambda ids, mask, new, pad: decode_ours(model, ids, mask, new, pad, eos)
     if name == "static":
-        return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad, cache_implementation="static")
+        return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad, eos, cache_implementation="static")
     if name == "compiled":
-        return lambda ids, mask, new, pad: decode_generate(compiled, ids, mask, new, pad, cache_implementation="static")
+        return lambda ids, mask, new, pad: decode_generate(compiled, ids, mask, new, pad, eos, cache_implementation="static")
     return lambda ids, mask, new, pad: decode_loop(model, ids, mask, new, pad)
+
+
+def load(args, dtype, device):
+    """(model, tokenizer, eos or None): random weights of SmolLM2-135M's shape, or its own with an adapter merged in."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if args.weights == "random":
+        folder = random_model("smollm2-135m")
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+        return model, AutoTokenizer.from_pretrained(folder), None
+    from adapters_geo.adapters.io import load_adapter
+    from adapters_geo.models.loader import load_base
+    from adapters_geo.rollout.sampler import Sampler
+
+    base = load_base("smollm2-135m-instruct", device=str(device))
+    model = load_adapter(base.model, args.adapter) if args.adapter else base.model
+    return Sampler(model, dtype).model, base.tokenizer, base.tokenizer.eos_token_id  # the merged copy rollouts use
 
 
 def ratio_interval(ours: list[float], base: list[float], draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -123,35 +156,35 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--weights", choices=["random", "embedded"], default="random",
+                        help="embedded: SmolLM2-135M-Instruct's own weights, rows end at their EOS (the variants then "
+                             "do each their own work: a row that ends early leaves `decode`'s batch)")
+    parser.add_argument("--adapter", help="with --weights embedded: a run's adapter folder merged in (e.g. runs/sft_init/adapter)")
     args = parser.parse_args()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from adapters_geo.rollout.sampler import sampler_dtype
 
     device = torch.device(args.device)
     dtype = sampler_dtype(args.dtype, device)
-    folder = random_model("smollm2-135m")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+    model, tokenizer, eos = load(args, dtype, device)
     variants = args.variants.split(",")
     compiled = None
     print(f"device {device} ({torch.get_num_threads()} threads), dtype {dtype}, torch {torch.__version__}, "
           f"{args.new} new tokens per row")
     for rows in (int(r) for r in args.rows.split(",")):
         ids, mask = prompt_batch(tokenizer, rows, device)
-        runs = {name: runner(name, model, compiled) for name in variants}
+        runs = {name: runner(name, model, compiled, eos) for name in variants}
         if "compiled" in variants:
             import copy
 
             compiled = copy.copy(model)  # the same weights, its own (compiled) forward
             compiled.forward = torch.compile(model.forward, dynamic=False)
-            runs["compiled"] = runner("compiled", model, compiled)
+            runs["compiled"] = runner("compiled", model, compiled, eos)
         times = {name: [] for name in variants}
         with torch.no_grad():
             for name, run in runs.items():  # warm-up (and compile) outside the timed rounds
                 start = time.perf_counter()
                 out = run(ids, mask, args.new, tokenizer.pad_token_id)
-                assert out.shape == (rows, args.new), (name, out.shape)
+                assert len(out) == rows and (eos is not None or {len(r) for r in out} == {args.new}), name
                 if name == "compiled":
                     print(f"  compiled: first call (compiling) {time.perf_counter() - start:.1f} s")
             for _ in range(args.repeats):
@@ -159,7 +192,8 @@ def main() -> None:
                     start = time.perf_counter()
                     run(ids, mask, args.new, tokenizer.pad_token_id)
                     times[name].append(time.perf_counter() - start)
-        print(f"\n{rows} rows × {args.new} tokens, prompt width {ids.shape[1]}, {args.repeats} rounds")
+        print(f"\n{rows} rows × {args.new} tokens, prompt width {ids.shape[1]}, {args.repeats} rounds"
+              + (", rows end at EOS: ms per token = the call's time / max new tokens" if eos is not None else ""))
         print("| variant | ms per decoded token (median) | ratio to generate [95 % interval] |")
         print("|---|---|---|")
         for name in variants:

@@ -8,12 +8,13 @@ With G > 1 samples per prompt, each prompt is prefilled once and its KV cache re
 before decoding (`shared_prefill`): the G copies of a prompt would otherwise be run through the
 model G times. Same tokens, same distribution; (G − 1)/G of the prefill saved.
 
-Each token is drawn by inverse CDF (`InverseCdfDraw`): one uniform per row against the cumulative softmax, where
-generate()'s own sampling, torch.multinomial, draws one exponential per vocabulary entry (49 152 for SmolLM2).
-Same distribution; measured on the 2-core Xeon (benchmarks/bench_decode.py) the draw alone took 9 / 73 / 302 ms
+Each token is drawn by inverse CDF (`inverse_cdf`), for a cost generate() cannot drop: one
+uniform per row against the cumulative softmax, where generate()'s torch.multinomial draws one exponential per
+vocabulary entry (49 152 for SmolLM2); same distribution, and on the 2-core Xeon the draw alone took 9 / 73 / 302 ms
 per token at 8 / 64 / 256 rows with multinomial, 0.5 / 6 / 50 ms by inverse CDF, of a 56 / 174 ms decode step at
-8 / 64 rows: the largest cost of a decode step after the forward. Transformers has no faster sampler to switch to,
-so the draw is ours, run as the last logits processor of a greedy generate() (its argmax picks the drawn token).
+8 / 64 rows. Evaluation decodes in our own loop (`decode`), where a row that has sampled EOS leaves the batch:
+generate() decodes every row until the longest one ends. Training rollouts (rollout/sampler.py) keep generate()
+with the draw as its last logits processor (`InverseCdfDraw`). Measured side by side: benchmarks/bench_decode.py.
 """
 
 import torch
@@ -29,41 +30,87 @@ def sample(model, tokenizer, prompts: list[list[int]], num_samples: int = 1, max
     model.eval()
     rows = [p for p in prompts for _ in range(num_samples)]
     width = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id
     device = next(model.parameters()).device
-    input_ids, attention = left_pad(rows, pad, width, device)
-    options = {"do_sample": False} if temperature == 0 else draw_options(temperature)
+    input_ids, attention = left_pad(rows, tokenizer.pad_token_id, width, device)
     with inference_weights(model):
+        cache = None
         if num_samples > 1 and width > 1:
-            options["cache"] = shared_prefill(model, prompts, pad, width, num_samples, device)
-        out = model.generate(
-            input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
-            pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, **options,
-        )
+            cache = shared_prefill(model, prompts, tokenizer.pad_token_id, width, num_samples, device)
+        completions, _ = decode(model, input_ids, attention, max_new_tokens, tokenizer.eos_token_id, temperature, cache)
     model.train(was_training)
-    return [cut_at_eos(row[width:].tolist(), tokenizer.eos_token_id, pad) for row in out]
+    return completions
+
+
+def inverse_cdf(logits: torch.Tensor, temperature: float, u: torch.Tensor) -> torch.Tensor:
+    """(B,) tokens drawn from softmax(logits / temperature), (B, V), by inverse CDF with uniforms u, (B,).
+
+    Token = the first index whose cumulative probability exceeds u · total. Exact: token i is drawn with probability
+    c_i − c_{i−1} = p_i, up to one fp32 rounding of each partial sum (≤ 6e-8 of the mass per token).
+    """
+    scaled = logits.float() / temperature
+    weights = (scaled - scaled.max(-1, keepdim=True).values).exp_()
+    cumulative = weights.cumsum_(-1)  # (B, V), unnormalised
+    token = torch.searchsorted(cumulative, u[:, None].to(cumulative.dtype) * cumulative[:, -1:])  # (B, 1)
+    return token.squeeze(1).clamp_max_(logits.shape[-1] - 1)
+
+
+@torch.no_grad()
+def decode(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new_tokens: int, eos: int,
+           temperature: float = 1.0, cache=None, logprobs: bool = False) -> tuple[list[list[int]], list | None]:
+    """(completion of each left-padded row, cut after its EOS; with `logprobs`, each token's log π at temperature 1).
+
+    `cache`: the keys and values of every prompt column but the last (shared_prefill), else none. A row that samples
+    EOS leaves the batch (its cache rows dropped), so the decode's cost follows the rows still writing instead of the
+    longest one. Each step draws one uniform per original row (torch's global generator) whether or not the row is
+    still in the batch, so row r's t-th token always uses the same uniform: seeded runs reproduce, and two models
+    sampled after the same seed share their random numbers row by row (common random numbers).
+    """
+    from transformers import DynamicCache
+
+    rows = len(input_ids)
+    positions = (attention.cumsum(-1) - 1).clamp_min(0)  # as generate() numbers left-padded rows
+    if cache is None:
+        cache = DynamicCache(config=model.config)
+        step_ids, step_positions = input_ids, positions
+    else:
+        step_ids, step_positions = input_ids[:, -1:], positions[:, -1:]
+    alive = torch.arange(rows, device=input_ids.device)  # original row of each batch row
+    tokens, logps = [[] for _ in range(rows)], [[] for _ in range(rows)]
+    for t in range(max_new_tokens):
+        logits = model(input_ids=step_ids, attention_mask=attention, position_ids=step_positions, cache=cache,
+                       use_cache=True, logits_to_keep=1).logits[:, -1]  # (alive, V)
+        u = torch.rand(rows, device=logits.device)[alive] if temperature else None  # (alive,)
+        token = logits.argmax(-1) if not temperature else inverse_cdf(logits, temperature, u)
+        if logprobs:
+            chosen = torch.log_softmax(logits.float(), -1).gather(-1, token[:, None]).squeeze(1).tolist()
+        for i, (row, tok) in enumerate(zip(alive.tolist(), token.tolist())):
+            tokens[row].append(tok)
+            if logprobs:
+                logps[row].append(chosen[i])
+        going = token != eos
+        if t == max_new_tokens - 1 or not going.any():
+            break
+        if not going.all():  # finished rows leave the batch
+            keep = going.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            alive, token, attention, positions = alive[keep], token[keep], attention[keep], positions[keep]
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], 1)
+        positions = positions[:, -1:] + 1
+        step_ids, step_positions = token[:, None], positions
+    return tokens, (logps if logprobs else None)
 
 
 class InverseCdfDraw:
-    """A logits processor that draws each row's next token from softmax(scores / temperature) by inverse CDF.
-
-    Returns scores that are 0 at the drawn token and −inf elsewhere, so a greedy generate() emits it. One uniform
-    u ~ U[0, 1) per row from torch's global generator (seeded runs stay reproducible), token = the first index whose
-    cumulative probability exceeds u · total. Exact: token i is drawn with probability c_i − c_{i−1} = p_i, up to
-    one fp32 rounding of each partial sum (≤ 6e-8 of the mass per token).
-    """
+    """A logits processor drawing each row's next token by `inverse_cdf` (uniforms from torch's global generator):
+    0 at the drawn token, −inf elsewhere, so a greedy generate() emits it. The bf16 sampler's rollouts use it
+    (rollout/sampler.py), where generate() also returns the raw logits their behaviour log-probs need."""
 
     def __init__(self, temperature: float):
         self.temperature = temperature
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        logits = scores.float() / self.temperature  # (B, V)
-        weights = (logits - logits.max(-1, keepdim=True).values).exp_()
-        cumulative = weights.cumsum_(-1)  # (B, V), unnormalised
-        u = torch.rand(len(scores), 1, device=scores.device) * cumulative[:, -1:]
-        token = torch.searchsorted(cumulative, u).clamp_max_(scores.shape[-1] - 1)  # (B, 1)
-        drawn = torch.full_like(scores, float("-inf"))
-        return drawn.scatter_(1, token, 0.0)
+        token = inverse_cdf(scores, self.temperature, torch.rand(len(scores), device=scores.device))
+        return torch.full_like(scores, float("-inf")).scatter_(1, token[:, None], 0.0)
 
 
 def draw_options(temperature: float) -> dict:

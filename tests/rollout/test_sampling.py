@@ -81,14 +81,14 @@ def test_the_inverse_cdf_draw_follows_softmax_at_its_temperature():
 
     torch.manual_seed(0)
     scores = torch.tensor([[2.0, 0.0, -1.0, 4.0, 1.0, -30.0]]).repeat(40_000, 1)
-    out = sampling.InverseCdfDraw(2.0)(None, scores)
-    assert torch.isinf(out).sum(1).eq(5).all() and out.max(1).values.eq(0).all()  # one token per row, 0 there
-    drawn = out.argmax(1)
+    drawn = sampling.inverse_cdf(scores, 2.0, torch.rand(len(scores)))
     freq = torch.bincount(drawn, minlength=6).double() / len(drawn)
     p = torch.softmax(scores[0].double() / 2.0, -1)
     se = (p * (1 - p) / len(drawn)).sqrt()
     assert ((freq - p).abs() <= 4 * se + 1e-12).all(), (freq, p)
     assert freq[5] == 0  # p ≈ 2e-8: never drawn in 40 000
+    edges = sampling.inverse_cdf(scores[:2], 1.0, torch.tensor([0.0, 1.0 - 1e-7]))
+    assert edges.tolist() == [0, 4]  # u = 0: the first token; u → 1: the last one with mass (not the −30 one)
 
 
 def test_temperature_sampling_draws_the_models_next_token_distribution():
@@ -109,3 +109,27 @@ def test_temperature_sampling_draws_the_models_next_token_distribution():
     expected = torch.cat([p[top], (1 - p[top].sum()).view(1)]) * len(first)
     chi2 = ((observed - expected) ** 2 / expected).sum().item()
     assert chi2 < 26.1, chi2  # χ²(8) 99.9th percentile
+
+
+def test_decode_drops_finished_rows_and_keeps_each_rows_random_numbers():
+    """A row that samples EOS leaves the batch; every other row's tokens are those of a decode where no row ends."""
+    import torch
+
+    base = load_base("tiny-llama")
+    tok = base.tokenizer
+    prompts = [tok("Tom has 23 apples.")["input_ids"], tok("A shop has 6 shelves with 9 shells on each.")["input_ids"]]
+    width = max(len(p) for p in prompts)
+    ids, mask = sampling.left_pad([p for p in prompts for _ in range(4)], tok.pad_token_id, width, "cpu")
+    torch.manual_seed(3)
+    never, _ = sampling.decode(base.model, ids, mask, 10, eos=-1)  # no row ends: all 8 rows decode 10 tokens
+    common = torch.tensor([t for row in never for t in row]).bincount().argmax().item()  # a token some rows sample
+    torch.manual_seed(3)
+    ended, logps = sampling.decode(base.model, ids, mask, 10, eos=common, logprobs=True)
+    assert any(len(r) < 10 for r in ended)  # some rows ended early and left the batch
+    for full, cut, lp in zip(never, ended, logps):
+        stop = full.index(common) + 1 if common in full else 10
+        assert cut == full[:stop] and len(lp) == len(cut)  # the same tokens up to its EOS: same uniforms per row
+    greedy = sampling.sample(base.model, tok, prompts, 1, 10, temperature=0)
+    out = base.model.generate(input_ids=ids[::4], attention_mask=mask[::4], max_new_tokens=10, do_sample=False,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    assert greedy == [sampling.cut_at_eos(r, tok.eos_token_id, tok.pad_token_id) for r in out[:, width:].tolist()]
