@@ -80,7 +80,7 @@ def decode_ours(model, ids, mask, new: int, pad: int, eos: int | None = None) ->
     """rollout/sampling.py's decode: the inverse-CDF draw, finished rows leaving the batch (eos None: never)."""
     from adapters_geo.rollout.sampling import decode
 
-    return decode(model, ids, mask, new, -1 if eos is None else eos, 1.0)[0]
+    return decode(model, ids, mask, new, -1 if eos is None else eos, 1.0)
 
 
 def decode_loop(model, ids, mask, new: int, pad: int, eos: int | None = None) -> list:
@@ -115,6 +115,8 @@ def runner(name: str, model, compiled, eos):
         return lambda ids, mask, new, pad: decode_generate(model, ids, mask, new, pad, eos, cache_implementation="static")
     if name == "compiled":
         return lambda ids, mask, new, pad: decode_generate(compiled, ids, mask, new, pad, eos, cache_implementation="static")
+    if eos is not None:
+        raise SystemExit("the `loop` variant decodes every row to the end: use it with random weights only")
     return lambda ids, mask, new, pad: decode_loop(model, ids, mask, new, pad)
 
 

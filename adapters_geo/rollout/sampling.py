@@ -11,10 +11,12 @@ model G times. Same tokens, same distribution; (G − 1)/G of the prefill saved.
 Each token is drawn by inverse CDF (`inverse_cdf`), for a cost generate() cannot drop: one
 uniform per row against the cumulative softmax, where generate()'s torch.multinomial draws one exponential per
 vocabulary entry (49 152 for SmolLM2); same distribution, and on the 2-core Xeon the draw alone took 9 / 73 / 302 ms
-per token at 8 / 64 / 256 rows with multinomial, 0.5 / 6 / 50 ms by inverse CDF, of a 56 / 174 ms decode step at
-8 / 64 rows. Evaluation decodes in our own loop (`decode`), where a row that has sampled EOS leaves the batch:
-generate() decodes every row until the longest one ends. Training rollouts (rollout/sampler.py) keep generate()
-with the draw as its last logits processor (`InverseCdfDraw`). Measured side by side: benchmarks/bench_decode.py.
+per token at 8 / 64 / 256 rows with multinomial, 0.5 / 6 / 50 ms by inverse CDF, of a 68 / 204 / 824 ms decode step
+(2026-12-05). `sample()` decodes in our own loop (`decode`), where a row that has sampled EOS leaves the batch:
+generate() decodes every row until the longest one ends. It serves evaluation and the rollouts drawn at the
+model's own precision (teacher rollouts, SFT's teacher completions, a CPU without fast bf16); the bf16 sampler's
+rollouts (rollout/sampler.py) keep generate() with the draw as its last logits processor (`InverseCdfDraw`), as
+the shipped experiments were run. Measured side by side: benchmarks/bench_decode.py.
 """
 
 import torch
@@ -36,28 +38,34 @@ def sample(model, tokenizer, prompts: list[list[int]], num_samples: int = 1, max
         cache = None
         if num_samples > 1 and width > 1:
             cache = shared_prefill(model, prompts, tokenizer.pad_token_id, width, num_samples, device)
-        completions, _ = decode(model, input_ids, attention, max_new_tokens, tokenizer.eos_token_id, temperature, cache)
+        completions = decode(model, input_ids, attention, max_new_tokens, tokenizer.eos_token_id, temperature, cache)
     model.train(was_training)
     return completions
 
 
 def inverse_cdf(logits: torch.Tensor, temperature: float, u: torch.Tensor) -> torch.Tensor:
-    """(B,) tokens drawn from softmax(logits / temperature), (B, V), by inverse CDF with uniforms u, (B,).
+    """(B,) tokens drawn from softmax(logits / temperature), (B, V), by inverse CDF with uniforms u ∈ [0, 1), (B,).
 
-    Token = the first index whose cumulative probability exceeds u · total. Exact: token i is drawn with probability
-    c_i − c_{i−1} = p_i, up to one fp32 rounding of each partial sum (≤ 6e-8 of the mass per token).
+    Token = the first index whose cumulative weight reaches u · total (at least the smallest positive float, so a
+    zero-weight first token is never drawn at u = 0). Token i is drawn with probability c_i − c_{i−1} = p_i up to one
+    fp32 rounding of each partial sum (≤ 2^-24 of the mass before it): a token whose weight is below half an ulp of
+    the running sum is never drawn, at most V · 2^-24 (0.3 % for V = 49 152) of the mass when every token is that
+    small, and none of the tokens that carry the samples. fp32 keeps the draw bitwise equal to the one the
+    shipped experiments were run with.
     """
+    if temperature <= 0:
+        raise ValueError(f"inverse_cdf samples at a temperature > 0 (got {temperature}); temperature 0 is argmax")
     scaled = logits.float() / temperature
     weights = (scaled - scaled.max(-1, keepdim=True).values).exp_()
     cumulative = weights.cumsum_(-1)  # (B, V), unnormalised
-    token = torch.searchsorted(cumulative, u[:, None].to(cumulative.dtype) * cumulative[:, -1:])  # (B, 1)
-    return token.squeeze(1).clamp_max_(logits.shape[-1] - 1)
+    target = (u[:, None].to(cumulative.dtype) * cumulative[:, -1:]).clamp_min_(torch.finfo(cumulative.dtype).tiny)
+    return torch.searchsorted(cumulative, target).squeeze(1).clamp_max_(logits.shape[-1] - 1)  # (B,)
 
 
 @torch.no_grad()
 def decode(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new_tokens: int, eos: int,
-           temperature: float = 1.0, cache=None, logprobs: bool = False) -> tuple[list[list[int]], list | None]:
-    """(completion of each left-padded row, cut after its EOS; with `logprobs`, each token's log π at temperature 1).
+           temperature: float = 1.0, cache=None) -> list[list[int]]:
+    """The completion of each left-padded row of input_ids (B, W), cut after its EOS; temperature 0: greedy.
 
     `cache`: the keys and values of every prompt column but the last (shared_prefill), else none. A row that samples
     EOS leaves the batch (its cache rows dropped), so the decode's cost follows the rows still writing instead of the
@@ -68,25 +76,23 @@ def decode(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new_toke
     from transformers import DynamicCache
 
     rows = len(input_ids)
-    positions = (attention.cumsum(-1) - 1).clamp_min(0)  # as generate() numbers left-padded rows
+    positions = (attention.cumsum(-1) - 1).clamp_min(0)  # (B, W): as generate() numbers left-padded rows
     if cache is None:
         cache = DynamicCache(config=model.config)
         step_ids, step_positions = input_ids, positions
     else:
         step_ids, step_positions = input_ids[:, -1:], positions[:, -1:]
-    alive = torch.arange(rows, device=input_ids.device)  # original row of each batch row
-    tokens, logps = [[] for _ in range(rows)], [[] for _ in range(rows)]
+    alive = torch.arange(rows, device=input_ids.device)  # (alive,): the original row of each batch row
+    tokens = [[] for _ in range(rows)]
     for t in range(max_new_tokens):
         logits = model(input_ids=step_ids, attention_mask=attention, position_ids=step_positions, cache=cache,
                        use_cache=True, logits_to_keep=1).logits[:, -1]  # (alive, V)
-        u = torch.rand(rows, device=logits.device)[alive] if temperature else None  # (alive,)
-        token = logits.argmax(-1) if not temperature else inverse_cdf(logits, temperature, u)
-        if logprobs:
-            chosen = torch.log_softmax(logits.float(), -1).gather(-1, token[:, None]).squeeze(1).tolist()
-        for i, (row, tok) in enumerate(zip(alive.tolist(), token.tolist())):
+        if temperature:
+            token = inverse_cdf(logits, temperature, torch.rand(rows, device=logits.device)[alive])  # (alive,)
+        else:
+            token = logits.argmax(-1)
+        for row, tok in zip(alive.tolist(), token.tolist()):
             tokens[row].append(tok)
-            if logprobs:
-                logps[row].append(chosen[i])
         going = token != eos
         if t == max_new_tokens - 1 or not going.any():
             break
@@ -97,13 +103,15 @@ def decode(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new_toke
         attention = torch.cat([attention, torch.ones_like(attention[:, :1])], 1)
         positions = positions[:, -1:] + 1
         step_ids, step_positions = token[:, None], positions
-    return tokens, (logps if logprobs else None)
+    return tokens
 
 
 class InverseCdfDraw:
-    """A logits processor drawing each row's next token by `inverse_cdf` (uniforms from torch's global generator):
-    0 at the drawn token, −inf elsewhere, so a greedy generate() emits it. The bf16 sampler's rollouts use it
-    (rollout/sampler.py), where generate() also returns the raw logits their behaviour log-probs need."""
+    """A logits processor that draws each row's next token by `inverse_cdf`, for a greedy generate() to emit.
+
+    Returns 0 at the drawn token and −inf elsewhere; uniforms from torch's global generator. The bf16 sampler's
+    rollouts use it (rollout/sampler.py), where generate() also returns the raw logits their behaviour log-probs need.
+    """
 
     def __init__(self, temperature: float):
         self.temperature = temperature

@@ -102,7 +102,7 @@ def test_temperature_sampling_draws_the_models_next_token_distribution():
         p = torch.softmax(base.model(input_ids=torch.tensor([prompt])).logits[0, -1].double(), -1)
     torch.manual_seed(1)
     drawn = sampling.sample(base.model, tok, [prompt], num_samples=3000, max_new_tokens=1, temperature=1.0)
-    first = [c[0] if c else tok.pad_token_id for c in drawn]  # a drawn pad is cut off (empty)
+    first = [c[0] for c in drawn]
     counts = torch.bincount(torch.tensor(first), minlength=len(p)).double()
     top = p.argsort(descending=True)[:8]  # the 8 likeliest tokens, the rest pooled
     observed = torch.cat([counts[top], (counts.sum() - counts[top].sum()).view(1)])
@@ -112,7 +112,8 @@ def test_temperature_sampling_draws_the_models_next_token_distribution():
 
 
 def test_decode_drops_finished_rows_and_keeps_each_rows_random_numbers():
-    """A row that samples EOS leaves the batch; every other row's tokens are those of a decode where no row ends."""
+    """A row that samples EOS leaves the batch; every other row's tokens are those of a decode where no row ends,
+    with or without the shared prompt cache; greedy decoding equals generate()'s."""
     import torch
 
     base = load_base("tiny-llama")
@@ -121,15 +122,44 @@ def test_decode_drops_finished_rows_and_keeps_each_rows_random_numbers():
     width = max(len(p) for p in prompts)
     ids, mask = sampling.left_pad([p for p in prompts for _ in range(4)], tok.pad_token_id, width, "cpu")
     torch.manual_seed(3)
-    never, _ = sampling.decode(base.model, ids, mask, 10, eos=-1)  # no row ends: all 8 rows decode 10 tokens
+    never = sampling.decode(base.model, ids, mask, 10, eos=-1)  # no row ends: all 8 rows decode 10 tokens
     common = torch.tensor([t for row in never for t in row]).bincount().argmax().item()  # a token some rows sample
-    torch.manual_seed(3)
-    ended, logps = sampling.decode(base.model, ids, mask, 10, eos=common, logprobs=True)
-    assert any(len(r) < 10 for r in ended)  # some rows ended early and left the batch
-    for full, cut, lp in zip(never, ended, logps):
-        stop = full.index(common) + 1 if common in full else 10
-        assert cut == full[:stop] and len(lp) == len(cut)  # the same tokens up to its EOS: same uniforms per row
+    for cache in (None, "shared"):
+        shared = sampling.shared_prefill(base.model, prompts, tok.pad_token_id, width, 4, "cpu") if cache else None
+        torch.manual_seed(3)
+        ended = sampling.decode(base.model, ids, mask, 10, eos=common, cache=shared)
+        assert len({len(r) for r in ended}) > 2  # rows ended at different steps: the batch shrank with rows left in it
+        for full, cut in zip(never, ended):
+            stop = full.index(common) + 1 if common in full else 10
+            assert cut == full[:stop], cache  # the same tokens up to its EOS: the same uniform per row and step
     greedy = sampling.sample(base.model, tok, prompts, 1, 10, temperature=0)
     out = base.model.generate(input_ids=ids[::4], attention_mask=mask[::4], max_new_tokens=10, do_sample=False,
                               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     assert greedy == [sampling.cut_at_eos(r, tok.eos_token_id, tok.pad_token_id) for r in out[:, width:].tolist()]
+
+
+def test_decode_samples_at_its_temperature_and_refuses_none():
+    """Two tokens into a tiny model's completions at T = 0.5: the second token's frequencies after a fixed first token
+    follow softmax(logits / 0.5) (χ² over the likeliest 8, the rest pooled); T ≤ 0 is refused by the draw."""
+    import torch
+
+    base = load_base("tiny-llama")
+    tok = base.tokenizer
+    prompt = tok("Tom has 23 apples.")["input_ids"]
+    ids, mask = sampling.left_pad([prompt] * 3000, tok.pad_token_id, len(prompt), "cpu")
+    torch.manual_seed(5)
+    drawn = sampling.decode(base.model, ids, mask, 2, eos=-1, temperature=0.5)
+    first = torch.tensor([row[0] for row in drawn]).bincount().argmax().item()
+    second = [row[1] for row in drawn if row[0] == first]
+    with torch.no_grad():
+        logits = base.model(input_ids=torch.tensor([prompt + [first]])).logits[0, -1].double()
+    p = torch.softmax(logits / 0.5, -1)
+    counts = torch.bincount(torch.tensor(second), minlength=len(p)).double()
+    top = p.argsort(descending=True)[:8]
+    observed = torch.cat([counts[top], (counts.sum() - counts[top].sum()).view(1)])
+    expected = torch.cat([p[top], (1 - p[top].sum()).clamp_min(1e-12).view(1)]) * len(second)
+    keep = expected > 5  # χ² needs expected counts ≥ 5
+    chi2 = ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum().item()
+    assert len(second) > 200 and chi2 < 26.1, (len(second), chi2)  # χ²(≤ 8) 99.9th percentile
+    with pytest.raises(ValueError, match="temperature"):
+        sampling.inverse_cdf(torch.zeros(1, 4), 0.0, torch.rand(1))
