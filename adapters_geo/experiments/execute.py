@@ -200,5 +200,5 @@ def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dic
             run_folder.write_json(run_folder.done_file, {"hash": wanted, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **summary})
         parallel.barrier()
     else:
-        run(config, folder, resume=True, progress=progress, identity=wanted, label=name)
+        run(config, folder, resume=True, progress=progress, identity=wanted, label=name, shared_evals=root / ".start_evals")
     return folder

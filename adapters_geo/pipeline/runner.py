@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from adapters_geo.adapters import attach_adapter, trainable_parameters
-from adapters_geo.adapters.io import load_adapter, read_adapter_meta, save_adapter
+from adapters_geo.adapters.io import load_adapter, meta_digest, read_adapter_meta, save_adapter
 from adapters_geo.storage.claim import check, claim
 from adapters_geo.config.run import LockedSpec, RunConfig, check_adapter_fits
 from adapters_geo.storage.disk import check_space, drop_resume_state, run_need
@@ -67,6 +67,26 @@ def resolved(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"train": train})
 
 
+def start_eval_cache(config: RunConfig, shared: Path | None, teacher_id: str | None) -> Path | None:
+    """The file in `shared` (an experiment's runs/.start_evals) holding this run's step-0 evaluation for every run that
+    starts from the same saved adapter and scores it the same way, on this code: the training seeds of a locking
+    test's source start from one model, and the evaluation's sampling has its own seeds, so each seed would compute
+    the same numbers again (about 3 min per OPD source on 2 CPU cores). None without `shared`, or when the start is
+    not a saved adapter evaluated at step 0."""
+    train = config.train
+    if shared is None or not config.init or train.first_step != 0 or not train.eval_at_start \
+            or isinstance(config.adapter, LockedSpec):
+        return None
+    code = run_meta()
+    same = {"model": config.model, "quant": config.quant, "init": meta_digest(read_adapter_meta(config.init)),
+            "task": config.to_dict()["task"], "outcome": held_out_kind(config.method.name, teacher_id is not None),
+            "teacher": teacher_id, "hint": config.method.hinted(), "max_new_tokens": config.method.max_new_tokens,
+            "system_prompt": config.system_prompt, "eval": [train.eval_batch, train.eval_size, train.eval_samples],
+            "code": [code["git"], code["dirty"]]}
+    key = hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return shared / f"{key}.json"
+
+
 def build_model(config: RunConfig):
     """(model with its adapter, tokenizer) for `config`; the adapter's random initialisation is seeded by train.seed."""
     if config.init:
@@ -113,13 +133,15 @@ def run_hparams(config: RunConfig, name: str) -> dict:
 def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_new_tokens: int = 48,
                system_prompt=None, resume: bool = False, progress: bool = True, teacher=None,
                teacher_hint: bool = False, label: str | None = None, teacher_id: str | None = None,
-               init: str | None = None, hparams: dict | None = None, parallel: Parallel = Parallel()) -> dict:
+               init: str | None = None, hparams: dict | None = None, parallel: Parallel = Parallel(),
+               start_cache: Path | None = None) -> dict:
     """Train an adapted model into `folder`: loggers, tracker, evaluation, loop, final adapter; returns the summary.
 
     `teacher` (a model) is what an OPD run's outcome (reverse KL) is measured against; without one, NLL.
     `init`: the saved adapter the model was built from (None: a fresh adapter, ΔW = 0 at the start).
     `hparams`: the run's TensorBoard HPARAMS row, written with config.json's text into the training events.
     `parallel`: a data-parallel process other than the main one trains its share and writes nothing.
+    `start_cache`: the step-0 evaluation shared with runs of the same start (start_eval_cache), read or written.
     """
     folder = RunFolder(folder)
     if not parallel.main:
@@ -145,7 +167,7 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     kind = held_out_kind(method.name, teacher is not None)
     held_out = HeldOut(model, tokenizer, task, examples, kind, folder, {config.first_step, config.steps}, teacher,
                        teacher_hint, max_new_tokens, config.eval_batch, system_prompt, curve_size=config.curve_size,
-                       teacher_key=teacher_id, common_samples=config.eval_samples)
+                       teacher_key=teacher_id, common_samples=config.eval_samples, start_cache=start_cache)
     try:
         step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume, parallel)
         tracker.flush()  # a tracked step measured in the background is logged before the loggers close
@@ -180,8 +202,11 @@ def kept_rows(kept: int | None, steps: int):
     return lambda row: row["step"] < kept or (row["step"] == kept and not (row["group"] == "eval" and kept == steps))
 
 
-def run_training(config: RunConfig, out, resume: bool = False, progress: bool = True, label: str | None = None) -> dict:
-    """Train one run into `out` (config.json, meta.json, the loop's outputs); returns the summary."""
+def run_training(config: RunConfig, out, resume: bool = False, progress: bool = True, label: str | None = None,
+                 shared_evals: Path | None = None) -> dict:
+    """Train one run into `out` (config.json, meta.json, the loop's outputs); returns the summary.
+
+    `shared_evals`: a folder where runs from one saved start share their step-0 evaluation (start_eval_cache)."""
     validate(config.method)
     config = resolved(config)
     folder = RunFolder(out)
@@ -206,11 +231,12 @@ def run_training(config: RunConfig, out, resume: bool = False, progress: bool = 
         meta = {**run_meta(), "rollout_correction": config.method.rollout_correction() if config.method.name != "sft" else None,
                 "processes": parallel.world}
         folder.write_json(folder.meta_file, meta)
+    teacher_id = teacher_key(config.method.teacher, teacher) if teacher else None
     return train_into(folder, model, tokenizer, build_method(ctx), task, config.train, config.method.max_new_tokens,
                       config.system_prompt, resume, progress, teacher.model if teacher else None,
                       config.method.hinted(), label,
-                      teacher_key(config.method.teacher, teacher) if teacher else None, config.init,
-                      run_hparams(config, label or folder.path.name), parallel)
+                      teacher_id, config.init, run_hparams(config, label or folder.path.name), parallel,
+                      start_eval_cache(config, shared_evals, teacher_id))
 
 
 def analyse_run(folder, progress: bool = True) -> None:
@@ -241,8 +267,9 @@ def seconds(folder: RunFolder, training: float, analysis: float) -> dict:
 
 
 def run(config: RunConfig, out, resume: bool = False, progress: bool = True, analyse: bool = True,
-        identity: str | None = None, label: str | None = None) -> dict:
+        identity: str | None = None, label: str | None = None, shared_evals: Path | None = None) -> dict:
     """The whole pipeline into `out`: train, analyse, then done.json ({hash, finished, final_eval, seconds}).
+    `shared_evals`: see run_training (make experiment passes runs/.start_evals).
 
     The folder is claimed first (storage/claim.py): a new or empty folder, or with `resume` an unfinished run of
     the same config; locked for the whole run.
@@ -252,13 +279,13 @@ def run(config: RunConfig, out, resume: bool = False, progress: bool = True, ana
     parallel = current()
     if not parallel.main:  # a data-parallel process other than the main one: trains its share, writes nothing
         parallel.barrier()  # until the main process has claimed the folder (and repaired an interrupted write)
-        summary = run_training(config, out, resume, False, label)
+        summary = run_training(config, out, resume, False, label, shared_evals)
         parallel.barrier()  # until the main process has analysed the run and written done.json
         return summary
     with claim(out, config.to_dict(), resume):
         parallel.barrier()
         started = time.perf_counter()
-        summary = run_training(config, out, resume, progress, label)
+        summary = run_training(config, out, resume, progress, label, shared_evals)
         trained = time.perf_counter()
         if analyse and config.train.analyse:
             analyse_run(out, progress)

@@ -14,6 +14,8 @@ prompt as "sampled_reward" (each sample's reward in "sampled_rewards", N × k, f
 as "sampled_accuracy".
 The mean goes to the loggers (group "eval"); the per-prompt values go to evals/step_NNNNNN.json, so two runs evaluated on
 the same prompts can be compared prompt by prompt (paired bootstrap, locking/stats.py).
+With `start_cache` (pipeline/runner.py's start_eval_cache: runs that start from one saved adapter and score it alike),
+the first evaluation is read from that file when an earlier run wrote it, else computed and written there.
 """
 
 import json
@@ -30,13 +32,14 @@ class HeldOut:
     def __init__(self, model, tokenizer, task, examples: list, outcome: str, folder, accuracy_steps=(),
                  teacher=None, teacher_hint: bool = False, max_new_tokens: int = 48, batch: int = 16,
                  system_prompt=None, samples: int = 4, curve_size: int | None = None, teacher_key: str | None = None,
-                 common_samples: int = 0):
+                 common_samples: int = 0, start_cache=None):
         self.model, self.tokenizer, self.task, self.examples = model, tokenizer, task, examples
         self.kind, self.folder, self.accuracy_steps = outcome, folder, set(accuracy_steps)
         self.teacher, self.teacher_hint = teacher, teacher_hint
         self.max_new_tokens, self.batch, self.system_prompt, self.samples = max_new_tokens, batch, system_prompt, samples
         self.curve_size, self.teacher_key, self.common_samples = curve_size, teacher_key, common_samples
         self.per_sample = None  # (N, S) rewards of the last neg_reward outcome
+        self.start, self.start_cache = min(self.accuracy_steps, default=None), start_cache
 
     def outcome(self, examples: list, greedy: list | None = None, nll: list | None = None):
         """(N,) per-prompt outcome of the run's model on `examples`; lower is better.
@@ -56,6 +59,21 @@ class HeldOut:
 
     def __call__(self, step: int) -> dict:
         started = time.perf_counter()
+        shared = self.start_cache if step == self.start else None
+        if shared is not None and shared.is_file():  # a run of the same start scored it: the same numbers
+            saved = json.loads(shared.read_text())
+            atomic_write_text(self.folder.evals_dir / f"step_{step:06d}.json", json.dumps(saved["per_prompt"]))
+            return {**saved["record"], "eval_seconds": time.perf_counter() - started}
+        record, per_prompt = self.evaluate(step)
+        atomic_write_text(self.folder.evals_dir / f"step_{step:06d}.json", json.dumps(per_prompt))
+        if shared is not None:
+            shared.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(shared, json.dumps({"record": record, "per_prompt": per_prompt}))
+        record["eval_seconds"] = time.perf_counter() - started
+        return record
+
+    def evaluate(self, step: int) -> tuple[dict, dict]:
+        """(the logged means, the per-prompt values) at `step`."""
         was_training = self.model.training
         end = step in self.accuracy_steps
         examples = self.examples if end or not self.curve_size else self.examples[: self.curve_size]
@@ -82,6 +100,4 @@ class HeldOut:
                 per_prompt["sampled_rewards"] = each.tolist()
                 record["sampled_accuracy"] = float(sampled.mean())
         self.model.train(was_training)
-        atomic_write_text(self.folder.evals_dir / f"step_{step:06d}.json", json.dumps(per_prompt))
-        record["eval_seconds"] = time.perf_counter() - started
-        return record
+        return record, per_prompt

@@ -137,3 +137,39 @@ def test_one_seed_leaves_the_paper_s_claim_undecided(tmp_path):
     assert summary["seeds"] == 1 and summary["margin"]["reading"] == "preserves"
     line = verdict(summary)
     assert "**undecided at this budget** here (1 training seed(s)" in line and "SEEDS=3" in line
+
+
+def test_runs_from_one_saved_start_share_its_first_evaluation(tmp_path, monkeypatch):
+    """Two seeds from one init adapter: the second reads the first's step-0 evaluation instead of computing it (the
+    same per-prompt file); another evaluation batch (other sampling seeds) or a fresh adapter computes its own."""
+    from adapters_geo.training.evaluation import HeldOut
+
+    anchor = tiny_run(tmp_path / "anchor")
+    computed = []
+    original = HeldOut.evaluate
+    monkeypatch.setattr(HeldOut, "evaluate", lambda self, step: computed.append(step) or original(self, step))
+    runs = tmp_path / "runs"
+
+    def from_anchor(name, shared=True, **train):
+        config = run_config_from_dict({
+            "model": "tiny-llama", "init": str(anchor.adapter), "task": {"levels": [0], "train_size": 64, "test_size": 6},
+            "method": {"name": "sft", "max_new_tokens": 6},
+            "train": {"steps": 2, "batch_size": 4, "lr": 3e-3, "eval_every": 0, "track_steps": [], "eval_samples": 2,
+                      **train},
+        })
+        run_training(config, runs / name, progress=False, shared_evals=runs / ".start_evals" if shared else None)
+        return RunFolder(runs / name)
+
+    first = from_anchor("seed0")
+    assert computed == [0, 2]
+    second = from_anchor("seed1", seed=1)
+    assert computed == [0, 2, 2]  # its start was read, not computed
+    assert second.prompt_evals()[0] == first.prompt_evals()[0]
+    logged = [[json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()] for run in (first, second)]
+    starts = [next(r for r in rows if r["group"] == "eval" and r["step"] == 0) for rows in logged]
+    assert {k: v for k, v in starts[0].items() if k != "eval_seconds"} == {k: v for k, v in starts[1].items() if k != "eval_seconds"}
+    from_anchor("batch", eval_batch=2)  # other chunks, other sampling seeds: computed
+    assert computed[-2:] == [0, 2]
+    assert len(list((runs / ".start_evals").iterdir())) == 2
+    from_anchor("alone", shared=False, seed=2)  # as `adapters-geo train`: no shared folder, computed
+    assert computed[-2:] == [0, 2]
