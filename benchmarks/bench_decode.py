@@ -27,7 +27,9 @@ Measured (2026-12-05, Xeon 2-core, bf16, torch 2.13, transformers 5.25, nothing 
     8 rows:   generate 67.9 ms/token; draw 0.89 [0.86, 0.92]
     64 rows:  generate 203.5 ms/token; draw 0.72 [0.72, 0.72]
     256 rows: generate 823.6 ms/token; draw 0.76 [0.75, 0.76]
-so `draw` ships: multinomial's draw was the largest cost of a decode step after the forward. With multinomial in
+so `draw` ships: multinomial's draw was the largest cost of a decode step after the forward. With opd_dense's own
+weights, rows ending at EOS (`--weights embedded --adapter runs/opd_dense/adapter --rows 128 --repeats 2 --variants
+generate,draw,decode`): generate 642.4 ms/token; draw 0.70 [0.45, 1.22]; decode 0.38 [0.24, 0.67]. With multinomial in
 every variant (the day before): `--rows 8,64 --variants generate,static,loop`
     8 rows:  generate 55.5 ms/token; static 1.00 [0.98, 1.04]; loop 0.99 [0.98, 1.01]
     64 rows: generate 173.6 ms/token; static 1.05 [0.99, 1.15]; loop 1.00 [0.99, 1.04]

@@ -63,3 +63,28 @@ def test_eval_samples_pilot_reads_the_first_j_samples_of_every_arm(tmp_path, mon
     assert "| sampled, j = 1 | 1.000 [1.000, 1.000] | early 1.00 [1.00, 1.00] (width 0.00) |" in out
     assert "| sampled, j = 2 |" in out and "| sampled, j = 4 | 1.000 [1.000, 1.000] | early 0.50 [0.50, 0.50]" in out
     assert "| greedy accuracy | 1.000 [1.000, 1.000] | early 1.00" in out and "j = 8" not in out
+
+
+def test_resample_check_finds_a_run_s_own_samples_and_counts_what_differs(tmp_path, monkeypatch):
+    """A tiny run with k = 3 re-sampled by this checkout: the same samples; a saved reward changed: one differs."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from resample_check import resample
+
+    from adapters_geo.config.run import run_config_from_dict
+    from adapters_geo.pipeline.runner import run_training
+
+    config = run_config_from_dict({
+        "model": "tiny-llama", "task": {"levels": [0], "train_size": 64, "test_size": 6},
+        "method": {"name": "sft", "max_new_tokens": 6},
+        "train": {"steps": 2, "batch_size": 4, "lr": 3e-3, "eval_every": 0, "track_steps": [], "eval_samples": 3},
+    })
+    run_training(config, tmp_path / "run", progress=False)
+    same = resample(tmp_path / "run")
+    assert same["samples"] == 18 and same["samples_differing"] == 0 and same["now"] == same["then"]
+    saved = tmp_path / "run" / "evals" / "step_000002.json"
+    record = json.loads(saved.read_text())
+    record["sampled_rewards"][4][1] = 1.0 - record["sampled_rewards"][4][1]
+    saved.write_text(json.dumps(record))
+    changed = resample(tmp_path / "run")
+    assert changed["samples_differing"] == 1 and changed["prompts_differing"] == 1
+    sys.modules.pop("resample_check", None)
