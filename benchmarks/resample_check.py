@@ -25,13 +25,21 @@ from adapters_geo.tasks import load_task
 from adapters_geo.tasks.outcome import sampled_rewards
 
 
+def refuse(message: str) -> None:
+    """One line naming the problem and the fix, exit code 2 (as the toolkit's own commands)."""
+    print(f"resample_check: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def resample(folder: Path) -> dict:
     """{"seconds", "now", "then", "prompts_differing", "samples_differing", "samples"} for the run in `folder`."""
+    if not (folder / "config.json").is_file() or not (folder / "adapter").is_dir():
+        refuse(f"{folder} is not a finished run folder (no config.json or adapter/) — fix: pass runs/NAME of a finished run")
     config = saved_run_config(json.loads((folder / "config.json").read_text()), str(folder))
     train = config.train
     saved = folder / "evals" / f"step_{train.steps:06d}.json"
     if not train.eval_samples or not saved.is_file():
-        sys.exit(f"{folder}: no finished evaluation with sampled rewards (train.eval_samples and evals/step_T.json)")
+        refuse(f"{folder} has no final evaluation with sampled rewards — fix: pick a run with train.eval_samples > 0")
     then = torch.tensor(json.loads(saved.read_text())["sampled_rewards"], dtype=torch.float64)  # (N, k)
     base = load_base(config.model, config.quant)
     model = load_adapter(base.model, folder / "adapter")
@@ -47,7 +55,7 @@ def resample(folder: Path) -> dict:
 
 def main() -> None:
     if len(sys.argv) != 2:
-        sys.exit(__doc__.splitlines()[2].strip())
+        refuse("usage: " + __doc__.splitlines()[2].strip())
     out = resample(Path(sys.argv[1]))
     print(f"{sys.argv[1]}: {out['samples']} samples in {out['seconds']:.1f} s; mean sampled accuracy now {out['now']:.4f}, "
           f"in the run {out['then']:.4f}; {out['prompts_differing']} prompts and {out['samples_differing']} samples differ")
