@@ -1,7 +1,7 @@
 """Geometry scalars for tracked training steps (TensorBoard), from ΔW_t, its exact spectrum and top vectors.
 
 On every matrix (cheap, from what the trajectory already computes):
-- bf16 sparsity (parameter-weighted), update_norm_rel, stable rank and effective rank (spectrum.py);
+- bf16 sparsity and absolute sparsity |ΔW| ≤ 1e-5 (parameter-weighted), update_norm_rel, stable rank and effective rank (spectrum.py);
   a rank is undefined for a zero update and then left out of the mean;
 - sim_right_to_first = Sim_K(t, t_first) = ‖V_K(t)ᵀ V_K(t_first)‖²_F / K: the top-K right singular
   subspace of ΔW_t against that of the run's first tracked update (K = 16, or the smaller rank of
@@ -21,7 +21,7 @@ import math
 import torch
 
 from adapters_geo.geometry.aggregate import module_type, summarize
-from adapters_geo.geometry.sparsity import sparsity_bf16
+from adapters_geo.geometry.sparsity import sparsity_abs, sparsity_bf16
 from adapters_geo.geometry.spectrum import effective_rank, stable_rank
 from adapters_geo.geometry.trajectory import K_DEFAULT, endpoint_along, subspace_similarity
 
@@ -36,6 +36,7 @@ def update_scalars(w0: torch.Tensor, delta: torch.Tensor) -> dict:
     return {
         "params": delta.numel(),
         "sparsity_bf16": sparsity_bf16(w0, w0 + delta),
+        "sparsity_abs": sparsity_abs(delta),
         "update_norm_rel": delta.norm().item() / max(w0.norm().item(), 1e-12),
     }
 

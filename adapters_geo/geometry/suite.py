@@ -12,7 +12,7 @@ import torch
 from adapters_geo.geometry.linalg import svd64, svdvals64
 from adapters_geo.geometry.reference import RefSVD
 from adapters_geo.geometry.rotation import default_k, rotation_stats
-from adapters_geo.geometry.sparsity import bf16_changed, low_magnitude_mask, mask_overlap, principal_mask
+from adapters_geo.geometry.sparsity import bf16_changed, low_magnitude_mask, mask_overlap, principal_mask, sparsity_abs
 from adapters_geo.geometry.spectrum import (
     effective_rank,
     hill_alpha,
@@ -69,6 +69,7 @@ def matrix_metrics(w0: torch.Tensor, delta: torch.Tensor, ref: RefSVD, settings:
         "k": k,
         "sparsity_bf16": sparsity,
         "update_density": 1.0 - sparsity,
+        "sparsity_abs": sparsity_abs(delta),
         "rotation_left_max_deg": left_max,
         "rotation_left_mean_deg": left_mean,
         "rotation_right_max_deg": right_max,
