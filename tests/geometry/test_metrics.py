@@ -16,6 +16,7 @@ from adapters_geo.geometry.sparsity import (
     low_magnitude_mask,
     mask_overlap,
     principal_mask,
+    sparsity_abs,
     sparsity_bf16,
 )
 from adapters_geo.geometry.spectrum import (
@@ -99,6 +100,19 @@ def test_bf16_sparsity_and_masks_with_known_overlap():
     assert low.flatten()[:50].all() and not low.flatten()[50:].any()
     assert mask_overlap(low, changed) == 0.5
     assert mask_overlap(low, torch.zeros_like(changed)) != mask_overlap(low, torch.zeros_like(changed))  # nan
+
+
+def test_absolute_and_bf16_sparsity_read_the_same_update_differently():
+    """|ΔW| ≤ 1e-5 leaves 3 of 4 entries unchanged. Against W0 = 1e-3 in bf16 (resolution 2⁻⁸ ≈ 0.4 % relative), the
+    1e-5 and 2e-5 steps (1-2 % of the weight) are changes and 1e-6 (0.1 %) is not: 2 of 4 unchanged."""
+    delta = torch.tensor([[0.0, 1e-6], [-1e-5, 2e-5]], dtype=torch.float64)
+    assert sparsity_abs(delta) == 0.75 and sparsity_abs(delta, tol=1e-6) == 0.5
+    w0 = torch.full((2, 2), 1e-3, dtype=torch.float64)
+    assert sparsity_bf16(w0, w0 + delta) == 0.5
+    settings = Settings(k=1, r=1)
+    base = (w0 + torch.eye(2, dtype=torch.float64)).float()
+    row = matrix_metrics(base, delta.float(), SVDCache(None).get("m", base, settings.reference_columns(base.shape)), settings)
+    assert row["sparsity_abs"] == 0.75
 
 
 def test_principal_mask_of_rank_one_weight():
