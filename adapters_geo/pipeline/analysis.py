@@ -5,6 +5,8 @@
 - `run_geometry(folder)`: endpoint geometry of a run against its own start.
 - `run_trajectory(folder)`: trajectory diagnostics of a run's snapshots, t0 from the RunFolder (with endpoint
   metrics along the run when its adapter records its base: not for a plain peft folder, integrations/).
+- `run_null(folder)`: Sim_K(t0, T) against its shuffle and random-walk nulls (geometry/trajectory_null.py) over a
+  layer subset (the `claims` experiment's claim 2).
 - `geometry_command(...)`: `adapters-geo geometry` (checkpoints or an adapter on a base).
 - `run_overlap(a, b)`: `adapters-geo overlap`: how much two runs' updates share, matrix by matrix.
 """
@@ -22,6 +24,7 @@ from adapters_geo.geometry.suite import Settings, matrix_metrics
 from adapters_geo.geometry.aggregate import layer_subset
 from adapters_geo.geometry.rotation import default_k
 from adapters_geo.geometry.trajectory import K_DEFAULT, endpoint_along, model_trajectory
+from adapters_geo.geometry.trajectory_null import model_null_test
 from adapters_geo.report.geometry import write_result
 from adapters_geo.report.trajectory import write_trajectory
 from adapters_geo.storage.runfolder import RunFolder, refuse_inside_finished_run
@@ -90,6 +93,24 @@ def run_trajectory(folder, k: int = K_DEFAULT) -> dict:
     return result
 
 
+def run_null(folder, k: int = K_DEFAULT, layers: int = 2, draws: int = 200, walks: int = 20) -> dict:
+    """Sim_K(t0, T) of a run against its shuffle and random-walk nulls (trajectory_null.model_null_test), over every
+    matrix of `layers` evenly spaced layers, from the snapshots the run stored; t0 as in run_trajectory."""
+    folder = RunFolder(folder)
+    if not (folder.trajectory_dir / "index.json").is_file():
+        raise AdaptersGeoError(f"{folder.path} has no trajectory ({folder.trajectory_dir / 'index.json'} is missing)",
+                               "compare runs written by adapters-geo train with tracking on")
+    snapshots, _, _ = read_parts(folder.trajectory_dir)
+    early = early_step(folder, read_index(folder.trajectory_dir))
+    if early is None or early >= max(snapshots) or len(snapshots) < 3:
+        raise AdaptersGeoError(f"{folder.path} tracks {sorted(snapshots)} with t0 {early}: the null test needs t0 stored "
+                               "in full and at least two tracked steps around it", "train it with its default track_steps")
+    start = time.perf_counter()
+    chosen = layer_subset(list(snapshots[max(snapshots)]), layers)
+    found = model_null_test(snapshots, early, chosen, k, draws, walks)
+    return {**found, "layers": layers, "seconds": time.perf_counter() - start}
+
+
 def along_trajectory(folder: RunFolder, snapshots: dict) -> dict:
     """Mean rotation, principal energy and relative norm of ΔW_t at every tracked step, over a layer subset.
 
@@ -114,12 +135,13 @@ def along_trajectory(folder: RunFolder, snapshots: dict) -> dict:
 
 
 def early_step(folder: RunFolder, index: dict) -> int | None:
-    """The run's t0 when its trajectory holds it in full; older runs: the full snapshot nearest 20%."""
-    full = sorted(int(s) for s, entry in index.items() if entry["format"] == "bf16")
+    """The run's t0 when its trajectory holds it in full (in bf16, or as a reference to the saved t0 state's adapter);
+    older runs: the full snapshot before the last step nearest 20%."""
+    last = max(int(s) for s in index)
+    full = sorted(int(s) for s, entry in index.items() if entry["format"] != "factors" and int(s) < last)
     t0 = folder.t0
     if t0 is not None and t0 in full:
         return t0
-    last = max(int(s) for s in index)
     return min(full, key=lambda s: abs(s - 0.2 * last)) if full else None
 
 
