@@ -47,6 +47,9 @@ def test_every_experiment_resolves(name, smoke):
     if data.get("kind") == "lock":
         assert references(data) and data["source"].startswith("experiment:")
         return
+    if data.get("kind") == "claims":
+        assert len(references(data)) >= 2 and all(load_resolved(r, smoke).get("kind", "train") == "train" for r in references(data))
+        return
     config = as_run_config(name, smoke)
     validate(config.method)
     if smoke:
@@ -55,7 +58,7 @@ def test_every_experiment_resolves(name, smoke):
 
 
 def test_suite_is_complete():
-    wanted = {"teacher", "sft_init", "lock_opd", "lock_sft", "lock_rlvr", "opd_offpolicy_teacher", "lock_opd_cross",
+    wanted = {"teacher", "sft_init", "lock_opd", "lock_sft", "lock_rlvr", "opd_offpolicy_teacher", "lock_opd_cross", "paper",
               "lock_sft_cross", "lock_opd_gradient", "lock_sft_gradient"}
     wanted |= {f"{m}_{a}" for m in ("sft", "opd", "rlvr") for a in ("dense", "lora")}
     wanted |= {"opd_tokens_random25", "opd_tokens_topgap25", "opd_tokens_topgap50", "opd_mix_75", "opd_mix_50",
@@ -201,5 +204,43 @@ def test_seeds_retrain_the_source_per_seed_and_add_missing_seeds_only(tmp_path, 
     run_experiment("lock_sft", smoke=True, progress=False, seeds=3)
     assert set(json.loads((runs / "lock_sft" / "done.json").read_text())["seeds"]) == {"0", "1", "2"}
     assert (runs / "lock_sft" / "seed_0" / "early" / "done.json").read_text() == before  # reused, not re-run
-    with pytest.raises(AdaptersGeoError, match="is not a lock experiment"):
-        run_experiment("sft_dense", smoke=True, progress=False, seeds=2)
+    # a training experiment with SEEDS trains NAME-seedS, the folders the lock trained: here all reused, one added
+    assert plan("sft_dense", smoke=True, train_seeds=[0, 1, 2]) == []
+    assert plan("sft_dense", smoke=True, train_seeds=[0, 1, 2, 3]) == ["sft_dense-seed3 (10 steps)"]
+    run_experiment("sft_dense", smoke=True, progress=False, seeds=4)
+    assert json.loads((runs / "sft_dense-seed3" / "config.json").read_text())["train"]["seed"] == 3
+    assert (runs / "lock_sft" / "seed_0" / "early" / "done.json").read_text() == before
+    with pytest.raises(AdaptersGeoError, match="SEEDS=0 is not a number of seeds"):
+        run_experiment("sft_dense", smoke=True, progress=False, seeds=0)
+
+
+def test_claims_measure_every_seed_of_every_source_and_reach_the_report(tmp_path, capsys):
+    """`paper` with SEEDS=2: each source trained per seed (SOURCE, SOURCE-seed1, the folders a lock uses), then the
+    null test of every run in done.json, then both claims' sections of the report; a third seed adds its runs only."""
+    from adapters_geo.report.runs import write_report
+
+    todo = [item.split(" ")[0] for item in plan("paper", smoke=True, overrides={"seeds": "[0, 1]"})]
+    assert set(todo) == {"sft_init", "teacher_words", "sft_dense", "opd_dense", "sft_dense-seed1", "opd_dense-seed1",
+                         "paper"} and todo[-1] == "paper"
+    run_experiment("paper", smoke=True, progress=False, seeds=2)
+    runs = tmp_path / "runs" / "smoke"
+    done = json.loads((runs / "paper" / "done.json").read_text())
+    assert set(done["seeds"]) == {"0", "1"} and set(done["seeds"]["1"]) == {"sft_dense", "opd_dense"}
+    entry = done["seeds"]["1"]["opd_dense"]
+    assert entry["folder"] == str(runs / "opd_dense-seed1") and entry["method"] == "opd"
+    assert entry["null"]["step"] == 2 and entry["null"]["shuffle"]["draws"] == 200 and 0 < entry["null"]["shuffle"]["p"] <= 1
+    assert json.loads((runs / "opd_dense-seed1" / "config.json").read_text())["train"]["seed"] == 1
+    # t0's snapshot is a reference to the t0 state's adapter (storage/snapshots.py): still the run's early step
+    assert RunFolder(runs / "opd_dense").trajectory()["early_step"] == 2
+    text = write_report(runs).read_text()
+    assert "## The paper's claims 1 and 2 (paper: sft_dense, opd_dense, 2 seed(s))" in text
+    assert "### Endpoint metrics at a matched update size (claim 1)" in text and "| opd_dense (opd, n=2) |" in text
+    assert "- bf16 sparsity, opd_dense − sft_dense: " in text
+    assert "### Does the update enter its channel early? (claim 2)" in text and "| opd_dense-seed1 | opd | 2 |" in text
+    assert "- opd_dense (opd, 2 seed(s)): Sim(t0, T) − shuffle-null mean = " in text
+    assert "- opd_dense − sft_dense: Sim(t0, T) difference " in text
+    before = (runs / "paper" / "done.json").read_text()
+    run_experiment("paper", smoke=True, progress=False, seeds=2)
+    assert (runs / "paper" / "done.json").read_text() == before  # reused
+    assert plan("paper", smoke=True, overrides={"seeds": "[0, 1, 2]"}) == [
+        "sft_dense-seed2 (10 steps)", "opd_dense-seed2 (10 steps)", "paper (claims on 6 runs)"]

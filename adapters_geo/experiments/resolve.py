@@ -117,7 +117,7 @@ def experiment_hash(name: str, smoke: bool, overrides: dict | None = None) -> st
     """Identity of NAME as it would run now (its file with overrides, its dependencies' hashes, smoke)."""
     dependency_order(name, smoke, overrides)  # no cycle below
     data = load_resolved(name, smoke, overrides)
-    if data.get("kind") == "lock":  # more seeds add replicates, not another experiment: done.json lists those run
+    if data.get("kind") in ("lock", "claims"):  # more seeds add replicates, not another experiment: done.json lists them
         data = {k: v for k, v in data.items() if k != "seeds"}
     deps = {dep: experiment_hash(dep, smoke) for dep in references(data)}
     identity = {"data": data, "deps": deps, "smoke": smoke}

@@ -3,6 +3,8 @@
 `kind: train` (the default): the sections of a run file (RunConfig) plus `description`.
 `kind: lock`: the subspace-locking test of lock.py on `source: experiment:NAME`, for one or more
 training `seeds` of the source.
+`kind: claims`: the seed paper's claims 1 and 2 (claims.py) over `sources: [experiment:NAME, ...]`, one training
+experiment per method from one start, each for the same training `seeds`.
 `experiment:NAME` strings stand for other experiments' runs (resolve.py); here they are text.
 """
 
@@ -64,9 +66,22 @@ class LockExperiment(Section):
         return self
 
 
+class ClaimsExperiment(Section):
+    kind: Literal["claims"]
+    # the training experiments compared (one per method, from one start; each must track its t0)
+    sources: list[Annotated[str, Field(pattern=REF_PATTERN)]] = Field(min_length=2)
+    # training seeds of every source: SOURCE for its own seed, SOURCE-seedS for the others (a lock on it reuses them)
+    seeds: list[int] | None = Field(None, min_length=1)
+    K: int = Field(16, ge=1)  # Sim_K's subspace size
+    layers: int = Field(2, ge=1)  # the null test's matrices: every matrix of this many evenly spaced layers
+    draws: int = Field(200, ge=1)  # shuffle-null block orders per run (cheap: distinct sets are decomposed once)
+    walks: int = Field(20, ge=1)  # random-walk draws per run (each decomposes every matrix of the subset)
+    description: str | None = None
+
+
 def _kind(value):
     return value.get("kind", "train") if isinstance(value, dict) else None
 
 
-Experiment = Annotated[Union[Annotated[TrainExperiment, Tag("train")], Annotated[LockExperiment, Tag("lock")]],
-                       Discriminator(_kind)]
+Experiment = Annotated[Union[Annotated[TrainExperiment, Tag("train")], Annotated[LockExperiment, Tag("lock")],
+                             Annotated[ClaimsExperiment, Tag("claims")]], Discriminator(_kind)]

@@ -1,4 +1,5 @@
-"""The cross-run report: runs/report.md with a table, trajectory plots and the locking bar chart.
+"""The cross-run report: runs/report.md with a table, trajectory plots, the methods at a
+matched update size, the early-channel test and the locking bar chart.
 
 Every number is read from the run folders (done.json, metrics.jsonl, geometry/geometry.json,
 trajectory_geometry/trajectory.json); nothing is typed in.
@@ -9,7 +10,9 @@ from pathlib import Path
 
 from adapters_geo.storage.atomic import atomic_write_text
 from adapters_geo.errors import AdaptersGeoError, one_line
+from adapters_geo.report.channel import channel_section
 from adapters_geo.report.locking import lock_section, lock_summary, verdicts
+from adapters_geo.report.matched import matched_section
 from adapters_geo.report.plots import figure, method_colour
 from adapters_geo.storage.runfolder import RunFolder
 
@@ -34,6 +37,7 @@ def train_row(folder: Path) -> dict | None:
     method = config["method"]["name"] + (f" (mix α={config['method']['mix_alpha']})" if config["method"].get("mix_alpha") is not None else "")
     return {
         "run": folder.name, "method": method, "adapter": config["adapter"]["kind"], "quant": config["quant"],
+        "init": config.get("init"),
         "acc_before": evals[0]["accuracy"] if evals else None, "acc_after": evals[-1]["accuracy"] if evals else None,
         "sparsity_bf16": mean("sparsity_bf16"), "rotation": mean("rotation_right_max_deg"),
         "spectral_drift": mean("spectral_drift"), "principal_energy": mean("principal_energy"),
@@ -42,6 +46,22 @@ def train_row(folder: Path) -> dict | None:
         "trajectory": trajectory.get("summary", {}).get("all", {}).get("steps", []),
         "online": [r for r in run.metrics("geometry/overall")], "along": (trajectory.get("along") or {}).get("steps", []),
     }
+
+
+def claims_rows(folder: Path) -> tuple[str, list[dict]] | None:
+    """(title, rows) of a finished `claims` experiment: each source run's report row with its null test."""
+    run = RunFolder(folder)
+    done, experiment = run.done(), run.experiment()
+    if done is None or experiment is None or experiment["file"].get("kind") != "claims":
+        return None
+    rows = []
+    for seed, by_source in sorted(done["seeds"].items(), key=lambda item: int(item[0])):
+        for source, entry in by_source.items():
+            row = train_row(Path(entry["folder"]))
+            if row is not None:
+                rows.append({**row, "null": entry["null"]})
+    title = f"{folder.name}: {', '.join(dict.fromkeys(r['run'].split('-seed')[0] for r in rows))}, {len(done['seeds'])} seed(s)"
+    return title, rows
 
 
 def _locking(trajectory: dict):
@@ -119,15 +139,16 @@ def write_report(root) -> Path:
     """Write ROOT/report.md (+ report_trajectories.png, report_locking.png) from the finished runs."""
     root = Path(root)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
-    trains, locks = [], []
+    trains, locks, claims = [], [], []
     for folder in folders:  # a damaged run is left out with a warning line; the report of the others is written
         try:
-            row, lock = train_row(folder), lock_summary(folder)
+            row, lock, claim = train_row(folder), lock_summary(folder), claims_rows(folder)
         except AdaptersGeoError as exc:
             print(one_line(f"adapters-geo: warning: {folder.name} left out of the report: {exc}"), file=sys.stderr)
             continue
         trains += [row] if row else []
         locks += [lock] if lock else []
+        claims += [claim] if claim else []
     lines = [f"# adapters_geo report ({root})", ""]
     if locks:
         lines += ["**Verdicts** (subspace locking, details below):", ""] + [f"- {line}" for line in verdicts(locks)] + [""]
@@ -144,6 +165,8 @@ def write_report(root) -> Path:
                   "rank over all matrices at every tracked step; rotation and principal energy over every matrix of about",
                   "8 evenly spaced layers): compare methods at equal update size, not at equal learning rate.", "",
                   "![matched](report_matched.png)", ""]
+    for title, rows in claims:
+        lines += [f"## The paper's claims 1 and 2 ({title})", ""] + matched_section(rows) + channel_section(rows)
     lines += lock_section(locks, root)
     atomic_write_text(root / "report.md", "\n".join(lines))
     return root / "report.md"
