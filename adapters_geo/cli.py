@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of this experiment (not its dependencies), e.g. train.steps=200; repeatable")
     ex.add_argument("--seeds", type=number(int, 1, 100), metavar="N",
-                    help="a lock experiment: run its source and arms for N training seeds (the source's seed and the next N-1)")
+                    help="N training seeds (the file's seed and the next N-1): a lock experiment's source and arms, a claims "
+                         "experiment's sources, or a training experiment itself (NAME-seedS)")
     ex.set_defaults(func=cmd_experiment)
     cl = sub.add_parser("clean-checkpoints", help="drop checkpoint/ (only needed to resume) from finished runs")
     cl.add_argument("--runs", help="runs folder (default runs/)")

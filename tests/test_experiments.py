@@ -239,6 +239,14 @@ def test_claims_measure_every_seed_of_every_source_and_reach_the_report(tmp_path
     assert "### Does the update enter its channel early? (claim 2)" in text and "| opd_dense-seed1 | opd | 2 |" in text
     assert "- opd_dense (opd, 2 seed(s)): Sim(t0, T) − shuffle-null mean = " in text
     assert "- opd_dense − sft_dense: Sim(t0, T) difference " in text
+    damaged = runs / "paper_damaged"  # a claims result of the wrong shape: a warning line, the report still written
+    damaged.mkdir()
+    (damaged / "experiment.json").write_text((runs / "paper" / "experiment.json").read_text())
+    (damaged / "done.json").write_text(json.dumps({"hash": "x", "seeds": {"0": {"sft_dense": {"method": "sft"}}}}))
+    assert "## The paper's claims 1 and 2 (paper:" in write_report(runs).read_text()
+    assert "paper_damaged left out of the report" in capsys.readouterr().err
+    with pytest.raises(AdaptersGeoError, match="claims source experiment:lock_sft is not a training run that tracks"):
+        plan("paper", smoke=True, overrides={"sources": "[experiment:opd_dense, experiment:lock_sft]"})
     before = (runs / "paper" / "done.json").read_text()
     run_experiment("paper", smoke=True, progress=False, seeds=2)
     assert (runs / "paper" / "done.json").read_text() == before  # reused

@@ -98,6 +98,11 @@ def seeded_sources(data: dict, smoke: bool) -> list[tuple[str, int, str]]:
     names = [data["source"]] if kind == "lock" else list(data["sources"]) if kind == "claims" else []
     found = []
     for source in (name[len(REF):] for name in names):
+        if kind == "claims":  # before anything trains: a source the claims cannot read would fail after the others
+            source_data = load_resolved(source, smoke)
+            if source_data.get("kind", "train") != "train" or (source_data.get("train") or {}).get("track_steps") == []:
+                raise AdaptersGeoError(f"claims source experiment:{source} is not a training run that tracks its update",
+                                       "list training experiments with tracking on (track_steps not [])")
         own = _own_seed(source, smoke)
         found += [(source, s, source if s == own else f"{source}-seed{s}") for s in (data.get("seeds") or [own])]
     return found
@@ -112,8 +117,8 @@ def experiment_seeds(data: dict, smoke: bool) -> list[int] | None:
 
 def chain(name: str, smoke: bool, overrides: dict | None = None,
           train_seeds: list[int] | None = None) -> list[tuple[str, dict | None, str]]:
-    """(experiment, its overrides, its folder name) in running order: dependencies first, then for a lock
-    experiment the source run of every extra training seed (`SOURCE-seedS`, train.seed overridden), then NAME.
+    """(experiment, its overrides, its folder name) in running order: dependencies first, then for a lock or claims
+    experiment the source runs of every extra training seed (`SOURCE-seedS`, train.seed overridden), then NAME.
     `train_seeds` (a training experiment run for several seeds): NAME-seedS for each but the first, before NAME,
     the folders a lock experiment on NAME would train (and so reuses)."""
     steps = []
@@ -155,12 +160,12 @@ def plan(name: str, smoke: bool = False, force: bool = False, overrides: dict | 
     return todo
 
 
-def seeds_plan(name: str, count: int, smoke: bool) -> tuple[dict, list[int] | None]:
+def seeds_plan(name: str, count: int, smoke: bool, overrides: dict | None = None) -> tuple[dict, list[int] | None]:
     """SEEDS=count as (overrides, training seeds): a lock or claims experiment gets {"seeds": "[s, s+1, …]"} from its
     (first) source's own seed; a training experiment is trained `count` times, seeds s, s+1, … from its own train.seed."""
     if count < 1:
         raise AdaptersGeoError(f"SEEDS={count} is not a number of seeds", "use SEEDS=1, 2, 3, ...")
-    data = load_resolved(name, smoke)
+    data = load_resolved(name, smoke, overrides)
     if data.get("kind") not in ("lock", "claims"):
         first = int((data.get("train") or {}).get("seed", 0))
         return {}, list(range(first, first + count))
@@ -177,7 +182,7 @@ def run_experiment(name: str, force: bool = False, smoke: bool = False, progress
     """
     train_seeds = None
     if seeds is not None:
-        extra, train_seeds = seeds_plan(name, seeds, smoke)
+        extra, train_seeds = seeds_plan(name, seeds, smoke, overrides)
         overrides = {**(overrides or {}), **extra} or None
     order = chain(name, smoke, overrides, train_seeds)  # every file of the chain valid, no cycle: before anything trains
     parallel = current()

@@ -8,7 +8,7 @@ angles, ratios and ranks are plain means. Every aggregate also carries min and m
 import math
 import re
 
-WEIGHTED = {"sparsity_bf16", "update_density", "principal_overlap", "low_magnitude_overlap", "principal_energy"}
+WEIGHTED = {"sparsity_bf16", "sparsity_abs", "update_density", "principal_overlap", "low_magnitude_overlap", "principal_energy"}
 SKIP = {"params", "k", "overlap_random_baseline"}
 ATTENTION = {"q", "k", "v", "o", "qkv", "query", "key", "value", "dense", "out"}
 

@@ -54,15 +54,15 @@ def _summary(values: list[float], observed: float) -> dict:
 
 
 def _rank(w: torch.Tensor) -> int:
-    """Numerical rank (σ > 1e-10 σ_max): past it a top-K basis is an arbitrary completion (a LoRA update's)."""
-    s = svdvals64(w)
-    return int((s > 1e-10 * s[0]).sum()) if s.numel() and s[0] > 0 else 0
+    """Numerical rank (σ > 0 after svdvals64's floor of 1e-7 σ_max): past it a top-K basis is an arbitrary completion
+    (a LoRA update's)."""
+    return int((svdvals64(w) > 0).sum())
 
 
 def model_null_test(snapshots: dict, step: int, names: list | None = None, k: int = K_DEFAULT, draws: int = 200,
                     walks: int | None = None, seed: int = 0) -> dict:
     """{"step", "K", "matrices", "observed", "shuffle", "random_walk"}: mean over `names` of Sim_K(step, T) and each null's
-    {"mean", "low", "high", "p", "draws"}, from {step: {name: ΔW_t}}.
+    {"mean", "low", "high", "p", "draws"}, from {step: {name: ΔW_t}}; "K_used": the smallest and largest per-matrix K.
 
     `draws` block orders for the shuffle null (each distinct set of leading blocks is decomposed once, so the cost is
     the number of distinct sets, a few dozen for 8 tracked steps); `walks` (default `draws`) random walks, each a
@@ -79,6 +79,8 @@ def model_null_test(snapshots: dict, step: int, names: list | None = None, k: in
     ks = {name: min(k, _rank(final)) for name, final in finals.items()}
     final_v = {name: top_right_vectors(finals[name], ks[name]) for name in names if ks[name]}
     used = list(final_v)  # a matrix the run never moved has no subspace to compare
+    if not used:
+        raise ValueError(f"none of the {len(names)} matrices moved by step {steps[-1]}")
     found = {}
 
     def mean_similarity(blocks_taken: frozenset) -> float:
@@ -106,7 +108,8 @@ def model_null_test(snapshots: dict, step: int, names: list | None = None, k: in
         walked.append(sum(sims) / len(sims))
     shuffle = _summary(shuffled, observed)
     shuffle["distinct"] = len(found)
-    return {"step": step, "K": k, "matrices": len(used), "observed": observed, "shuffle": shuffle,
+    return {"step": step, "K": k, "K_used": [min(ks[n] for n in used), max(ks[n] for n in used)], "matrices": len(used),
+            "observed": observed, "shuffle": shuffle,
             "random_walk": _summary(walked, observed)}
 
 

@@ -30,7 +30,7 @@ from adapters_geo.report.trajectory import write_trajectory
 from adapters_geo.storage.runfolder import RunFolder, refuse_inside_finished_run
 from adapters_geo.pipeline.sources import Source, adapter_source, checkpoint_source, reference_key, run_source, run_start
 from adapters_geo.storage.svd_cache import SVDCache
-from adapters_geo.storage.snapshots import read_index, read_parts, read_step_spectra
+from adapters_geo.storage.snapshots import read_exact, read_index, read_parts, read_step_spectra
 
 
 def analyse(source: Source, settings: Settings, cache: SVDCache | None = None, progress: bool = True,
@@ -93,21 +93,27 @@ def run_trajectory(folder, k: int = K_DEFAULT) -> dict:
     return result
 
 
-def run_null(folder, k: int = K_DEFAULT, layers: int = 2, draws: int = 200, walks: int = 20) -> dict:
+def run_null(folder, k: int = K_DEFAULT, layers: int = 2, draws: int = 200, walks: int = 20, seed: int = 0) -> dict:
     """Sim_K(t0, T) of a run against its shuffle and random-walk nulls (trajectory_null.model_null_test), over every
-    matrix of `layers` evenly spaced layers, from the snapshots the run stored; t0 as in run_trajectory."""
+    matrix of `layers` evenly spaced layers, from the exact snapshots the run kept of them (train.track_exact_layers);
+    t0 as in run_trajectory; `seed` of the null's draws."""
     folder = RunFolder(folder)
     if not (folder.trajectory_dir / "index.json").is_file():
         raise AdaptersGeoError(f"{folder.path} has no trajectory ({folder.trajectory_dir / 'index.json'} is missing)",
                                "compare runs written by adapters-geo train with tracking on")
-    snapshots, _, _ = read_parts(folder.trajectory_dir)
-    early = early_step(folder, read_index(folder.trajectory_dir))
-    if early is None or early >= max(snapshots) or len(snapshots) < 3:
-        raise AdaptersGeoError(f"{folder.path} tracks {sorted(snapshots)} with t0 {early}: the null test needs t0 stored "
-                               "in full and at least two tracked steps around it", "train it with its default track_steps")
+    index = read_index(folder.trajectory_dir)
+    steps = sorted(int(s) for s in index)
+    early = early_step(folder, index) if index else None
+    if early is None or early == steps[0] or len(steps) < 3:
+        raise AdaptersGeoError(f"{folder.path} tracks {steps} with t0 {early}: the null test needs t0 stored in full and "
+                               "tracked steps before and after it", "train it with its default track_steps")
     start = time.perf_counter()
-    chosen = layer_subset(list(snapshots[max(snapshots)]), layers)
-    found = model_null_test(snapshots, early, chosen, k, draws, walks)
+    names = list(read_step_spectra(folder.trajectory_dir, steps[-1]))  # every target matrix, from the smallest part
+    snapshots = read_exact(folder.trajectory_dir, layer_subset(names, layers))
+    try:
+        found = model_null_test(snapshots, early, k=k, draws=draws, walks=walks, seed=seed)
+    except ValueError as exc:
+        raise AdaptersGeoError(f"{folder.path}: {exc}", "compare runs whose update moved these matrices") from None
     return {**found, "layers": layers, "seconds": time.perf_counter() - start}
 
 

@@ -153,7 +153,7 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     if config.save_t0_state and config.first_step < t0 <= config.steps:
         references[t0] = "t0_state/adapter"
     tracker = Tracker(model, folder.trajectory_dir, config.steps, config.track_steps, config.track_rank, t0,
-                      config.track_layers, references, init, config.track_background)
+                      config.track_layers, references, init, config.track_background, config.track_exact_layers)
     if tracker.start and init is None:  # a non-zero start nobody saved: store every snapshot itself
         tracker.writer.references = {}
     kept = last_kept_step(folder, config) if resume else None  # a resume drops what was logged after its checkpoint

@@ -1,9 +1,9 @@
 """Claim 2 in the report: does a run's update enter its channel early? Sim_K(t0, T) against its nulls, per run and
 over seeds.
 
-Per run (trajectory_geometry/trajectory.json "null", written by pipeline/analysis.run_trajectory): the mean
-Sim_K(t0, T) over a layer subset beside the shuffle null (the run's own increments summed in random order) and
-the random-walk null (geometry/trajectory_null.py), each with its 95 % band and permutation p-value.
+Per run (a `claims` experiment's done.json, from pipeline/analysis.run_null): the mean Sim_K(t0, T) over a layer
+subset beside the shuffle null (the run's own increments summed in random order) and the random-walk null
+(geometry/trajectory_null.py), each with its 95 % band, permutation p-value and number of draws.
 Over the seeds of one experiment (runs NAME, NAME-seed1, …): the excess over the shuffle null, observed − null
 mean, averaged over seeds with a Student-t 95 % interval (n − 1 degrees of freedom: with 3 seeds t = 4.30, as
 wide as three runs warrant); between two methods, the difference of their mean Sim_K(t0, T) with a Welch interval
@@ -58,6 +58,7 @@ def welch_interval(a: list[float], b: list[float]) -> dict:
 
 
 def reading(interval: dict, above: str, below: str) -> str:
+    """`above` / `below` when the 95 % interval excludes 0 on that side, else undecided (or: one seed, no interval)."""
     if math.isnan(interval["low"]):
         return "one seed: no interval over seeds"
     if interval["low"] > 0:
@@ -78,6 +79,10 @@ def _fmt(interval: dict) -> str:
     return f"{interval['estimate']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
 
 
+def _band(null: dict) -> str:
+    return f"{null['mean']:.3f} [{null['low']:.3f}, {null['high']:.3f}] ({null.get('draws', '?')} draws)"
+
+
 def channel_section(rows: list[dict]) -> list[str]:
     """Markdown lines: the per-run table and the over-seed readings, from train rows carrying "null" (or none)."""
     rows = [r for r in rows if r.get("null")]
@@ -88,30 +93,25 @@ def channel_section(rows: list[dict]) -> list[str]:
              f"Sim_{first['K']}(t0, T): the mean over every matrix of {first.get('layers', '?')} evenly spaced layers of how "
              "much ΔW_t0's top right singular subspace shares with ΔW_T's; shuffle null: the run's own increments between "
              "tracked steps summed in random order up to as many steps as t0; random walk: increments of the same norms in "
-             "random directions. p: share of null draws at or above the observed value.", "",
+             "random directions. p: (1 + draws at or above the observed value) / (1 + draws).", "",
              "| run | method | t0 | Sim(t0, T) | shuffle null [95%] | p | random walk [95%] | p |", "|---" * 8 + "|"]
     for r in rows:
         n = r["null"]
-        band = lambda key: f"{n[key]['mean']:.3f} [{n[key]['low']:.3f}, {n[key]['high']:.3f}]"
-        lines.append(f"| {r['run']} | {r['method']} | {n['step']} | {n['observed']:.3f} | {band('shuffle')} | "
-                     f"{n['shuffle']['p']:.3f} | {band('random_walk')} | {n['random_walk']['p']:.3f} |")
+        lines.append(f"| {r['run']} | {r['method']} | {n['step']} | {n['observed']:.3f} | {_band(n['shuffle'])} | "
+                     f"{n['shuffle']['p']:.3f} | {_band(n['random_walk'])} | {n['random_walk']['p']:.3f} |")
     groups: dict = {}
     for r in rows:
-        groups.setdefault((experiment_of(r["run"]), r["method"]), []).append(r["null"])
+        groups.setdefault((experiment_of(r["run"]), r["method"], r.get("adapter"), r.get("quant")), []).append(r["null"])
     lines += [""]
-    for (name, method), found in groups.items():
+    for (name, method, _, _), found in groups.items():
         excess = mean_interval([n["observed"] - n["shuffle"]["mean"] for n in found])
         lines.append(f"- {name} ({method}, {len(found)} seed(s)): Sim(t0, T) − shuffle-null mean = {_fmt(excess)}: "
                      + reading(excess, "above the null (the early update is more aligned with the end than its own "
                                        "moves in another order)", "below the null"))
-    by_method = {}
-    for (name, method), found in groups.items():
-        by_method.setdefault(method, (name, [n["observed"] for n in found]))
-    if "opd" in by_method:
-        for other in ("sft", "rlvr"):
-            if other in by_method:
-                difference = welch_interval(by_method["opd"][1], by_method[other][1])
-                lines.append(f"- {by_method['opd'][0]} − {by_method[other][0]}: Sim(t0, T) difference {_fmt(difference)}: "
-                             + reading(difference, f"OPD's early update is closer to its end than {other.upper()}'s",
-                                       f"{other.upper()}'s early update is closer to its end than OPD's"))
+    for a, b in [(a, b) for a in groups for b in groups if a[1] == "opd" and b[1] != "opd" and a[2:] == b[2:]]:
+        difference = welch_interval([n["observed"] for n in groups[a]], [n["observed"] for n in groups[b]])
+        other = b[1].upper()
+        lines.append(f"- {a[0]} − {b[0]}: Sim(t0, T) difference {_fmt(difference)}: "
+                     + reading(difference, f"OPD's early update is closer to its end than {other}'s",
+                               f"{other}'s early update is closer to its end than OPD's"))
     return lines + [""]

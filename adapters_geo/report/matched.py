@@ -1,8 +1,9 @@
 """Claim 1 in the report: the endpoint metrics of SFT, OPD and RLVR read at one matched update size, over seeds.
 
-A run's tracked steps give (‖ΔW_t‖/‖W0‖, metric) pairs: bf16 and absolute sparsity and stable rank on every matrix
-(metrics.jsonl "geometry/overall", geometry/online.py), rotation and principal energy on a layer subset
-(trajectory_geometry "along"). Runs from one start (the same `init`) are read at the largest relative update size
+A run's tracked steps give (‖ΔW_t‖/‖W0‖, metric) pairs, measured by the tracker on the exact ΔW_t (metrics.jsonl
+"geometry/overall", geometry/online.py): bf16 and absolute sparsity and stable rank over every matrix, rotation and
+principal energy over every matrix of about 4 evenly spaced layers. Runs from one start (the same `init`; a run
+without tracked steps is left out and named) are read at the largest relative update size
 all of them reach (the smallest of their largest tracked sizes), each metric interpolated linearly in log size
 between the two tracked steps around it, so that a method does not look sparser only because it moved less (the
 three methods' updates differ in norm by an order of magnitude at equal steps). Over the seeds of one experiment:
@@ -16,9 +17,9 @@ import numpy as np
 
 from adapters_geo.report.channel import experiment_of, mean_interval, reading, welch_interval
 
-METRICS = (("online", "sparsity_bf16", "bf16 sparsity"), ("online", "sparsity_abs", "sparsity, abs(ΔW) ≤ 1e-5"),
-           ("along", "principal_energy", "principal energy"), ("along", "rotation_right_max_deg", "rotation V max (°)"),
-           ("online", "stable_rank", "stable rank"))
+METRICS = (("sparsity_bf16", "bf16 sparsity"), ("sparsity_abs", "sparsity, abs(ΔW) ≤ 1e-5"),
+           ("principal_energy", "principal energy"), ("rotation_right_max_deg", "rotation V max (°)"),
+           ("stable_rank", "stable rank"))
 SIZE = "update_norm_rel"
 
 
@@ -32,9 +33,9 @@ def interpolate(points: list[dict], key: str, size: float) -> float:
     return float(np.interp(math.log(size), np.log(x), y))
 
 
-def matched_size(rows: list[dict], source: str) -> float:
-    """The largest relative update size every run's `source` curve reaches."""
-    tops = [max((p[SIZE] for p in r[source] if p.get(SIZE)), default=math.nan) for r in rows]
+def matched_size(rows: list[dict]) -> float:
+    """The largest relative update size every run's tracked curve reaches."""
+    tops = [max((p[SIZE] for p in r["online"] if p.get(SIZE)), default=math.nan) for r in rows]
     return min(tops) if tops and not any(math.isnan(t) for t in tops) else math.nan
 
 
@@ -42,7 +43,7 @@ def _same_start(rows: list[dict]) -> list[dict]:
     """The runs of the start (init) shared by the most methods (a continuation's comparison), at least two methods."""
     buckets: dict = {}
     for r in rows:
-        if r.get("init") and (r["online"] or r["along"]):
+        if r.get("init") and any(p.get(SIZE) for p in r["online"]):
             buckets.setdefault(r["init"], []).append(r)
     best = max(buckets.values(), key=lambda found: (len({r["method"] for r in found}), len(found)), default=[])
     return best if len({r["method"] for r in best}) >= 2 else []
@@ -58,26 +59,27 @@ def _cell(interval: dict) -> str:
 
 def matched_section(rows: list[dict]) -> list[str]:
     """Markdown lines: each metric per experiment at the matched size, and OPD's differences to the other methods."""
-    rows = _same_start(rows)
-    if not rows:
+    chosen = _same_start(rows)
+    if not chosen:
         return []
-    sizes = {source: matched_size(rows, source) for source in ("online", "along")}
+    left_out = [r["run"] for r in rows if r not in chosen]
+    rows, size = chosen, matched_size(chosen)
     groups: dict = {}
     for r in rows:
         groups.setdefault((experiment_of(r["run"]), r["method"], r["adapter"], r["quant"]), []).append(r)
-    values = {(group, key): [interpolate(r[source], key, sizes[source]) for r in found]
-              for group, found in groups.items() for source, key, _ in METRICS}
+    values = {(group, key): [interpolate(r["online"], key, size) for r in found]
+              for group, found in groups.items() for key, _ in METRICS}
     values = {k: [v for v in found if not math.isnan(v)] for k, found in values.items()}
     pairs = [(a, b) for a in groups for b in groups if a[1] == "opd" and b[1] != "opd" and a[2:] == b[2:]]
     lines = ["### Endpoint metrics at a matched update size (claim 1)", "",
-             f"Runs from one start, read at ‖ΔW_t‖/‖W0‖ = {sizes['online']:.3g} (mean over all matrices) and "
-             f"{sizes['along']:.3g} (rotation and principal energy, over a layer subset): the largest size every run "
-             "reaches, each metric interpolated in log size between tracked steps. Cells: mean over seeds with a "
-             "Student-t 95% interval; differences: Welch 95% intervals.", "",
+             f"Runs from one start, read at ‖ΔW_t‖/‖W0‖ = {size:.3g} (the mean over all matrices): the largest size "
+             "every run reaches, each metric interpolated in log size between tracked steps. Cells: mean over seeds "
+             "with a Student-t 95% interval; differences: Welch 95% intervals."
+             + (f" Left out (another start, or no tracked steps): {', '.join(left_out)}." if left_out else ""), "",
              "| metric | " + " | ".join(f"{g[0]} ({g[1]}, n={len(found)})" for g, found in groups.items())
              + "".join(f" | {a[0]} − {b[0]}" for a, b in pairs) + " |", "|---" * (1 + len(groups) + len(pairs)) + "|"]
     readings = []
-    for source, key, label in METRICS:
+    for key, label in METRICS:
         cells = [_cell(mean_interval(values[(g, key)]) if values[(g, key)] else {"estimate": math.nan})
                  for g in groups]
         differences = []

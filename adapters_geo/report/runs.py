@@ -10,7 +10,7 @@ from pathlib import Path
 
 from adapters_geo.storage.atomic import atomic_write_text
 from adapters_geo.errors import AdaptersGeoError, one_line
-from adapters_geo.report.channel import channel_section
+from adapters_geo.report.channel import channel_section, experiment_of
 from adapters_geo.report.locking import lock_section, lock_summary, verdicts
 from adapters_geo.report.matched import matched_section
 from adapters_geo.report.plots import figure, method_colour
@@ -48,20 +48,30 @@ def train_row(folder: Path) -> dict | None:
     }
 
 
-def claims_rows(folder: Path) -> tuple[str, list[dict]] | None:
-    """(title, rows) of a finished `claims` experiment: each source run's report row with its null test."""
+def claims_lines(folder: Path) -> list[str]:
+    """The report's section for a finished `claims` experiment: claims 1 and 2 over its source runs (found beside it,
+    so a moved runs/ still reads), or one line per source run that is gone."""
     run = RunFolder(folder)
     done, experiment = run.done(), run.experiment()
     if done is None or experiment is None or experiment["file"].get("kind") != "claims":
-        return None
-    rows = []
-    for seed, by_source in sorted(done["seeds"].items(), key=lambda item: int(item[0])):
-        for source, entry in by_source.items():
-            row = train_row(Path(entry["folder"]))
-            if row is not None:
-                rows.append({**row, "null": entry["null"]})
-    title = f"{folder.name}: {', '.join(dict.fromkeys(r['run'].split('-seed')[0] for r in rows))}, {len(done['seeds'])} seed(s)"
-    return title, rows
+        return []
+    try:
+        rows, missing, refused = [], [], []
+        found = {**done.get("refused", {}), **done["seeds"]}
+        for seed, by_source in sorted(found.items(), key=lambda item: int(item[0])):
+            for source, entry in by_source.items():
+                row = train_row(folder.parent / Path(entry["folder"]).name)
+                rows += [{**row, "null": entry.get("null")}] if row is not None else []
+                missing += [Path(entry["folder"]).name] if row is None else []
+                refused += [f"{Path(entry['folder']).name} ({entry['refused']})"] if "refused" in entry else []
+        title = f"{folder.name}: {', '.join(dict.fromkeys(experiment_of(r['run']) for r in rows))}, {len(found)} seed(s)"
+        lines = [f"## The paper's claims 1 and 2 ({title})", ""]
+        lines += [f"Source runs not found beside it (left out): {', '.join(missing)}.", ""] if missing else []
+        lines += [f"No null test for: {'; '.join(refused)}.", ""] if refused else []
+        return lines + matched_section(rows) + channel_section(rows)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AdaptersGeoError(f"{run.done_file} is not a claims result ({type(exc).__name__}: {exc})",
+                               "re-run the experiment (FORCE=1 archives this one)") from None
 
 
 def _locking(trajectory: dict):
@@ -142,13 +152,13 @@ def write_report(root) -> Path:
     trains, locks, claims = [], [], []
     for folder in folders:  # a damaged run is left out with a warning line; the report of the others is written
         try:
-            row, lock, claim = train_row(folder), lock_summary(folder), claims_rows(folder)
+            row, lock, claim = train_row(folder), lock_summary(folder), claims_lines(folder)
         except AdaptersGeoError as exc:
             print(one_line(f"adapters-geo: warning: {folder.name} left out of the report: {exc}"), file=sys.stderr)
             continue
         trains += [row] if row else []
         locks += [lock] if lock else []
-        claims += [claim] if claim else []
+        claims += claim
     lines = [f"# adapters_geo report ({root})", ""]
     if locks:
         lines += ["**Verdicts** (subspace locking, details below):", ""] + [f"- {line}" for line in verdicts(locks)] + [""]
@@ -165,8 +175,7 @@ def write_report(root) -> Path:
                   "rank over all matrices at every tracked step; rotation and principal energy over every matrix of about",
                   "8 evenly spaced layers): compare methods at equal update size, not at equal learning rate.", "",
                   "![matched](report_matched.png)", ""]
-    for title, rows in claims:
-        lines += [f"## The paper's claims 1 and 2 ({title})", ""] + matched_section(rows) + channel_section(rows)
+    lines += claims
     lines += lock_section(locks, root)
     atomic_write_text(root / "report.md", "\n".join(lines))
     return root / "report.md"

@@ -3,7 +3,9 @@
 At the tracked steps (default: 10 points, denser early, plus the run's t0) every target matrix is saved as
 - fp32 in full at the final step,
 - bf16 in full at t0 (the early step of the locking test, default round(0.2 · steps)),
-- top-r factors (U_r·S_r and V_r, r = 32, float64 SVD) at the others;
+- top-r factors (U_r·S_r and V_r, r = 32, float64 SVD) at the others, and beside them, for every matrix of
+  `track_exact_layers` (2) evenly spaced layers, ΔW_t itself in bf16 (`NAME:exact`, `read_exact`): the null test of
+  Sim_K(t0, T) re-sums the run's increments, which truncations do not give;
 and, at every tracked step, the exact full singular-value spectrum of each ΔW_t (`NAME:s`, a few
 hundred floats), so rank dynamics (stable / effective rank, norms) stay exact where only factors
 are kept; steps kept in full also keep the top-K (16) singular vectors the tracker computed anyway
@@ -30,6 +32,7 @@ FRACTIONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 INDEX = "index.json"
 SPECTRUM = ":s"
 LEFT, RIGHT = ":u", ":v"  # top-K singular vectors of a snapshot stored in full (or as a reference)
+EXACT = ":exact"  # ΔW_t itself (bf16) beside a factor snapshot, for the matrices kept exact (the null test's)
 
 
 def default_steps(total: int, fractions=FRACTIONS) -> list[int]:
@@ -59,9 +62,11 @@ class TrajectoryWriter:
     """Saves ΔW_t snapshots into `folder` (one safetensors file per tracked step + index.json)."""
 
     def __init__(self, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None,
-                 references: dict | None = None, start: str | None = None):
+                 references: dict | None = None, start: str | None = None, exact=()):
         """`references` {step: adapter folder relative to the run folder} kept by the run anyway;
-        `start`: the adapter the run started from (its ΔW is subtracted when reading a reference), or None."""
+        `start`: the adapter the run started from (its ΔW is subtracted when reading a reference), or None;
+        `exact`: names of matrices also stored exact (bf16) at factor steps."""
+        self.exact = set(exact)
         self.folder = Path(folder)
         self.references, self.start = references or {}, start
         t0 = t0 if t0 is not None else default_t0(total_steps)
@@ -91,6 +96,8 @@ class TrajectoryWriter:
             r = min(self.rank, s.numel(), v.shape[1])
             tensors[f"{name}:us"] = (u[:, :r] * s[:r]).float().cpu().contiguous()
             tensors[f"{name}:v"] = v[:, :r].float().cpu().contiguous()
+            if name in self.exact:
+                tensors[name + EXACT] = delta.to(torch.bfloat16).cpu().contiguous()
             return tensors
         if fmt != "adapter":
             tensors[name] = delta.to(torch.float32 if fmt == "fp32" else torch.bfloat16).cpu().contiguous()
@@ -208,6 +215,7 @@ def read_parts(folder) -> tuple[dict, dict, dict]:
                 vectors[int(step)] = {n: (tensors[n + LEFT].double(), tensors[n + RIGHT].double()) for n in known}
             tensors = {k: t for k, t in tensors.items() if not (k.endswith(LEFT) or k.endswith(RIGHT))}
         if entry["format"] == "factors":
+            tensors = {k: t for k, t in tensors.items() if not k.endswith(EXACT)}
             names = dict.fromkeys(key.rsplit(":", 1)[0] for key in tensors)
             snapshots[int(step)] = {n: tensors[f"{n}:us"] @ tensors[f"{n}:v"].T for n in names}
             vectors[int(step)] = {n: _left_right(tensors[f"{n}:us"], tensors[f"{n}:v"]) for n in names}
@@ -220,6 +228,27 @@ def read_parts(folder) -> tuple[dict, dict, dict]:
         elif entry["format"] == "factors":
             spectra[int(step)] = None
     return snapshots, spectra, vectors
+
+
+def read_exact(folder, names: list) -> dict:
+    """{step: {name: ΔW_t}} of `names` at every tracked step, exact: full and referenced snapshots as stored, factor
+    steps from the exact copies kept beside them (EXACT); a factor step without one is one line naming the fix."""
+    folder = Path(folder)
+    found = {}
+    for step, entry in sorted(read_index(folder).items(), key=lambda item: int(item[0])):
+        if entry["format"] == "adapter":
+            deltas = _referenced(folder.parent, entry)
+            found[int(step)] = {n: deltas[n] for n in names}
+            continue
+        loaded = _load(folder / entry["file"])
+        key = (lambda n: n + EXACT) if entry["format"] == "factors" else (lambda n: n)
+        missing = [n for n in names if key(n) not in loaded]
+        if missing:
+            raise AdaptersGeoError(f"{folder} keeps step {step} of {missing[0]} only as rank-{entry.get('rank')} factors "
+                                   f"(and {len(missing) - 1} more matrices)", "re-run it with train.track_exact_layers "
+                                   "covering them (the default, 2, since 2026-12-06; a named experiment: FORCE=1)")
+        found[int(step)] = {n: loaded[key(n)].double() for n in names}
+    return found
 
 
 def _referenced(run: Path, entry: dict) -> dict:

@@ -33,6 +33,9 @@ class TrainConfig(Section):
     #   samples per held-out prompt (common random numbers), the outcome every method shares (0: off)
     track_steps: list[PositiveInt] | None = None  # steps whose ΔW is snapshotted (None: 10 points, denser early; []: none)
     track_rank: int = Field(32, ge=1)  # rank of the factor snapshots
+    track_exact_layers: int = Field(2, ge=0)  # every matrix of this many evenly spaced layers also kept exact (bf16) at
+    #   the steps stored as factors: the null test of Sim_K(t0, T) sums the run's increments in other orders, which
+    #   rank-r truncations do not give (pipeline/analysis.run_null); 85 MB per run on SmolLM2-135M, dense (0: none)
     track_layers: int = Field(4, ge=0)  # evenly spaced layers whose matrices get rotation / principal energy at tracked
     #   steps (an SVD of W per matrix and step: about a fifth of a tracked step's cost at 4 of 30 layers; 0: none)
     track_background: bool = False  # measure tracked steps off the training thread, training on meanwhile (the same

@@ -56,7 +56,7 @@ class Tracker:
 
     def __init__(self, model, folder: Path, total_steps: int, steps=None, rank: int = 32, t0: int | None = None,
                  along_layers: int = ALONG_LAYERS, references: dict | None = None, start: str | None = None,
-                 background: bool = False):
+                 background: bool = False, exact_layers: int = 0):
         self.model = model
         readers = delta_readers(model)
         self.names = list(readers)
@@ -67,7 +67,8 @@ class Tracker:
             nonzero = [n for n, read in readers.items() if read().abs().max() > 0]
         self.start_factors = {n: factors[n] for n in nonzero if n in factors}
         self.start = FactoredDeltas(self.start_factors) if factors else {n: readers[n]() for n in nonzero}
-        self.writer = TrajectoryWriter(folder, total_steps, steps, rank, t0, references, start)
+        exact = layer_subset(self.names, exact_layers) if exact_layers else []  # kept exact at every tracked step
+        self.writer = TrajectoryWriter(folder, total_steps, steps, rank, t0, references, start, exact)
         self.rank = rank
         self.along = layer_subset(self.names, along_layers) if along_layers else []
         self.refs = {}  # {name: W_start's top-k SVD} of the `along` matrices, from the first tracked step on

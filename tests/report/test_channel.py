@@ -39,18 +39,22 @@ def _null(observed: float, shuffle_mean: float) -> dict:
 
 
 def test_the_section_reads_seeds_of_one_experiment_together_and_compares_methods():
-    rows = [{"run": f"opd_dense{s}", "method": "opd", "null": _null(o, 0.4)}
+    dense = {"adapter": "dense", "quant": "none"}
+    rows = [{"run": f"opd_dense{s}", "method": "opd", "null": _null(o, 0.4), **dense}
             for s, o in zip(("", "-seed1", "-seed2"), (0.70, 0.72, 0.71))]
-    rows += [{"run": f"sft_dense{s}", "method": "sft", "null": _null(o, 0.45)}
+    rows += [{"run": f"sft_dense{s}", "method": "sft", "null": _null(o, 0.45), **dense}
              for s, o in zip(("", "-seed1", "-seed2"), (0.40, 0.60, 0.50))]
-    rows += [{"run": "rlvr_dense", "method": "rlvr", "null": _null(0.3, 0.3)}, {"run": "old", "method": "sft", "null": None}]
+    rows += [{"run": "rlvr_dense", "method": "rlvr", "null": _null(0.3, 0.3), **dense},
+             {"run": "sft_lora", "method": "sft", "null": _null(0.3, 0.3), "adapter": "lora", "quant": "none"},
+             {"run": "old", "method": "sft", "null": None}]
     text = "\n".join(channel_section(rows))
     assert experiment_of("opd_dense-seed2") == "opd_dense" and experiment_of("opd_dense") == "opd_dense"
-    assert "| opd_dense-seed1 | opd | 8 | 0.720 | 0.400 [0.300, 0.500] | 0.010 |" in text and "| old |" not in text
+    assert "| opd_dense-seed1 | opd | 8 | 0.720 | 0.400 [0.300, 0.500] (200 draws) | 0.010 |" in text and "| old |" not in text
     # OPD: excess 0.31 ± 4.303 · 0.01 / √3 = [0.285, 0.335]: above the null
     assert "- opd_dense (opd, 3 seed(s)): Sim(t0, T) − shuffle-null mean = 0.310 [0.285, 0.335]: above the null" in text
     # SFT: excess 0.05 ± 4.303 · 0.1 / √3 = [-0.198, 0.298]: undecided
     assert "- sft_dense (sft, 3 seed(s)): Sim(t0, T) − shuffle-null mean = 0.050 [-0.198, 0.298]: undecided at this budget" in text
     assert "- rlvr_dense (rlvr, 1 seed(s)): Sim(t0, T) − shuffle-null mean = 0.000: one seed: no interval over seeds" in text
     assert "- opd_dense − sft_dense: Sim(t0, T) difference 0.210 [" in text and "- opd_dense − rlvr_dense" in text
+    assert "- opd_dense − sft_lora" not in text  # methods are compared with the same adapter and base only
     assert channel_section([{"run": "a", "method": "sft", "null": None}]) == []
