@@ -78,17 +78,25 @@ def linear_contrast(stats: dict, arm: str, c: float) -> dict:
 
 
 def margin_reading(stats: dict, arm: str = "early", preserves: float = PRESERVES, degrades: float = DEGRADES) -> dict:
-    """Whether `arm` preserves the unconstrained gain (R ≥ preserves), degrades it (R ≤ degrades), or neither is shown.
+    """Where the interval puts `arm`'s retention R against the two margins.
 
-    {"reading": "preserves" | "degrades" | "undecided" | "no gain to retain", "preserve": C(preserves), "degrade": C(degrades)}
+    {"reading": ..., "preserve": C(preserves), "degrade": C(degrades)}, C(c) = gain_arm − c·gain_unconstrained; the
+    reading: "preserves" (R ≥ preserves shown), "degrades" (R ≤ degrades shown), "between" (degrades < R < preserves
+    shown), "above degrades" (R > degrades shown, R ≥ preserves not), "below preserves" (R < preserves shown, R ≤
+    degrades not), "undecided" (neither margin decided), or "no gain to retain".
     """
     keep, lose = linear_contrast(stats, arm, preserves), linear_contrast(stats, arm, degrades)
+    above_low, below_high = decided(lose) == "above", decided(keep) == "below"
     if decided(stats["gain"]["unconstrained"]) != "above":
         reading = "no gain to retain"
     elif decided(keep) == "above":
         reading = "preserves"
     elif decided(lose) == "below":
         reading = "degrades"
+    elif above_low and below_high:
+        reading = "between"
+    elif above_low or below_high:
+        reading = "above degrades" if above_low else "below preserves"
     else:
         reading = "undecided"
     return {"reading": reading, "preserve": keep, "degrade": lose, "preserves": preserves, "degrades": degrades}

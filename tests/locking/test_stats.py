@@ -100,6 +100,7 @@ def test_linear_contrasts_and_margins_on_constructed_cases():
     assert margin_reading(retention(losses(0.49), draws=300))["reading"] == "preserves"  # R = 0.98, no noise
     assert margin_reading(retention(losses(0.20), draws=300))["reading"] == "degrades"  # R = 0.4
     assert margin_reading(retention(losses(0.425, noise=0.5), draws=500))["reading"] == "undecided"  # R = 0.85, noisy
+    assert margin_reading(retention(losses(0.425), draws=200))["reading"] == "between"  # R = 0.85 exactly: 0.8 < R < 0.9
     assert margin_reading(retention(losses(0.1, free_gain=0.0, noise=0.3), draws=500))["reading"] == "no gain to retain"
     flat = {arm: torch.zeros(1, 8) for arm in ("frozen", "unconstrained", "early")}  # an outcome nothing moved (greedy, tiny)
     assert math.isnan(retention(flat, draws=50)["retention"]["early"]["estimate"])  # no ratio, no ZeroDivisionError
@@ -108,3 +109,22 @@ def test_linear_contrasts_and_margins_on_constructed_cases():
     # declared margins are used: R = 0.85 preserves at 0.8 / 0.7 and degrades at 0.95 / 0.9
     assert margin_reading(retention(losses(0.425), draws=200), preserves=0.8, degrades=0.7)["reading"] == "preserves"
     assert margin_reading(retention(losses(0.425), draws=200), preserves=0.95, degrades=0.9)["reading"] == "degrades"
+
+
+def test_each_claim_is_read_against_its_own_margin():
+    """OPD's claim (preserves: R ≥ 0.9) fails once R < 0.9 is shown; SFT's (degrades: R ≤ 0.8) once R > 0.8 is, even
+    when the other margin is undecided (e.g. SFT at R = 0.93 [0.87, 1.00]: it does not degrade, R ≥ 0.9 not shown)."""
+    from adapters_geo.report.locking import claim_status
+
+    side = lambda low, high: {"estimate": (low + high) / 2, "low": low, "high": high}
+    margin = lambda keep, lose, reading="undecided": {"reading": reading, "preserve": keep, "degrade": lose}
+    sft_like = margin(side(-0.006, 0.019), side(0.013, 0.038), "above degrades")
+    assert claim_status("sft", sft_like) == "contradicted" and claim_status("opd", sft_like) == "undecided at this budget"
+    below = margin(side(-0.03, -0.01), side(-0.01, 0.02), "below preserves")
+    assert claim_status("opd", below) == "contradicted" and claim_status("sft", below) == "undecided at this budget"
+    assert claim_status("opd", margin(side(0.01, 0.02), side(0.05, 0.06), "preserves")) == "supported"
+    assert claim_status("sft", margin(side(-0.05, -0.04), side(-0.02, -0.01), "degrades")) == "supported"
+    assert claim_status("sft", sft_like, seeds=2) == "undecided at this budget"  # fewer than 3 training seeds
+    assert claim_status("rlvr", sft_like) is None  # the paper makes no locking claim about RLVR
+    no_gain = margin(side(0.013, 0.038), side(0.013, 0.038), "no gain to retain")
+    assert claim_status("sft", no_gain) == "undecided at this budget"
