@@ -234,6 +234,9 @@ def test_claims_measure_every_seed_of_every_source_and_reach_the_report(tmp_path
     assert RunFolder(runs / "opd_dense").trajectory()["early_step"] == 2
     text = write_report(runs).read_text()
     assert "## The paper's claims 1 and 2 (paper: sft_dense, opd_dense, 2 seed(s))" in text
+    claims = (runs / "paper" / "claims.md").read_text()  # the section alone, beside done.json
+    assert "| claim | the paper says | measured | 95% interval | verdict |" in claims and claims in text
+    assert claims.count("**undecided at this budget**") + claims.count("**not measured**") == 6  # 2 seeds decide nothing
     assert "### Endpoint metrics at a matched update size (claim 1)" in text and "| opd_dense (opd, n=2) |" in text
     assert "- bf16 sparsity, opd_dense − sft_dense: " in text
     assert "### Does the update enter its channel early? (claim 2)" in text and "| opd_dense-seed1 | opd | 2 |" in text

@@ -21,6 +21,7 @@ from adapters_geo.experiments.lock import lock_steps, run_lock
 from adapters_geo.experiments.registry import experiment_path
 from adapters_geo.experiments.resolve import REF, dependency_order, experiment_hash, load_resolved, references, substitute
 from adapters_geo.experiments.schema import META_KEYS
+from adapters_geo.storage.atomic import atomic_write_text
 from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.pipeline.runner import run
 from adapters_geo.training.parallel import Parallel, current
@@ -242,5 +243,9 @@ def _run_one(name: str, force: bool, smoke: bool, progress: bool, overrides: dic
         summary = run_lock(resolved, folder, progress, name, sources, parallel.main)
     if parallel.main:
         run_folder.write_json(run_folder.done_file, {"hash": wanted, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **summary})
+        if data["kind"] == "claims":
+            from adapters_geo.report.runs import claims_lines
+
+            atomic_write_text(folder / "claims.md", "\n".join(claims_lines(folder)))  # the claims table alone
     parallel.barrier()
     return folder

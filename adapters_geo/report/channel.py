@@ -83,6 +83,27 @@ def _band(null: dict) -> str:
     return f"{null['mean']:.3f} [{null['low']:.3f}, {null['high']:.3f}] ({null.get('draws', '?')} draws)"
 
 
+def _groups(rows: list[dict]) -> dict:
+    """{(experiment, method, adapter, quant): [null results of its seeds]} of the rows that have one."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("null"):
+            groups.setdefault((experiment_of(r["run"]), r["method"], r.get("adapter"), r.get("quant")), []).append(r["null"])
+    return groups
+
+
+def excess_intervals(rows: list[dict]) -> dict:
+    """{group: Sim(t0, T) − shuffle-null mean, averaged over its seeds with a Student-t interval}."""
+    return {g: mean_interval([n["observed"] - n["shuffle"]["mean"] for n in found]) for g, found in _groups(rows).items()}
+
+
+def method_differences(rows: list[dict]) -> dict:
+    """{(OPD group, other group): Welch interval of their Sim(t0, T)}, for groups of the same adapter and base."""
+    groups = _groups(rows)
+    return {(a, b): welch_interval([n["observed"] for n in groups[a]], [n["observed"] for n in groups[b]])
+            for a in groups for b in groups if a[1] == "opd" and b[1] != "opd" and a[2:] == b[2:]}
+
+
 def channel_section(rows: list[dict]) -> list[str]:
     """Markdown lines: the per-run table and the over-seed readings, from train rows carrying "null" (or none)."""
     rows = [r for r in rows if r.get("null")]
@@ -99,17 +120,12 @@ def channel_section(rows: list[dict]) -> list[str]:
         n = r["null"]
         lines.append(f"| {r['run']} | {r['method']} | {n['step']} | {n['observed']:.3f} | {_band(n['shuffle'])} | "
                      f"{n['shuffle']['p']:.3f} | {_band(n['random_walk'])} | {n['random_walk']['p']:.3f} |")
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault((experiment_of(r["run"]), r["method"], r.get("adapter"), r.get("quant")), []).append(r["null"])
     lines += [""]
-    for (name, method, _, _), found in groups.items():
-        excess = mean_interval([n["observed"] - n["shuffle"]["mean"] for n in found])
-        lines.append(f"- {name} ({method}, {len(found)} seed(s)): Sim(t0, T) − shuffle-null mean = {_fmt(excess)}: "
+    for (name, method, _, _), excess in excess_intervals(rows).items():
+        lines.append(f"- {name} ({method}, {excess['n']} seed(s)): Sim(t0, T) − shuffle-null mean = {_fmt(excess)}: "
                      + reading(excess, "above the null (the early update is more aligned with the end than its own "
                                        "moves in another order)", "below the null"))
-    for a, b in [(a, b) for a in groups for b in groups if a[1] == "opd" and b[1] != "opd" and a[2:] == b[2:]]:
-        difference = welch_interval([n["observed"] for n in groups[a]], [n["observed"] for n in groups[b]])
+    for (a, b), difference in method_differences(rows).items():
         other = b[1].upper()
         lines.append(f"- {a[0]} − {b[0]}: Sim(t0, T) difference {_fmt(difference)}: "
                      + reading(difference, f"OPD's early update is closer to its end than {other}'s",

@@ -57,20 +57,41 @@ def _cell(interval: dict) -> str:
     return f"{interval['estimate']:.3g} [{interval['low']:.3g}, {interval['high']:.3g}]"
 
 
-def matched_section(rows: list[dict]) -> list[str]:
-    """Markdown lines: each metric per experiment at the matched size, and OPD's differences to the other methods."""
+def _matched(rows: list[dict]):
+    """(size, left out, {group: runs}, {(group, metric): values at size}, OPD-vs-other pairs); None without two methods."""
     chosen = _same_start(rows)
     if not chosen:
-        return []
+        return None
     left_out = [r["run"] for r in rows if r not in chosen]
-    rows, size = chosen, matched_size(chosen)
+    size = matched_size(chosen)
     groups: dict = {}
-    for r in rows:
+    for r in chosen:
         groups.setdefault((experiment_of(r["run"]), r["method"], r["adapter"], r["quant"]), []).append(r)
     values = {(group, key): [interpolate(r["online"], key, size) for r in found]
               for group, found in groups.items() for key, _ in METRICS}
     values = {k: [v for v in found if not math.isnan(v)] for k, found in values.items()}
     pairs = [(a, b) for a in groups for b in groups if a[1] == "opd" and b[1] != "opd" and a[2:] == b[2:]]
+    return size, left_out, groups, values, pairs
+
+
+def matched_differences(rows: list[dict]) -> dict:
+    """{(OPD group, other group, metric): Welch interval of the difference at the matched size} (groups: (experiment,
+    method, adapter, quant)); {} where no two methods share a start."""
+    found = _matched(rows)
+    if found is None:
+        return {}
+    _, _, _, values, pairs = found
+    return {(a, b, key): welch_interval(values[(a, key)], values[(b, key)]) for a, b in pairs for key, _ in METRICS
+            if values[(a, key)] and values[(b, key)]}
+
+
+def matched_section(rows: list[dict]) -> list[str]:
+    """Markdown lines: each metric per experiment at the matched size, and OPD's differences to the other methods."""
+    found = _matched(rows)
+    if found is None:
+        return []
+    size, left_out, groups, values, pairs = found
+    differences = matched_differences(rows)
     lines = ["### Endpoint metrics at a matched update size (claim 1)", "",
              f"Runs from one start, read at ‖ΔW_t‖/‖W0‖ = {size:.3g} (the mean over all matrices): the largest size "
              "every run reaches, each metric interpolated in log size between tracked steps. Cells: mean over seeds "
@@ -82,14 +103,9 @@ def matched_section(rows: list[dict]) -> list[str]:
     for key, label in METRICS:
         cells = [_cell(mean_interval(values[(g, key)]) if values[(g, key)] else {"estimate": math.nan})
                  for g in groups]
-        differences = []
-        for a, b in pairs:
-            if values[(a, key)] and values[(b, key)]:
-                found = welch_interval(values[(a, key)], values[(b, key)])
-                differences.append(_cell(found))
-                readings.append(f"- {label}, {a[0]} − {b[0]}: {_cell(found)}: "
-                                + reading(found, f"higher for {a[1].upper()}", f"higher for {b[1].upper()}"))
-            else:
-                differences.append("–")
-        lines.append(f"| {label} | " + " | ".join(cells + differences) + " |")
+        cells += [_cell(differences[(a, b, key)]) if (a, b, key) in differences else "–" for a, b in pairs]
+        readings += [f"- {label}, {a[0]} − {b[0]}: {_cell(differences[(a, b, key)])}: "
+                     + reading(differences[(a, b, key)], f"higher for {a[1].upper()}", f"higher for {b[1].upper()}")
+                     for a, b in pairs if (a, b, key) in differences]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines + [""] + readings + [""]

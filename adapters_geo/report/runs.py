@@ -11,6 +11,7 @@ from pathlib import Path
 from adapters_geo.storage.atomic import atomic_write_text
 from adapters_geo.errors import AdaptersGeoError, one_line
 from adapters_geo.report.channel import channel_section, experiment_of
+from adapters_geo.report.claims import claims_table
 from adapters_geo.report.locking import lock_section, lock_summary, verdicts
 from adapters_geo.report.matched import matched_section
 from adapters_geo.report.plots import figure, method_colour
@@ -68,7 +69,7 @@ def claims_lines(folder: Path) -> list[str]:
         lines = [f"## The paper's claims 1 and 2 ({title})", ""]
         lines += [f"Source runs not found beside it (left out): {', '.join(missing)}.", ""] if missing else []
         lines += [f"No null test for: {'; '.join(refused)}.", ""] if refused else []
-        return lines + matched_section(rows) + channel_section(rows)
+        return lines + claims_table(rows) + matched_section(rows) + channel_section(rows)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AdaptersGeoError(f"{run.done_file} is not a claims result ({type(exc).__name__}: {exc})",
                                "re-run the experiment (FORCE=1 archives this one)") from None
