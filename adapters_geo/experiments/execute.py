@@ -1,8 +1,8 @@
 """Running a named experiment and, first, whatever it depends on.
 
 Kinds: `train` (one run: the RunConfig sections), `lock` (the subspace-locking test:
-`source: experiment:RUN`, `K`, `bases`) and `claims` (the paper's claims 1 and 2 over `sources`). Every file of the chain is validated before anything
-trains. A run folder is finished when it holds done.json with the hash of the config that
+`source: experiment:RUN`, `K`, `bases`) and `claims` (the paper's claims 1 and 2 over `sources`).
+Every file of the chain is validated before anything trains. A run folder is finished when it holds done.json with the hash of the config that
 produced it. Finished + same hash: reused. Finished + other hash: refused unless FORCE (then
 archived to runs/.archive/, never deleted). Unfinished with a checkpoint: resumed. A folder
 holding only experiment.json (nothing trained) starts afresh.

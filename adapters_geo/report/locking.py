@@ -153,7 +153,6 @@ def verdict(summary: dict) -> str:
     margin = summary.get("margin")
     if margin is not None:
         shown = {"preserves": ["preserve"], "degrades": ["degrade"]}.get(margin["reading"], ["preserve", "degrade"])
-        # (every other reading needs both contrasts to be read)
         contrasts = ", ".join(f"gain_early − {margin[which + 's']:g}·gain_unconstrained = {_ci(margin[which], 4)}" for which in shown)
         parts.append(f"the early subspace retains {_ci(retained['early'])} of the unconstrained gain ({contrasts}): "
                      f"it {_reading(margin)}")
