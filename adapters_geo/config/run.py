@@ -106,6 +106,9 @@ class RunConfig(Section):
             del data["train"]["eval_samples"]
         if data["task"]["solution_style"] == "steps":  # the default: every older run's identity
             del data["task"]["solution_style"]
+        for key in ("dataset", "config"):  # reasoning_gym only: unset is every older run's identity
+            if not data["task"][key]:
+                del data["task"][key]
         return data
 
 

@@ -31,6 +31,8 @@ SMOKE = {
 }
 SMOKE_STEPS = {"save_adapter_at": [2], "t0": 2, "track_steps": [1, 2, 4, 6, 8, 10]}
 SMOKE_KEEP_TASK = ("pool", "pools", "solution_style")  # teacher, anchor and continuations stay on disjoint prompts in the SMOKE form too
+# A task of another source keeps itself (its dataset, fields, splits) at SMOKE's sizes: the smoke run checks it end to end.
+SMOKE_OTHER_TASK = {"train_size": 200, "test_size": 8}
 
 
 def references(data) -> list[str]:
@@ -53,7 +55,9 @@ def smoke_form(data: dict) -> dict:
     for key, value in SMOKE.items():
         if isinstance(value, dict):
             section = dict(out.get(key) or {})
-            if key == "task":  # the tiny model uses the easy arithmetic task only
+            if key == "task" and section.get("name", "arithmetic") != "arithmetic":
+                section.update(SMOKE_OTHER_TASK)
+            elif key == "task":  # the tiny model uses the easy arithmetic task
                 section = {**value, **{k: section[k] for k in SMOKE_KEEP_TASK if k in section}}
             else:
                 section.update(value)

@@ -103,7 +103,7 @@ class PolicyGradient:
         batch = Batch(step, repeat(student_prompts), completions, behaviour=behaviour)
         if self.uses_reward:
             texts = tok.batch_decode(completions, skip_special_tokens=True)
-            rewards = [self.ctx.task.reward(t, e.answer) for t, e in zip(texts, repeat(examples))]
+            rewards = [self.ctx.task.score(t, e) for t, e in zip(texts, repeat(examples))]
             batch.rewards = torch.tensor(rewards, dtype=torch.float32)
         if self.uses_teacher:
             batch.teacher = self._score(self.ctx.teacher.model, repeat(teacher_prompts), completions)

@@ -13,7 +13,7 @@ from adapters_geo.rollout.sampling import sample
 def rewards_of(tokenizer, task, examples, completions: list[list[int]]) -> list[float]:
     """The task's reward of each example's completion (token ids)."""
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
-    return [task.reward(text, e.answer) for text, e in zip(texts, examples)]
+    return [task.score(text, e) for text, e in zip(texts, examples)]
 
 
 @torch.no_grad()

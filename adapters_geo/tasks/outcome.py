@@ -143,16 +143,17 @@ def teacher_device(teacher) -> torch.device:
 
 
 @torch.no_grad()
-def negative_reward(model, tokenizer, examples, reward, samples: int = 4, max_new_tokens: int = 48, batch: int = 16,
+def negative_reward(model, tokenizer, examples, score, samples: int = 4, max_new_tokens: int = 48, batch: int = 16,
                     system_prompt=None) -> torch.Tensor:
     """(N,) minus the mean reward of `samples` temperature-1 samples per prompt (fixed seeds per chunk)."""
-    return -sampled_rewards(model, tokenizer, examples, reward, samples, max_new_tokens, batch, system_prompt).mean(1)
+    return -sampled_rewards(model, tokenizer, examples, score, samples, max_new_tokens, batch, system_prompt).mean(1)
 
 
-def sampled_rewards(model, tokenizer, examples, reward, samples: int = 4, max_new_tokens: int = 48, batch: int = 16,
+def sampled_rewards(model, tokenizer, examples, score, samples: int = 4, max_new_tokens: int = 48, batch: int = 16,
                     system_prompt=None) -> torch.Tensor:
-    """(N, samples) reward of each temperature-1 sample, prompt by prompt; chunk i of prompts sampled with seed
-    SAMPLE_SEED + i for every model (common random numbers), the global RNG left as it was."""
+    """(N, samples) reward, score(completion, example) as Task.score, of each temperature-1 sample, prompt by
+    prompt; chunk i of prompts sampled with seed SAMPLE_SEED + i for every model (common random numbers), the global
+    RNG left as it was."""
     prompts = encode(tokenizer, [chat_prompt(tokenizer, e.prompt, system_prompt) for e in examples])
     out = []
     with torch.random.fork_rng():
@@ -160,7 +161,7 @@ def sampled_rewards(model, tokenizer, examples, reward, samples: int = 4, max_ne
             torch.manual_seed(SAMPLE_SEED + index)
             completions = sample(model, tokenizer, [prompts[i] for i in chunk], samples, max_new_tokens, temperature=1.0)
             texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
-            rewards = torch.tensor([reward(t, examples[i].answer) for t, i in zip(texts, [i for i in chunk for _ in range(samples)])],
+            rewards = torch.tensor([score(t, examples[i]) for t, i in zip(texts, [i for i in chunk for _ in range(samples)])],
                                    dtype=torch.float64)
             out.append(rewards.view(len(chunk), samples))
     return torch.cat(out)

@@ -53,7 +53,7 @@ class HeldOut:
         if self.kind == "kl":
             return reference_kl(self.model, self.teacher, self.tokenizer, examples, max(1, self.batch // 2),
                                 self.system_prompt, self.teacher_hint, self.teacher_key, greedy, self.max_new_tokens, nll)
-        self.per_sample = sampled_rewards(self.model, self.tokenizer, examples, self.task.reward, self.samples,
+        self.per_sample = sampled_rewards(self.model, self.tokenizer, examples, self.task.score, self.samples,
                                           self.max_new_tokens, self.batch, self.system_prompt)
         return -self.per_sample.mean(1)
 
@@ -93,7 +93,7 @@ class HeldOut:
             per_prompt["greedy_reward"] = rewards
             if self.common_samples:
                 each = (self.per_sample if self.kind == "neg_reward" and self.common_samples == self.samples else
-                        sampled_rewards(self.model, self.tokenizer, self.examples, self.task.reward, self.common_samples,
+                        sampled_rewards(self.model, self.tokenizer, self.examples, self.task.score, self.common_samples,
                                         self.max_new_tokens, self.batch, self.system_prompt))
                 sampled = each.mean(1)
                 per_prompt["sampled_reward"] = sampled.tolist()

@@ -73,8 +73,8 @@ def test_jsonl_file_with_gsm8k_answers(tmp_path):
     "config, message",
     [
         (dict(name="file", path="missing.jsonl"), "task file missing.jsonl does not exist"),
-        (dict(name="file", path="nobody/no-such-dataset"), "tried a local .json/.jsonl file"),
-        (dict(name="poems"), "name = 'poems' is not allowed .*arithmetic \\| file"),
+        (dict(name="file", path="nobody/no-such-dataset"), "tried a local .json/.jsonl/.parquet/.csv file"),
+        (dict(name="poems"), "name = 'poems' is not allowed .*arithmetic \\| file \\| reasoning_gym"),
         (dict(levels=[7]), "levels = \\[7\\] is not allowed .*0 \\| 1 \\| 2 \\| 3"),
         (dict(reward="vibes"), "reward = 'vibes' is not allowed .*exact \\| exact_format"),
         (dict(levels=[0], train_size=5000), "cannot draw 5000 distinct arithmetic problems"),
@@ -115,3 +115,39 @@ def test_a_level_holds_the_distinct_problems_its_capacity_says_and_no_more_are_d
     assert len(generate(900, [0], seed=1)) == 900
     with pytest.raises(AdaptersGeoError, match=r"level 0 has 900 distinct problems and would need 500000"):
         generate(1_000_000, [0, 2], seed=1)
+
+
+def test_answers_that_are_not_numbers_compare_as_stated_text():
+    assert exact("so the answer is\nAnswer: \\frac{1}{2}", "\\frac{1}{2}") == 1.0
+    assert exact("Answer: $\\frac{1}{2}$.", "\\frac{1}{2}") == 1.0  # '$', spaces and a final '.' do not count
+    assert exact("it is $\\boxed{\\frac{1}{2}}$", "\\frac{1}{2}") == 1.0  # MATH's own marking
+    assert exact("Answer: \\frac{1}{3}", "\\frac{1}{2}") == 0.0 and exact("1/2", "\\frac{1}{2}") == 0.0
+    assert exact("Answer: B", "B") == 1.0 and exact("Answer: C", "B") == 0.0
+    assert exact("Answer: 12 apples", "12") == 1.0  # a number reference is parsed as before
+
+
+@pytest.mark.parametrize("answer, expected, solution", [
+    ("2 + 2 = 4\n#### 4", "4", "2 + 2 = 4 Answer: 4"),  # GSM8K
+    ("Add them: $\\boxed{7}$.", "7", "Add them: $\\boxed{7}$. Answer: 7"),  # MATH
+    ("so $x = \\boxed{\\sqrt{2}}$", "\\sqrt{2}", "so $x = \\boxed{\\sqrt{2}}$ Answer: \\sqrt{2}"),
+    ("\\boxed{5}", "5", "Answer: 5"),  # a bare boxed answer is the answer, not a solution
+    ("1,024", "1024", "Answer: 1024"),  # a final number
+    ("B", "B", "Answer: B"),
+])
+def test_answer_forms_of_a_file(answer, expected, solution):
+    from adapters_geo.tasks.files import to_example
+
+    example = to_example({"question": "q", "answer": answer}, "question", "answer", None)
+    assert (example.answer, example.solution) == (expected, solution)
+
+
+@pytest.mark.parametrize("record, fields, message", [
+    ({"question": "q", "answer": ""}, ("question", "answer", None), "a record's 'answer' holds no answer"),
+    ({"question": "q", "answer": "1"}, ("question", "answer", "steps"), "record has no field 'steps' .*fix: set solution_field"),
+    ({"problem": "q", "answer": "1"}, ("question", "answer", None), "record has no field 'question' \\(fields: problem, answer\\)"),
+])
+def test_bad_fields_of_a_file_are_one_line(record, fields, message):
+    from adapters_geo.tasks.files import to_example
+
+    with pytest.raises(AdaptersGeoError, match=message):
+        to_example(record, *fields)
