@@ -233,7 +233,7 @@ def test_claims_measure_every_seed_of_every_source_and_reach_the_report(tmp_path
     # t0's snapshot is a reference to the t0 state's adapter (storage/snapshots.py): still the run's early step
     assert RunFolder(runs / "opd_dense").trajectory()["early_step"] == 2
     text = write_report(runs).read_text()
-    assert "## The paper's claims 1 and 2 (paper: sft_dense, opd_dense, 2 seed(s))" in text
+    assert "## The paper's claims 1 and 2 (paper: sft_dense, opd_dense on arithmetic, 2 seed(s))" in text
     claims = (runs / "paper" / "claims.md").read_text()  # the section alone, beside done.json
     assert "| claim | the paper says | measured | 95% interval | verdict |" in claims and claims in text
     assert claims.count("**undecided at this budget**") + claims.count("**not measured**") == 6  # 2 seeds decide nothing

@@ -18,6 +18,7 @@ import torch
 from adapters_geo.report.plots import figure, method_colour
 from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.locking.stats import DEGRADES, PRESERVES, contrast, decided, draw_indices, margin_reading, retention
+from adapters_geo.tasks import label as task_label
 
 ARM_ORDER = ("frozen", "unconstrained", "early", "random", "final", "principal", "cross")
 OLD_FINAL = "final (ΔW_T − ΔW_init, the definition before 2026-12-05)"  # a final arm whose config lacks final_of
@@ -87,7 +88,7 @@ def lock_summary(folder: Path, draws: int = 2000) -> dict | None:
     margins = {"preserves": float(declared.get("preserves", PRESERVES)), "degrades": float(declared.get("degrades", DEGRADES))}
     config = first_source.config_dict() or {}
     task = config.get("task", {})
-    budget = (f"{config.get('model', '?')}, {task.get('dataset') or task.get('name', '?')}, {done['steps'] - done['t0']} steps "
+    budget = (f"{config.get('model', '?')}, {task_label(task)}, {done['steps'] - done['t0']} steps "
               f"from t0 = {done['t0']}, {len(seeds)} seed(s) × {losses['frozen'].shape[1]} prompts, mode {done['mode']}, "
               f"on {OUTCOME_SHORT.get(kind, kind)}")
     increments = {arm: [done["seeds"][s]["arms"][arm].get("increment") for s in seeds] for arm in losses if arm != "frozen"}

@@ -16,9 +16,10 @@ from adapters_geo.report.locking import lock_section, lock_summary, verdicts
 from adapters_geo.report.matched import matched_section
 from adapters_geo.report.plots import figure, method_colour
 from adapters_geo.storage.runfolder import RunFolder
+from adapters_geo.tasks import label as task_label
 
 COLUMNS = [
-    ("method", "method"), ("adapter", "adapter"), ("quant", "quant"), ("acc_before", "acc before"),
+    ("method", "method"), ("task", "task"), ("adapter", "adapter"), ("quant", "quant"), ("acc_before", "acc before"),
     ("acc_after", "acc after"), ("sparsity_bf16", "bf16 sparsity"), ("rotation", "rotation V max (°)"),
     ("spectral_drift", "spectral drift"), ("principal_energy", "principal energy"), ("stable_rank", "stable rank"),
     ("rank_at_90", "rank@90"), ("update_norm_rel", "‖ΔW‖/‖W0‖"), ("movement_kl", "KL(π_T‖π_start)"),
@@ -37,8 +38,8 @@ def train_row(folder: Path) -> dict | None:
     mean = lambda key: (overall.get(key) or {}).get("mean")
     method = config["method"]["name"] + (f" (mix α={config['method']['mix_alpha']})" if config["method"].get("mix_alpha") is not None else "")
     return {
-        "run": folder.name, "method": method, "adapter": config["adapter"]["kind"], "quant": config["quant"],
-        "init": config.get("init"),
+        "run": folder.name, "method": method, "task": task_label(config.get("task") or {}),
+        "adapter": config["adapter"]["kind"], "quant": config["quant"], "init": config.get("init"),
         "acc_before": evals[0]["accuracy"] if evals else None, "acc_after": evals[-1]["accuracy"] if evals else None,
         "sparsity_bf16": mean("sparsity_bf16"), "rotation": mean("rotation_right_max_deg"),
         "spectral_drift": mean("spectral_drift"), "principal_energy": mean("principal_energy"),
@@ -65,7 +66,8 @@ def claims_lines(folder: Path) -> list[str]:
                 rows += [{**row, "null": entry.get("null")}] if row is not None else []
                 missing += [Path(entry["folder"]).name] if row is None else []
                 refused += [f"{Path(entry['folder']).name} ({entry['refused']})"] if "refused" in entry else []
-        title = f"{folder.name}: {', '.join(dict.fromkeys(experiment_of(r['run']) for r in rows))}, {len(found)} seed(s)"
+        tasks = ", ".join(dict.fromkeys(r["task"] for r in rows))  # the claims hold for this task (a table per task)
+        title = f"{folder.name}: {', '.join(dict.fromkeys(experiment_of(r['run']) for r in rows))} on {tasks}, {len(found)} seed(s)"
         lines = [f"## The paper's claims 1 and 2 ({title})", ""]
         lines += [f"Source runs not found beside it (left out): {', '.join(missing)}.", ""] if missing else []
         lines += [f"No null test for: {'; '.join(refused)}.", ""] if refused else []

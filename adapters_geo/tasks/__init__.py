@@ -89,6 +89,14 @@ class Task:
         return self.scorer(completion, example) if self.scorer is not None else self.reward(completion, example.answer)
 
 
+def label(task: dict) -> str:
+    """What a run trained on, for a report (a saved config's task section): arithmetic, reasoning_gym:chain_sum, file:NAME."""
+    name = task.get("name", "arithmetic")
+    if name == "reasoning_gym":
+        return f"reasoning_gym:{task.get('dataset')}"
+    return f"file:{str(task.get('path')).rstrip('/').rsplit('/', 1)[-1]}" if name == "file" else name
+
+
 def in_pool(prompt: str, pool: int, pools: int) -> bool:
     """Whether `prompt` belongs to training pool `pool` of `pools` (a fixed hash of its text)."""
     return pools <= 1 or int(hashlib.sha1(prompt.encode()).hexdigest()[:12], 16) % pools == pool
@@ -111,7 +119,12 @@ def load_task(config: TaskConfig) -> Task:
 
 
 def _file_splits(config: TaskConfig) -> tuple[list[Example], list[Example]]:
-    convert = lambda rows: [to_example(r, config.prompt_field, config.answer_field, config.solution_field) for r in rows]
+    def convert(rows):
+        try:
+            return [to_example(r, config.prompt_field, config.answer_field, config.solution_field) for r in rows]
+        except AdaptersGeoError as exc:  # say which data the record came from
+            raise AdaptersGeoError(f"task file {config.path}: {exc.problem}", exc.fix) from None
+
     rows = convert(load_records(config.path, config.train_split, config.subset))
     if config.test_split:
         test = convert(load_records(config.path, config.test_split, config.subset))[: config.test_size]

@@ -151,3 +151,12 @@ def test_bad_fields_of_a_file_are_one_line(record, fields, message):
 
     with pytest.raises(AdaptersGeoError, match=message):
         to_example(record, *fields)
+
+
+def test_a_report_labels_each_task_by_its_source():
+    from adapters_geo.tasks import label
+
+    assert label({"name": "arithmetic", "levels": [2]}) == "arithmetic" and label({}) == "arithmetic"
+    assert label({"name": "reasoning_gym", "dataset": "chain_sum"}) == "reasoning_gym:chain_sum"
+    assert label({"name": "file", "path": "/data/gsm8k/train.jsonl"}) == "file:train.jsonl"
+    assert label({"name": "file", "path": "openai/gsm8k"}) == "file:gsm8k"
