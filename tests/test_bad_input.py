@@ -154,6 +154,8 @@ EXPERIMENTS = [
     ({"tr": TRAIN_EXPERIMENT}, ["tr", "--set", "train.lrr=1"], "unknown key 'lrr' in --set train.lrr=1: train"),
     ({"tr": "train: {steps: 2}\ntrain: {steps: 3}\n"}, ["tr"], "tr.yaml repeats the key 'train' at line 2"),
     ({"tr": ""}, ["tr"], "tr.yaml is empty"),
+    ({"cl": "kind: claims\nsources: [experiment:tr]\n", "tr": TRAIN_EXPERIMENT}, ["cl"],
+     "cl.yaml: sources = ['experiment:tr'] is not allowed — fix: set sources to a list of at least 2 texts"),
 ]
 
 

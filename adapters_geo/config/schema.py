@@ -161,8 +161,8 @@ def _describe(annotation, metadata) -> str:
         item = _describe(args[0], []).removeprefix("one of ")
         for one, many in PLURAL.items():
             item = many + item[len(one):] if item.startswith(one) else item
-        empty = any(isinstance(m, MinLen) and m.min_length >= 1 for m in metadata)
-        return f"a {'non-empty ' if empty else ''}list of {item}"
+        least = max((m.min_length for m in metadata if isinstance(m, MinLen)), default=0)
+        return f"a list of at least {least} {item}" if least >= 2 else f"a {'non-empty ' if least else ''}list of {item}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "a mapping"
     words = {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(annotation, str(annotation))
