@@ -13,6 +13,8 @@ The locked arms' `mode` (adapters/locked.py, dense.project_gradients):
   state carried over from t0, each step projected onto span(V);
 - `gradient` (the published recipe): g ← g V Vᵀ, then the optimizer; ΔW leaves span(V);
 - `adapter`: plain optimizer on B, fresh state (≈ √(K/n) of the first-order progress under Adam).
+A LoRA source's locked arms continue the same LoRA with its factors' movement confined so that the merged increment
+stays in span(V) (adapters/lora_locked.py; modes projected and gradient).
 An arm is evaluated at its end only (its start, t0, is the frozen arm's evaluation); the source's
 curve is the unconstrained arm's. The experiment kind that runs the arms is experiments/lock.py.
 """
@@ -106,11 +108,22 @@ def basis(source: str, name: str, k: int, seed: int = 0, other: str | None = Non
     return random_orthonormal_basis({n: tuple(d.shape) for n, d in at_t0.items()}, k, seed=seed)
 
 
+def source_kind(source) -> str:
+    """The adapter kind of the source run (dense, lora, ...), from its saved config."""
+    return (RunFolder(source).config_dict() or {}).get("adapter", {}).get("kind", "dense")
+
+
 def locked_model(base_model, spec: LockedSpec):
     """The model of a locked arm: the frozen-basis adapter (projected / adapter mode), or the source's
     dense adapter at t0 with projected gradients (gradient mode)."""
     source = str(RunFolder(spec.source).path)
     right = basis(source, spec.basis, spec.K, spec.seed, spec.basis_source)
+    if source_kind(source) == "lora":  # the same LoRA, its factors' movement confined (adapters/lora_locked.py)
+        from adapters_geo.adapters.lora_locked import confine
+
+        model = load_adapter(base_model, t0_adapter(source))
+        confine(model, right, spec.mode)
+        return model
     if spec.mode == "gradient":
         model = load_adapter(base_model, t0_adapter(source))
         project_gradients(model, right)
@@ -140,6 +153,9 @@ def arm_config(source, arm: str, k: int = 16, mode: str = "projected", seed: int
                                                 save_t0_state=False, save_adapter_at=None, track_steps=[], eval_at_start=False,
                                                 eval_every=0))  # an arm is judged at its end only: no curve points
     if arm in BASES:
+        if mode == "adapter" and source_kind(folder.path) == "lora":
+            raise AdaptersGeoError(f"locking mode 'adapter' re-parametrises a dense update; {folder.path} trained a LoRA",
+                                   "use mode projected or gradient for a LoRA source")
         if arm == "cross":
             basis(str(folder.path), "cross", k, other=other)  # refuses a missing other run before anything trains
         adapter = LockedSpec(source=str(folder.path), basis=arm, K=k, t0=t0, seed=seed, mode=mode,

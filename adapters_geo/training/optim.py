@@ -66,11 +66,15 @@ def build_scheduler(optimizer, name: str, warmup_steps: int, steps: int):
 
 
 def project_locked(optimizer, layers: list):
-    """Make `optimizer.step()` project each locked layer's update onto span(V) right after the step."""
+    """Make `optimizer.step()` project each locked layer's update onto span(V) right after the step (a layer with
+    `before_step` is told first: a confined LoRA keeps its factors from before the step)."""
     base = type(optimizer)
 
     class Projected(base):
         def step(self, closure=None):
+            for layer in self.locked_layers:
+                if hasattr(layer, "before_step"):
+                    layer.before_step()
             loss = super().step(closure)
             for layer in self.locked_layers:
                 layer.project_update()
@@ -86,7 +90,9 @@ def optimizer_for(model, name: str = "adamw", lr: float = 1e-4, weight_decay: fl
     """The optimizer of `model`'s trainable parameters (projected for locked layers in projected mode)."""
     from adapters_geo.adapters.delta_linear import delta_layers
     from adapters_geo.adapters.locked import LockedDelta
+    from adapters_geo.adapters.lora_locked import confined_layers
 
     optimizer = build_optimizer(model.parameters(), name, lr, weight_decay)
     projected = [m.delta for m in delta_layers(model).values() if isinstance(m.delta, LockedDelta) and m.delta.mode == "projected"]
+    projected += confined_layers(model)  # a LoRA source's locked arm (adapters/lora_locked.py)
     return project_locked(optimizer, projected) if projected else optimizer
