@@ -83,8 +83,9 @@ class Scorer:
         return float(self.dataset.score_answer(stated_answer(completion), entry))
 
 
-def _draw(name: str, config: dict, count: int, seed: int, exclude: set, keep) -> list[dict]:
-    """`count` entries of distinct prompts from the seed stream, skipping `exclude` and prompts not `keep(prompt)`."""
+def _draw(name: str, config: dict, count: int, seed: int, exclude: set, keep) -> tuple[list[dict], object]:
+    """(`count` entries of distinct prompts from the seed stream, skipping `exclude` and prompts not `keep(prompt)`,
+    the dataset drawn from)."""
     rg = library()
     size = 2 * count + 64
     while True:
