@@ -46,7 +46,7 @@ def resample(folder: Path) -> dict:
     task = load_task(config.task)
     examples = task.test[: train.eval_size] if train.eval_size else task.test
     start = time.perf_counter()
-    now = sampled_rewards(model, base.tokenizer, examples, task.reward, train.eval_samples,
+    now = sampled_rewards(model, base.tokenizer, examples, task.score, train.eval_samples,
                           config.method.max_new_tokens, train.eval_batch, config.system_prompt)
     return {"seconds": time.perf_counter() - start, "now": now.mean().item(), "then": then.mean().item(),
             "prompts_differing": int((now != then).any(1).sum()), "samples_differing": int((now != then).sum()),

@@ -158,7 +158,7 @@ def test_report_from_smoke_runs(tmp_path):
     runs = tmp_path / "runs" / "smoke"
     report = write_report(runs)
     text = report.read_text()
-    assert "| sft_dense | sft | dense | none |" in text and "## Subspace locking" in text
+    assert "| sft_dense | sft | arithmetic | dense | none |" in text and "## Subspace locking" in text
     assert text.index("**Verdicts**") < text.index("| run |")  # the report opens with the verdicts
     verdict = next(line for line in text.splitlines() if line.startswith("- SFT, lock_sft ("))
     assert "tiny-llama, arithmetic" in verdict and "1 seed(s) × 8 prompts, mode projected" in verdict  # its budget

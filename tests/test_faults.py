@@ -504,7 +504,7 @@ def test_hf_hub_offline_refuses_hub_look_ups_at_once(tmp_path, monkeypatch):
     with pytest.raises(AdaptersGeoError, match="model 'org/name' could not be fetched from the hub: HF_HUB_OFFLINE is set "
                                                "\\(the hub was not asked\\) and it is not in the local hub cache"):
         resolve_spec("org/name")
-    with pytest.raises(AdaptersGeoError, match="dataset 'org/data' split 'train': tried a local .json/.jsonl file \\(none\\); "
+    with pytest.raises(AdaptersGeoError, match="dataset 'org/data' split 'train': tried a local .json/.jsonl/.parquet/.csv file \\(none\\); "
                                                "HF_HUB_OFFLINE is set \\(the hub was not asked\\)"):
         load_records("org/data")
     assert time.perf_counter() - started < 5

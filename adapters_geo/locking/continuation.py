@@ -118,7 +118,8 @@ def locked_model(base_model, spec: LockedSpec):
     dense adapter at t0 with projected gradients (gradient mode)."""
     source = str(RunFolder(spec.source).path)
     right = basis(source, spec.basis, spec.K, spec.seed, spec.basis_source)
-    if source_kind(source) == "lora":  # the same LoRA, its factors' movement confined (adapters/lora_locked.py)
+    ours = (Path(t0_adapter(source)) / "adapter.json").is_file()  # a plain peft folder (a TRL run) is locked as dense
+    if source_kind(source) == "lora" and ours:  # the same LoRA, its factors' movement confined (adapters/lora_locked.py)
         from adapters_geo.adapters.lora_locked import confine
 
         model = load_adapter(base_model, t0_adapter(source))

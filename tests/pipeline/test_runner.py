@@ -35,5 +35,5 @@ def test_train_command_and_experiment_write_the_same_layout_and_both_reach_the_r
     assert set(by_experiment.done()["seconds"]) == {"total", "evaluation", "tracking", "steps", "analysis"}
 
     text = write_report(tmp_path / "runs" / "smoke").read_text()
-    assert "| by_command | sft | dense |" in text and "| sft_init | sft | dense |" in text
+    assert "| by_command | sft | arithmetic | dense |" in text and "| sft_init | sft | arithmetic | dense |" in text
     assert by_experiment.trajectory()["early_step"] == 2  # t0, stored in full

@@ -47,9 +47,9 @@ def test_a_gsm8k_jsonl_file_trains_end_to_end(tmp_path, capsys):
 
 
 def test_a_math_parquet_file_trains_end_to_end_with_boxed_answers(tmp_path, capsys):
-    import pandas as pd
+    import datasets
 
-    pd.DataFrame(MATH).to_parquet(tmp_path / "math.parquet")
+    datasets.Dataset.from_list(MATH).to_parquet(str(tmp_path / "math.parquet"))
     task = f"{{name: file, path: {tmp_path / 'math.parquet'}, prompt_field: problem, answer_field: solution, test_size: 4}}"
     run(tmp_path, task, "sft", capsys)
     split = load_task(TaskConfig(name="file", path=str(tmp_path / "math.parquet"), prompt_field="problem",
