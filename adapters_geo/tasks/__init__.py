@@ -104,12 +104,11 @@ def in_pool(prompt: str, pool: int, pools: int) -> bool:
 
 def load_task(config: TaskConfig) -> Task:
     """Build the task's train / test examples and its reward."""
+    keep = (lambda prompt: in_pool(prompt, config.pool, config.pools)) if config.pools > 1 else None
     if config.name == "arithmetic":
-        keep = (lambda prompt: in_pool(prompt, config.pool, config.pools)) if config.pools > 1 else None
         train, test = arithmetic.splits(config.train_size, config.test_size, config.levels, config.seed, keep,
                                          config.solution_style)
     elif config.name == "reasoning_gym":
-        keep = (lambda prompt: in_pool(prompt, config.pool, config.pools)) if config.pools > 1 else None
         train, test, scorer = reasoning_gym.splits(config.dataset, config.config, config.train_size, config.test_size,
                                                    config.seed, keep)
         return Task(train, test, None, config, scorer)
