@@ -59,3 +59,51 @@ def test_a_math_parquet_file_trains_end_to_end_with_boxed_answers(tmp_path, caps
     assert half.answer == "\\frac{1}{2}" and three.answer == "3"
     assert half.solution == "Divide by 1: $\\boxed{\\frac{1}{2}}$. Answer: \\frac{1}{2}"
     assert exact(half.solution, half.answer) == 1.0 and exact(three.solution, three.answer) == 1.0
+
+
+def test_an_interrupted_reasoning_gym_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """RLVR on chain_sum, killed after its step-2 checkpoint and resumed: the same ΔW as the run that was never cut
+    (the library's draws and scorer are as reproducible as the arithmetic task's)."""
+    pytest.importorskip("reasoning_gym")
+    import torch
+
+    from adapters_geo.adapters.io import load_saved_deltas
+    from adapters_geo.config.run import run_config_from_dict
+    from adapters_geo.methods.policy import PolicyGradient
+    from adapters_geo.pipeline.runner import run_training
+    from tests.conftest import interrupted_at
+
+    config = run_config_from_dict({
+        "model": "tiny-llama", "method": {"name": "rlvr", "max_new_tokens": 6, "group_size": 2},
+        "task": {"name": "reasoning_gym", "dataset": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "max_digits": 1},
+                 "train_size": 20, "test_size": 4},
+        "train": {"steps": 4, "batch_size": 2, "lr": 5e-3, "checkpoint_every": 2, "track_steps": []},
+    })
+    run_training(config, tmp_path / "whole", progress=False)
+    with pytest.MonkeyPatch.context() as patch, interrupted_at(patch, PolicyGradient, 3):
+        run_training(config, tmp_path / "cut", progress=False)
+    run_training(config, tmp_path / "cut", resume=True, progress=False)
+    whole, cut = (dict(load_saved_deltas(tmp_path / name / "adapter")[1]) for name in ("whole", "cut"))
+    assert all(torch.equal(whole[n], cut[n]) for n in whole)
+    assert RunFolder(tmp_path / "cut").prompt_evals()[4] == RunFolder(tmp_path / "whole").prompt_evals()[4]
+
+
+def test_a_gsm8k_file_runs_through_make_experiment_with_set(tmp_path, monkeypatch):
+    """The README's SET form pointed at a local GSM8K-form file: `make experiment NAME=sft_init SMOKE=1
+    SET="task.name=file task.path=..."` trains, evaluates on the file's held-out rows and writes the report's task column."""
+    from pathlib import Path
+
+    from adapters_geo.experiments.execute import run_experiment
+    from adapters_geo.report.runs import train_row
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(root / "experiments"))
+    monkeypatch.setenv("ADAPTERS_GEO_RUNS", str(tmp_path / "runs"))
+    rows = [{"question": f"Tom has {i} pens and buys {i}. How many?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(40)]
+    (tmp_path / "gsm.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    folder = RunFolder(run_experiment("sft_init", smoke=True, progress=False,
+                                      overrides={"task.name": "file", "task.path": str(tmp_path / "gsm.jsonl")}))
+    assert folder.config_dict()["task"]["name"] == "file"
+    final = folder.prompt_evals()[10]  # SMOKE's 10 steps
+    assert len(final["greedy_reward"]) == 8  # SMOKE's test_size: 8 of the file's rows held out (SET comes after SMOKE)
+    assert train_row(folder.path)["task"] == "file:gsm.jsonl"  # the report's task column
