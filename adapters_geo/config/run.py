@@ -98,6 +98,8 @@ class RunConfig(Section):
             del data["method"]["teacher_hint"]
         if data["train"]["precision"] == "fp32":  # the default: every older run's identity
             del data["train"]["precision"]
+        if data["train"]["eval_precision"] == "float32":  # the default: every older run's identity
+            del data["train"]["eval_precision"]
         if data["train"]["track_exact_layers"] == 2:  # what to keep, not results: the default is every older run's identity
             del data["train"]["track_exact_layers"]
         if not data["train"]["track_background"]:  # when to measure, not what: off is every older run's identity

@@ -26,6 +26,7 @@ from adapters_geo.methods import Context, build_method, validate
 from adapters_geo.methods.teacher import load_teacher_for, teacher_key
 from adapters_geo.models import checkpoint_activations, load_base
 from adapters_geo.report.tensorboard import write_figures, write_header, write_session_end
+from adapters_geo.rollout.sampler import sampler_dtype
 from adapters_geo.storage.runfolder import RunFolder
 from adapters_geo.tasks import load_task
 from adapters_geo.tasks.outcome import outcome_kind
@@ -83,8 +84,16 @@ def start_eval_cache(config: RunConfig, shared: Path | None, teacher_id: str | N
             "teacher": teacher_id, "hint": config.method.hinted(), "max_new_tokens": config.method.max_new_tokens,
             "system_prompt": config.system_prompt, "eval": [train.eval_batch, train.eval_size, train.eval_samples],
             "code": [code["git"], code["dirty"]]}
+    dtype = eval_dtype(train, torch.device("cuda" if torch.cuda.is_available() else "cpu"))  # load_base's device
+    if dtype is not None:  # the default adds nothing: the key of every earlier cache
+        same["eval_dtype"] = str(dtype)
     key = hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return shared / f"{key}.json"
+
+
+def eval_dtype(train: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype the held-out evaluation samples in (train.eval_precision); None: the model's own (float32, the default)."""
+    return None if train.eval_precision == "float32" else sampler_dtype(train.eval_precision, device)
 
 
 def build_model(config: RunConfig):
@@ -167,7 +176,8 @@ def train_into(folder, model, tokenizer, method, task, config: TrainConfig, max_
     kind = held_out_kind(method.name, teacher is not None)
     held_out = HeldOut(model, tokenizer, task, examples, kind, folder, {config.first_step, config.steps}, teacher,
                        teacher_hint, max_new_tokens, config.eval_batch, system_prompt, curve_size=config.curve_size,
-                       teacher_key=teacher_id, common_samples=config.eval_samples, start_cache=start_cache)
+                       teacher_key=teacher_id, common_samples=config.eval_samples, start_cache=start_cache,
+                       dtype=eval_dtype(config, next(model.parameters()).device))
     try:
         step = train(model, method, task.train, config, folder.path, tracker, held_out, log, resume, parallel)
         tracker.flush()  # a tracked step measured in the background is logged before the loggers close

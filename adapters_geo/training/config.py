@@ -53,6 +53,10 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16-mixed"] = "fp32"  # bf16-mixed: the loss's forwards (student, teacher) under bf16
     #   autocast, the LM head's logits in fp32; ΔW, its gradient and the optimizer stay fp32 (training/precision.py);
     #   pays only with fast bf16 kernels (GPU, AVX512-BF16 / AMX CPUs: benchmarks/bench_precision.py)
+    eval_precision: Literal["float32", "bfloat16", "auto"] = "float32"  # the held-out evaluation's temperature-1 samples
+    #   drawn from a bf16 copy of the merged policy (rollout/sampler.py's, W0 + ΔW summed in fp32, then cast), as the
+    #   rollouts are; NLL, KL and greedy decoding stay on the run's model (training/evaluation.py says why); auto: bf16
+    #   where the hardware is fast at it. Measured: benchmarks/eval_precision_check.py (float32: not in a run's identity)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, same result
     #   (not part of a run's identity while off, so older runs keep their hashes)
 

@@ -14,6 +14,11 @@ prompt as "sampled_reward" (each sample's reward in "sampled_rewards", N × k, f
 as "sampled_accuracy".
 The mean goes to the loggers (group "eval"); the per-prompt values go to evals/step_NNNNNN.json, so two runs evaluated on
 the same prompts can be compared prompt by prompt (paired bootstrap, locking/stats.py).
+With `dtype` (train.eval_precision, e.g. bfloat16), the temperature-1 samples (the common outcome, RLVR's outcome) are
+drawn from rollout/sampler.py's copy of the merged policy in that dtype, refreshed at each evaluation, as training's
+rollouts are; the teacher-forced passes (NLL, KL) and greedy decoding stay on the run's model. Measured on
+lock_opd_rg's seed-0 t0 state (256 prompts, 2-core Xeon with AMX): scoring on a bf16 copy too moved a prompt's KL by
+up to 0.85 nats/token (twice the outcome's spread over prompts) and its NLL by up to 0.47, so scoring stays fp32.
 With `start_cache` (pipeline/runner.py's start_eval_cache: runs that start from one saved adapter and score it alike),
 the first evaluation is read from that file when an earlier run wrote it, else computed and written there.
 """
@@ -32,7 +37,7 @@ class HeldOut:
     def __init__(self, model, tokenizer, task, examples: list, outcome: str, folder, accuracy_steps=(),
                  teacher=None, teacher_hint: bool = False, max_new_tokens: int = 48, batch: int = 16,
                  system_prompt=None, samples: int = 4, curve_size: int | None = None, teacher_key: str | None = None,
-                 common_samples: int = 0, start_cache=None):
+                 common_samples: int = 0, start_cache=None, dtype=None):
         self.model, self.tokenizer, self.task, self.examples = model, tokenizer, task, examples
         self.kind, self.folder, self.accuracy_steps = outcome, folder, set(accuracy_steps)
         self.teacher, self.teacher_hint = teacher, teacher_hint
@@ -40,9 +45,24 @@ class HeldOut:
         self.curve_size, self.teacher_key, self.common_samples = curve_size, teacher_key, common_samples
         self.per_sample = None  # (N, S) rewards of the last neg_reward outcome
         self.start, self.start_cache = min(self.accuracy_steps, default=None), start_cache
+        self.dtype, self.copy, self.stale = dtype, None, False  # the low-precision copy, built when first needed
+
+    def sampler(self):
+        """The model the evaluation's samples are drawn from: the run's own, or its merged copy in a `dtype` narrower
+        than the model's (a bf16 model on CUDA samples itself), refreshed once per evaluation."""
+        if self.dtype is None or self.dtype.itemsize >= next(self.model.parameters()).dtype.itemsize:
+            return self.model
+        from adapters_geo.rollout.sampler import Sampler
+
+        if self.copy is None:
+            self.copy = Sampler(self.model, self.dtype)
+        elif self.stale:
+            self.copy.refresh(self.model)
+        self.stale = False
+        return self.copy.model
 
     def outcome(self, examples: list, greedy: list | None = None, nll: list | None = None):
-        """(N,) per-prompt outcome of the run's model on `examples`; lower is better.
+        """(N,) per-prompt outcome of the run's model on `examples` (samples: from `sampler()`); lower is better.
 
         `greedy` (nll, kl): receives each example's greedy completion, from the same pass (tasks/outcome.py);
         `nll` (kl): each example's reference NLL, from the same pass.
@@ -53,7 +73,7 @@ class HeldOut:
         if self.kind == "kl":
             return reference_kl(self.model, self.teacher, self.tokenizer, examples, max(1, self.batch // 2),
                                 self.system_prompt, self.teacher_hint, self.teacher_key, greedy, self.max_new_tokens, nll)
-        self.per_sample = sampled_rewards(self.model, self.tokenizer, examples, self.task.score, self.samples,
+        self.per_sample = sampled_rewards(self.sampler(), self.tokenizer, examples, self.task.score, self.samples,
                                           self.max_new_tokens, self.batch, self.system_prompt)
         return -self.per_sample.mean(1)
 
@@ -75,6 +95,7 @@ class HeldOut:
     def evaluate(self, step: int) -> tuple[dict, dict]:
         """(the logged means, the per-prompt values) at `step`."""
         was_training = self.model.training
+        self.stale = True  # the model may have moved since the copy was last merged
         end = step in self.accuracy_steps
         examples = self.examples if end or not self.curve_size else self.examples[: self.curve_size]
         greedy = [] if end else None
@@ -93,7 +114,7 @@ class HeldOut:
             per_prompt["greedy_reward"] = rewards
             if self.common_samples:
                 each = (self.per_sample if self.kind == "neg_reward" and self.common_samples == self.samples else
-                        sampled_rewards(self.model, self.tokenizer, self.examples, self.task.score, self.common_samples,
+                        sampled_rewards(self.sampler(), self.tokenizer, self.examples, self.task.score, self.common_samples,
                                         self.max_new_tokens, self.batch, self.system_prompt))
                 sampled = each.mean(1)
                 per_prompt["sampled_reward"] = sampled.tolist()

@@ -173,3 +173,55 @@ def test_runs_from_one_saved_start_share_its_first_evaluation(tmp_path, monkeypa
     assert len(list((runs / ".start_evals").iterdir())) == 2
     from_anchor("alone", shared=False, seed=2)  # as `adapters-geo train`: no shared folder, computed
     assert computed[-2:] == [0, 2]
+    from_anchor("low", seed=3, eval_precision="bfloat16")  # scored by a bf16 copy: other numbers, computed
+    assert computed[-2:] == [0, 2] and len(list((runs / ".start_evals").iterdir())) == 3
+
+
+def test_a_bf16_evaluation_samples_from_a_refreshed_copy_and_scores_on_the_run_s_model(tmp_path, monkeypatch):
+    """train.eval_precision: the k samples come from a bf16 copy of the merged policy, W0 + ΔW as they are at that
+    evaluation (refreshed after an update); NLL and greedy decoding stay on the fp32 model, which is not touched."""
+    from adapters_geo import DenseConfig, attach_adapter, base_weights, load_base, merged_deltas
+    from adapters_geo.tasks import TaskConfig
+    from adapters_geo.training import evaluation
+    from adapters_geo.training.evaluation import HeldOut
+
+    base = load_base("tiny-llama", device="cpu")  # fp32 (on CUDA a bf16 model samples itself)
+    model = attach_adapter(base.model, DenseConfig())
+    task = load_task(TaskConfig(levels=[0], train_size=8, test_size=6))
+    drawn = []
+    original = evaluation.sampled_rewards
+    monkeypatch.setattr(evaluation, "sampled_rewards", lambda net, *a, **k: drawn.append(net) or original(net, *a, **k))
+
+    def held(dtype, name):
+        return HeldOut(model, base.tokenizer, task, task.test, "nll", RunFolder(tmp_path / name), {0, 1},
+                       max_new_tokens=6, common_samples=2, dtype=dtype)
+
+    def merged_now(name):  # bf16(W0 + ΔW) of one adapted matrix, summed in fp32
+        return (base_weights(model)[name].float() + merged_deltas(model)[name]).to(torch.bfloat16)
+
+    exact, low = held(None, "fp32"), held(torch.bfloat16, "bf16")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    name = next(iter(merged_deltas(model)))
+    for step in (0, 1):
+        a, b = exact.evaluate(step)[1], low.evaluate(step)[1]
+        assert drawn[-2] is model and drawn[-1] is not model  # fp32 samples the model, bf16 its copy
+        copy = dict(drawn[-1].named_parameters())[name.removeprefix("base_model.model.")]
+        assert copy.dtype == torch.bfloat16 and torch.equal(copy, merged_now(name))
+        assert a["outcome"] == b["outcome"] and a["greedy_reward"] == b["greedy_reward"]  # scoring: the fp32 model's
+        assert len(b["sampled_rewards"]) == 6
+        if step == 0:
+            assert all(torch.equal(p, before[n]) and p.dtype == torch.float32 for n, p in model.named_parameters())
+            with torch.no_grad():  # an update between evaluations: the copy must follow it
+                for p in (p for p in model.parameters() if p.requires_grad):
+                    p.add_(0.05 * torch.randn_like(p))
+
+
+def test_eval_precision_is_part_of_a_run_s_identity_only_when_set():
+    plain = run_config_from_dict({"model": "tiny-llama"}).to_dict()["train"]
+    assert "eval_precision" not in plain  # float32: every older run's identity
+    low = run_config_from_dict({"model": "tiny-llama", "train": {"eval_precision": "bfloat16"}}).to_dict()["train"]
+    assert low["eval_precision"] == "bfloat16"
+    from adapters_geo import AdaptersGeoError
+
+    with pytest.raises(AdaptersGeoError, match="eval_precision"):
+        run_config_from_dict({"model": "tiny-llama", "train": {"eval_precision": "bf16"}})
