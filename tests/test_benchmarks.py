@@ -88,3 +88,27 @@ def test_resample_check_finds_a_run_s_own_samples_and_counts_what_differs(tmp_pa
     changed = resample(tmp_path / "run")
     assert changed["samples_differing"] == 1 and changed["prompts_differing"] == 1
     sys.modules.pop("resample_check", None)
+
+
+def test_eval_precision_check_reproduces_a_lock_experiment_s_evaluations_at_fp32(tmp_path, monkeypatch, capsys):
+    """The SMOKE lock_sft re-evaluated by the check at float32: every arm's per-prompt values equal the run's files and
+    the two verdict lines are the same, so what the check shows at bfloat16 is the precision's doing, nothing else."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setenv("ADAPTERS_GEO_EXPERIMENTS", str(ROOT / "experiments"))
+    monkeypatch.setenv("ADAPTERS_GEO_RUNS", str(tmp_path / "runs"))
+    from eval_precision_check import main
+
+    from adapters_geo.experiments.execute import run_experiment
+
+    folder = run_experiment("lock_sft", smoke=True, progress=False)  # sft_dense samples k = 4 per prompt
+    monkeypatch.setattr(sys, "argv", ["eval_precision_check.py", str(folder), "--dtype", "float32"])
+    main()
+    out = capsys.readouterr().out
+    assert " 0 differ" in out and not any(f" {n} differ" in out for n in range(1, 100))
+    fp32, again = [line.strip() for line in out.split("(the run's files):")[1].split("\n\n")[0].splitlines() if line.startswith("  ")]
+    assert fp32 == again and "lock_sft" in fp32
+    monkeypatch.setattr(sys, "argv", ["eval_precision_check.py", str(folder), "--dtype", "bfloat16"])
+    main()  # bf16 draws the samples only: the teacher-forced outcomes and greedy decoding stay the run's to the digit
+    worst = capsys.readouterr().out.split("values differing in the worst arm):")[1]
+    assert all(f"  {key}: 0 (0.0%), 0" in worst for key in ("outcome", "greedy_reward")) and "sampled_reward" in worst
+    sys.modules.pop("eval_precision_check", None)
