@@ -49,7 +49,8 @@ def test_every_package_the_code_imports_is_a_declared_dependency():
     missing = {m: d for m, d in package.items() if not d & (declared() | declared("tasks"))}  # tasks: imported lazily
     assert not missing, f"imported by adapters_geo, not in [project] dependencies: {missing}"
     tests = third_party(top_level_imports(ROOT / "tests") | top_level_imports(ROOT / "benchmarks"),
-                        {"adapters_geo", "tests", "benchmarks", "random_models", "bench_training", "trl_side", "eval_samples_pilot", "resample_check"})
+                        {"adapters_geo", "tests", "benchmarks", "random_models", "bench_training", "trl_side", "eval_samples_pilot", "resample_check",
+                         "eval_precision_check"})
     missing = {m: d for m, d in tests.items() if not d & (declared("dev") | declared("bench") | declared("tasks"))}
     assert not missing, f"imported by tests / benchmarks, not declared (dev extra): {missing}"
 
