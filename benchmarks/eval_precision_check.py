@@ -119,10 +119,12 @@ def main() -> None:
             print(f"  seed {seed} {arm}: {args.dtype} in {spent:.1f} s; " + ", ".join(
                 f"{k} max |Δ| {v[0]:.3g} ({v[1]:.1%} of its spread), {v[2]} differ" for k, v in differences(then, now).items()))
     before = locking.lock_summary(args.folder)
-    read = locking._outcome_at
+    read = locking._outcome_at  # the report's own statistics, read off the re-evaluated values instead of the files
     locking._outcome_at = lambda folder, step: replaced.get((str(folder), step)) or read(folder, step)
-    after = locking.lock_summary(args.folder)
-    locking._outcome_at = read
+    try:
+        after = locking.lock_summary(args.folder)
+    finally:
+        locking._outcome_at = read
     print("\nlargest per-prompt difference over every arm and seed (absolute, share of the spread, values differing in the worst arm):")
     for key, (gap, share, count) in worst.items():
         print(f"  {key}: {gap:.4g} ({share:.1%}), {count}")

@@ -25,6 +25,7 @@ from adapters_geo.training.loggers import ConsoleLogger, JsonlLogger, Loggers, T
 from adapters_geo.methods import Context, build_method, validate
 from adapters_geo.methods.teacher import load_teacher_for, teacher_key
 from adapters_geo.models import checkpoint_activations, load_base
+from adapters_geo.models.loader import pick_device
 from adapters_geo.report.tensorboard import write_figures, write_header, write_session_end
 from adapters_geo.rollout.sampler import sampler_dtype
 from adapters_geo.storage.runfolder import RunFolder
@@ -84,7 +85,7 @@ def start_eval_cache(config: RunConfig, shared: Path | None, teacher_id: str | N
             "teacher": teacher_id, "hint": config.method.hinted(), "max_new_tokens": config.method.max_new_tokens,
             "system_prompt": config.system_prompt, "eval": [train.eval_batch, train.eval_size, train.eval_samples],
             "code": [code["git"], code["dirty"]]}
-    dtype = eval_dtype(train, torch.device("cuda" if torch.cuda.is_available() else "cpu"))  # load_base's device
+    dtype = eval_dtype(train, pick_device())  # the device load_base puts the model on
     if dtype is not None:  # the default adds nothing: the key of every earlier cache
         same["eval_dtype"] = str(dtype)
     key = hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()[:16]
